@@ -1,0 +1,10 @@
+//! The `runtime.v1` gRPC API shared by `runtimed` and `runtimectl`.
+
+/// Generated messages and services of package `runtime.v1`.
+pub mod v1 {
+    tonic::include_proto!("runtime.v1");
+
+    /// Encoded descriptor set, served by the daemon's reflection service.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("runtime_v1_descriptor");
+}

@@ -1,0 +1,165 @@
+//! Command-line syntax, modelled on docker's.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::client::DEFAULT_HOST;
+
+#[derive(Parser)]
+#[command(name = "runtimectl", version, about = "Control runtimed containers and images")]
+pub struct Cli {
+    /// Daemon socket to connect to.
+    #[arg(short = 'H', long, env = "RUNTIMED_HOST", default_value = DEFAULT_HOST, global = true)]
+    pub host: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create and start a container.
+    Run(RunArgs),
+    /// Create a container without starting it.
+    Create(CreateArgs),
+    /// Start stopped containers.
+    Start { #[arg(required = true)] containers: Vec<String> },
+    /// List containers.
+    Ps(PsArgs),
+    /// Stop containers (SIGTERM, then SIGKILL).
+    Stop {
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u32,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to containers.
+    Kill {
+        #[arg(short = 's', long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Show a container's output.
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        /// Number of lines from the end ("all" for everything).
+        #[arg(long, default_value = "all")]
+        tail: String,
+        container: String,
+    },
+    /// Run a command in a running container.
+    Exec(ExecArgs),
+    /// Show containers as JSON.
+    Inspect { #[arg(required = true)] containers: Vec<String> },
+    /// Wait for containers to stop and print their exit codes.
+    Wait { #[arg(required = true)] containers: Vec<String> },
+    /// Stream lifecycle events.
+    Events(FormatArg),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// List images (same as `image ls`).
+    Images(FormatArg),
+    /// Show client and daemon versions.
+    Version(FormatArg),
+    /// Show daemon-wide information.
+    Info(FormatArg),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables (KEY=VALUE, or KEY to copy it from here).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    /// User (name|uid[:group|gid]).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Network mode: none or host.
+    #[arg(long = "network", alias = "net")]
+    pub network: Option<String>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// IMAGE [COMMAND [ARG...]]
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "IMAGE [COMMAND]")]
+    pub args: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container id.
+    #[arg(short, long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers, not only running ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only print ids.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    #[arg(short = 'w', long = "workdir")]
+    pub workdir: Option<String>,
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    pub container: String,
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Import a rootfs tarball (e.g. from `docker export`) as an image.
+    Import {
+        name: String,
+        /// Tarball path, or - for standard input.
+        file: String,
+    },
+    /// List images.
+    #[command(alias = "list")]
+    Ls(FormatArg),
+    /// Remove images.
+    Rm { #[arg(required = true)] images: Vec<String> },
+}
+
+#[derive(Args)]
+pub struct FormatArg {
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}

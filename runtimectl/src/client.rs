@@ -1,0 +1,48 @@
+//! Connects to the daemon's unix socket (`--host unix:///path`).
+
+use hyper_util::rt::TokioIo;
+use runtime_proto::v1::containers_client::ContainersClient;
+use runtime_proto::v1::images_client::ImagesClient;
+use runtime_proto::v1::system_client::SystemClient;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+use crate::error::{CliError, Result};
+
+pub const DEFAULT_HOST: &str = "unix:///run/runtimed/runtimed.sock";
+
+#[derive(Clone)]
+pub struct Client {
+    channel: Channel,
+}
+
+impl Client {
+    pub async fn connect(host: &str) -> Result<Client> {
+        let path = host
+            .strip_prefix("unix://")
+            .ok_or_else(|| CliError::new(format!("unsupported host {host}: use unix:///path/to/socket")))?
+            .to_string();
+        let connector_path = path.clone();
+        // The URI is required by tonic but unused: the connector dials the socket.
+        let channel = Endpoint::try_from("http://runtimed.local")
+            .map_err(|e| CliError::new(e.to_string()))?
+            .connect_with_connector(tower::service_fn(move |_: Uri| {
+                let p = connector_path.clone();
+                async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
+            }))
+            .await
+            .map_err(|_| {
+                CliError::new(format!("Cannot connect to the runtime daemon at unix://{path}. Is runtimed running?"))
+            })?;
+        Ok(Client { channel })
+    }
+
+    pub fn containers(&self) -> ContainersClient<Channel> {
+        ContainersClient::new(self.channel.clone())
+    }
+    pub fn images(&self) -> ImagesClient<Channel> {
+        ImagesClient::new(self.channel.clone())
+    }
+    pub fn system(&self) -> SystemClient<Channel> {
+        SystemClient::new(self.channel.clone())
+    }
+}

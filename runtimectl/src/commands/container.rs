@@ -1,0 +1,200 @@
+//! Container commands.
+
+use std::io::Write;
+
+use runtime_proto::v1 as pb;
+use tokio_stream::StreamExt;
+
+use super::for_each;
+use crate::cli::{CreateArgs, ExecArgs, Format, PsArgs, RunArgs};
+use crate::client::Client;
+use crate::error::{CliError, Result};
+use crate::output;
+
+/// `-e KEY` copies KEY from this environment (and is dropped if unset).
+fn env_entries(env: &[String]) -> Vec<String> {
+    env.iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect()
+}
+
+fn config(a: &CreateArgs) -> pb::ContainerConfig {
+    let (image, cmd) = a.args.split_first().map(|(i, c)| (i.clone(), c.to_vec())).unwrap_or_default();
+    pb::ContainerConfig {
+        image,
+        cmd,
+        env: env_entries(&a.env),
+        working_dir: a.workdir.clone().unwrap_or_default(),
+        user: a.user.clone().unwrap_or_default(),
+        hostname: a.hostname.clone().unwrap_or_default(),
+        read_only: a.read_only,
+        network: a.network.clone().unwrap_or_default(),
+        auto_remove: a.rm,
+    }
+}
+
+fn write_output(entry: &pb::LogEntry) {
+    if entry.stream == pb::Stream::Stderr as i32 {
+        let _ = std::io::stderr().write_all(&entry.data);
+    } else {
+        let mut out = std::io::stdout();
+        let _ = out.write_all(&entry.data);
+        let _ = out.flush();
+    }
+}
+
+pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
+    use pb::run_response::Event;
+    let req = pb::RunRequest {
+        name: a.create.name.clone().unwrap_or_default(),
+        config: Some(config(&a.create)),
+        detach: a.detach,
+    };
+    let mut stream = client.containers().run(req).await?.into_inner();
+    while let Some(msg) = stream.next().await {
+        match msg?.event {
+            Some(Event::Id(id)) if a.detach => println!("{id}"),
+            Some(Event::Id(_)) | None => {}
+            Some(Event::Output(entry)) => write_output(&entry),
+            Some(Event::ExitCode(code)) => return Ok(code),
+        }
+    }
+    if a.detach {
+        Ok(0)
+    } else {
+        Err(CliError::new("the daemon ended the output stream before the container exited"))
+    }
+}
+
+pub async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
+    let req = pb::CreateRequest { name: a.name.clone().unwrap_or_default(), config: Some(config(&a)) };
+    let resp = client.containers().create(req).await?.into_inner();
+    println!("{}", resp.id);
+    Ok(0)
+}
+
+pub async fn start(client: &Client, names: Vec<String>) -> Result<i32> {
+    for_each(names, |container| async move {
+        client.containers().start(pb::StartRequest { container: container.clone() }).await?;
+        println!("{container}");
+        Ok(())
+    })
+    .await
+}
+
+pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
+    let list = client.containers().list(pb::ListRequest { all: a.all }).await?.into_inner().containers;
+    if a.quiet {
+        for c in &list {
+            println!("{}", &c.id[..12.min(c.id.len())]);
+        }
+    } else if a.format == Format::Json {
+        let rows: Vec<_> = list.iter().map(output::ps_json).collect();
+        println!("{}", serde_json::Value::Array(rows));
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|c| {
+                vec![
+                    c.id[..12.min(c.id.len())].to_string(),
+                    c.config.as_ref().map(|c| c.image.clone()).unwrap_or_default(),
+                    output::command_text(c),
+                    output::ago(c.created_at),
+                    output::status_text(c),
+                    c.name.clone(),
+                ]
+            })
+            .collect();
+        output::print_table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], &rows);
+    }
+    Ok(0)
+}
+
+pub async fn stop(client: &Client, time: u32, names: Vec<String>) -> Result<i32> {
+    for_each(names, |container| async move {
+        let req = pb::StopRequest { container: container.clone(), timeout_seconds: Some(time) };
+        client.containers().stop(req).await?;
+        println!("{container}");
+        Ok(())
+    })
+    .await
+}
+
+pub async fn kill(client: &Client, signal: String, names: Vec<String>) -> Result<i32> {
+    for_each(names, |container| {
+        let signal = signal.clone();
+        async move {
+            client.containers().kill(pb::KillRequest { container: container.clone(), signal }).await?;
+            println!("{container}");
+            Ok(())
+        }
+    })
+    .await
+}
+
+pub async fn rm(client: &Client, force: bool, names: Vec<String>) -> Result<i32> {
+    for_each(names, |container| async move {
+        client.containers().remove(pb::RemoveRequest { container: container.clone(), force }).await?;
+        println!("{container}");
+        Ok(())
+    })
+    .await
+}
+
+pub async fn logs(client: &Client, follow: bool, tail: &str, container: String) -> Result<i32> {
+    let tail = match tail {
+        "all" | "" => None,
+        n => Some(n.parse::<i64>().map_err(|_| CliError::new(format!("invalid --tail value: {n}")))?),
+    };
+    let req = pb::LogsRequest { container, follow, tail };
+    let mut stream = client.containers().logs(req).await?.into_inner();
+    while let Some(entry) = stream.next().await {
+        write_output(&entry?);
+    }
+    Ok(0)
+}
+
+pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
+    let req = pb::ExecRequest {
+        container: a.container,
+        cmd: a.cmd,
+        env: env_entries(&a.env),
+        working_dir: a.workdir.unwrap_or_default(),
+        user: a.user.unwrap_or_default(),
+    };
+    let resp = client.containers().exec(req).await?.into_inner();
+    let _ = std::io::stdout().write_all(&resp.stdout);
+    let _ = std::io::stderr().write_all(&resp.stderr);
+    Ok(resp.exit_code)
+}
+
+pub async fn inspect(client: &Client, names: Vec<String>) -> Result<i32> {
+    let mut found = Vec::new();
+    let mut code = 0;
+    for container in names {
+        match client.containers().inspect(pb::InspectRequest { container }).await {
+            Ok(info) => found.push(output::container_json(&info.into_inner())),
+            Err(status) => {
+                eprintln!("runtimectl: {}", status.message());
+                code = 1;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Array(found)).unwrap_or_default());
+    Ok(code)
+}
+
+pub async fn wait(client: &Client, names: Vec<String>) -> Result<i32> {
+    for_each(names, |container| async move {
+        let resp = client.containers().wait(pb::WaitRequest { container }).await?.into_inner();
+        println!("{}", resp.exit_code);
+        Ok(())
+    })
+    .await
+}

@@ -1,0 +1,69 @@
+//! Image commands.
+
+use runtime_proto::v1 as pb;
+use tokio::io::AsyncReadExt;
+
+use super::for_each;
+use crate::cli::Format;
+use crate::client::Client;
+use crate::error::{CliError, Result};
+use crate::output;
+
+const CHUNK: usize = 1 << 20;
+
+pub async fn import(client: &Client, name: String, file: String) -> Result<i32> {
+    let mut reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if file == "-" {
+        Box::new(tokio::io::stdin())
+    } else {
+        let f = tokio::fs::File::open(&file).await.map_err(|e| CliError::new(format!("open {file}: {e}")))?;
+        Box::new(f)
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let send = async move {
+        use pb::import_image_request::Part;
+        let _ = tx.send(pb::ImportImageRequest { part: Some(Part::Name(name)) }).await;
+        loop {
+            let mut buf = vec![0u8; CHUNK];
+            let n = reader.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(());
+            }
+            buf.truncate(n);
+            if tx.send(pb::ImportImageRequest { part: Some(Part::Chunk(buf)) }).await.is_err() {
+                return Ok(());
+            }
+        }
+    };
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut images = client.images();
+    let (sent, resp) = tokio::join!(send, images.import(stream));
+    sent.map_err(|e| CliError::new(format!("read {file}: {e}")))?;
+    println!("{}", resp?.into_inner().id);
+    Ok(0)
+}
+
+pub async fn ls(client: &Client, format: Format) -> Result<i32> {
+    let images = client.images().list(pb::ListImagesRequest {}).await?.into_inner().images;
+    if format == Format::Json {
+        let rows: Vec<_> = images.iter().map(output::image_json).collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .map(|i| {
+            vec![i.name.clone(), i.id[..12.min(i.id.len())].to_string(), output::ago(i.created_at), output::human_size(i.size)]
+        })
+        .collect();
+    output::print_table(&["IMAGE", "IMAGE ID", "CREATED", "SIZE"], &rows);
+    Ok(0)
+}
+
+pub async fn rm(client: &Client, names: Vec<String>) -> Result<i32> {
+    for_each(names, |image| async move {
+        let resp = client.images().remove(pb::RemoveImageRequest { image }).await?.into_inner();
+        println!("Deleted: {}", resp.id);
+        Ok(())
+    })
+    .await
+}

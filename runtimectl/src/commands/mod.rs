@@ -1,0 +1,54 @@
+//! One function per command; each returns the process exit code.
+
+mod container;
+mod image;
+mod system;
+
+use crate::cli::{Cli, Command, ImageCommand};
+use crate::client::Client;
+use crate::error::Result;
+
+pub async fn dispatch(cli: Cli) -> Result<i32> {
+    let client = Client::connect(&cli.host).await?;
+    match cli.command {
+        Command::Run(a) => container::run(&client, a).await,
+        Command::Create(a) => container::create(&client, a).await,
+        Command::Start { containers } => container::start(&client, containers).await,
+        Command::Ps(a) => container::ps(&client, a).await,
+        Command::Stop { time, containers } => container::stop(&client, time, containers).await,
+        Command::Kill { signal, containers } => container::kill(&client, signal, containers).await,
+        Command::Rm { force, containers } => container::rm(&client, force, containers).await,
+        Command::Logs { follow, tail, container } => container::logs(&client, follow, &tail, container).await,
+        Command::Exec(a) => container::exec(&client, a).await,
+        Command::Inspect { containers } => container::inspect(&client, containers).await,
+        Command::Wait { containers } => container::wait(&client, containers).await,
+        Command::Events(f) => system::events(&client, f.format).await,
+        Command::Image(ImageCommand::Import { name, file }) => image::import(&client, name, file).await,
+        Command::Image(ImageCommand::Ls(f)) | Command::Images(f) => image::ls(&client, f.format).await,
+        Command::Image(ImageCommand::Rm { images }) => image::rm(&client, images).await,
+        Command::Version(f) => system::version(&client, f.format).await,
+        Command::Info(f) => system::info(&client, f.format).await,
+    }
+}
+
+/// Runs `op` on each name like docker's multi-target commands: errors are
+/// printed and the exit code is 1 if any failed; a lone target's error keeps
+/// its own exit code.
+async fn for_each<F, Fut>(names: Vec<String>, mut op: F) -> Result<i32>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let single = names.len() == 1;
+    let mut code = 0;
+    for name in names {
+        if let Err(e) = op(name).await {
+            if single {
+                return Err(e);
+            }
+            eprintln!("runtimectl: {}", e.message);
+            code = 1;
+        }
+    }
+    Ok(code)
+}

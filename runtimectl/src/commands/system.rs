@@ -1,0 +1,60 @@
+//! Daemon-wide commands.
+
+use runtime_proto::v1 as pb;
+use serde_json::json;
+use tokio_stream::StreamExt;
+
+use crate::cli::Format;
+use crate::client::Client;
+use crate::error::Result;
+use crate::output;
+
+pub async fn version(client: &Client, format: Format) -> Result<i32> {
+    let v = client.system().version(pb::VersionRequest {}).await?.into_inner();
+    let client_version = env!("CARGO_PKG_VERSION");
+    if format == Format::Json {
+        let doc = json!({
+            "Client": { "Version": client_version },
+            "Server": { "Version": v.version, "ApiVersion": v.api_version, "Os": v.os, "Arch": v.arch, "KernelVersion": v.kernel },
+        });
+        println!("{doc}");
+    } else {
+        println!("Client:\n Version:     {client_version}\n\nServer:\n Version:     {}\n API version: {}\n OS/Arch:     {}/{}\n Kernel:      {}", v.version, v.api_version, v.os, v.arch, v.kernel);
+    }
+    Ok(0)
+}
+
+pub async fn info(client: &Client, format: Format) -> Result<i32> {
+    let i = client.system().info(pb::InfoRequest {}).await?.into_inner();
+    if format == Format::Json {
+        let doc = json!({
+            "Containers": i.containers, "ContainersRunning": i.running, "ContainersStopped": i.stopped,
+            "Images": i.images, "RootDir": i.root, "RunDir": i.run_dir, "CgroupParent": i.cgroup_parent,
+            "CgroupVersion": i.cgroup_version, "KernelVersion": i.kernel,
+        });
+        println!("{doc}");
+    } else {
+        println!(
+            "Containers: {}\n Running: {}\n Stopped: {}\nImages: {}\nRoot Dir: {}\nRun Dir: {}\nCgroup Parent: {}\nCgroup Version: {}\nKernel Version: {}",
+            i.containers, i.running, i.stopped, i.images, i.root, i.run_dir, i.cgroup_parent, i.cgroup_version, i.kernel
+        );
+    }
+    Ok(0)
+}
+
+pub async fn events(client: &Client, format: Format) -> Result<i32> {
+    let mut stream = client.system().events(pb::EventsRequest {}).await?.into_inner();
+    while let Some(event) = stream.next().await {
+        let e = event?;
+        if format == Format::Json {
+            let doc = json!({ "Action": e.action, "Id": e.id, "Name": e.name, "Time": e.time, "Attributes": e.attributes });
+            println!("{doc}");
+        } else {
+            let mut attrs: Vec<String> = e.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            attrs.sort();
+            attrs.insert(0, format!("name={}", e.name));
+            println!("{} container {} {} ({})", output::rfc3339(e.time), e.action, e.id, attrs.join(", "));
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,22 @@
+//! `runtimectl`: a docker-like client of `runtimed`, talking only gRPC.
+
+mod cli;
+mod client;
+mod commands;
+mod error;
+mod output;
+
+use clap::Parser;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let code = match commands::dispatch(cli).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("runtimectl: {}", err.message);
+            err.exit_code
+        }
+    };
+    std::process::ExitCode::from(code.clamp(0, 255) as u8)
+}

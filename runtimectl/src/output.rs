@@ -1,0 +1,172 @@
+//! Rendering of API objects for people (tables) and programs (JSON).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use runtime_proto::v1 as pb;
+use serde_json::{json, Value};
+
+fn now_nanos() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+/// "5 seconds", "3 minutes", ... like docker's human durations.
+pub fn human_duration(nanos: i64) -> String {
+    let secs = (nanos.max(0) / 1_000_000_000) as u64;
+    match secs {
+        0 => "Less than a second".into(),
+        1 => "1 second".into(),
+        s if s < 60 => format!("{s} seconds"),
+        s if s < 120 => "About a minute".into(),
+        s if s < 3600 => format!("{} minutes", s / 60),
+        s if s < 7200 => "About an hour".into(),
+        s if s < 172_800 => format!("{} hours", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+pub fn ago(at: i64) -> String {
+    if at == 0 {
+        return String::new();
+    }
+    format!("{} ago", human_duration(now_nanos() - at))
+}
+
+pub fn rfc3339(at: i64) -> String {
+    if at <= 0 {
+        return String::new();
+    }
+    let t = UNIX_EPOCH + Duration::from_nanos(at as u64);
+    humantime::format_rfc3339_nanos(t).to_string()
+}
+
+pub fn state_name(state: i32) -> &'static str {
+    match pb::ContainerState::try_from(state).unwrap_or(pb::ContainerState::Unspecified) {
+        pb::ContainerState::Created => "created",
+        pb::ContainerState::Running => "running",
+        pb::ContainerState::Exited => "exited",
+        pb::ContainerState::Unspecified => "unknown",
+    }
+}
+
+/// The STATUS column: "Up 5 seconds", "Exited (0) 3 seconds ago", "Created".
+pub fn status_text(c: &pb::ContainerInfo) -> String {
+    match state_name(c.state) {
+        "running" => format!("Up {}", human_duration(now_nanos() - c.started_at)),
+        "exited" => format!("Exited ({}) {}", c.exit_code, ago(c.finished_at)),
+        "created" => "Created".into(),
+        other => other.into(),
+    }
+}
+
+pub fn command_text(c: &pb::ContainerInfo) -> String {
+    let cmd = c.config.as_ref().map(|c| c.cmd.join(" ")).unwrap_or_default();
+    let cmd = if cmd.is_empty() { "sh".to_string() } else { cmd };
+    if cmd.chars().count() > 20 {
+        format!("\"{}…\"", cmd.chars().take(19).collect::<String>())
+    } else {
+        format!("\"{cmd}\"")
+    }
+}
+
+pub fn container_json(c: &pb::ContainerInfo) -> Value {
+    let cfg = c.config.clone().unwrap_or_default();
+    json!({
+        "Id": c.id,
+        "Name": c.name,
+        "Image": cfg.image,
+        "ImageId": c.image_id,
+        "Created": rfc3339(c.created_at),
+        "State": {
+            "Status": state_name(c.state),
+            "Running": state_name(c.state) == "running",
+            "Pid": c.pid,
+            "ExitCode": c.exit_code,
+            "StartedAt": rfc3339(c.started_at),
+            "FinishedAt": rfc3339(c.finished_at),
+        },
+        "Config": {
+            "Cmd": cfg.cmd,
+            "Env": cfg.env,
+            "WorkingDir": cfg.working_dir,
+            "User": cfg.user,
+            "Hostname": cfg.hostname,
+            "ReadOnly": cfg.read_only,
+            "AutoRemove": cfg.auto_remove,
+        },
+        "NetworkSettings": {
+            "Mode": cfg.network,
+            "SandboxKey": c.netns_path,
+        },
+        "Rootfs": c.rootfs,
+    })
+}
+
+pub fn ps_json(c: &pb::ContainerInfo) -> Value {
+    json!({
+        "ID": c.id,
+        "Names": c.name,
+        "Image": c.config.as_ref().map(|c| c.image.clone()).unwrap_or_default(),
+        "Command": c.config.as_ref().map(|c| c.cmd.join(" ")).unwrap_or_default(),
+        "State": state_name(c.state),
+        "Status": status_text(c),
+        "ExitCode": c.exit_code,
+        "Pid": c.pid,
+        "CreatedAt": rfc3339(c.created_at),
+    })
+}
+
+pub fn image_json(i: &pb::ImageInfo) -> Value {
+    json!({ "ID": i.id, "Name": i.name, "Size": i.size, "CreatedAt": rfc3339(i.created_at) })
+}
+
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes}B") } else { format!("{v:.3}{}", UNITS[unit]) }
+}
+
+/// Prints rows as left-aligned columns separated by three spaces.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let last = cells.len() - 1;
+        let text: Vec<String> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| if i == last { c } else { format!("{c:<w$}", w = widths[i]) })
+            .collect();
+        println!("{}", text.join("   ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_docker() {
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(5_000_000_000), "5 seconds");
+        assert_eq!(human_duration(180_000_000_000), "3 minutes");
+    }
+
+    #[test]
+    fn sizes_use_decimal_units() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1_500_000), "1.500MB");
+    }
+}

@@ -1,0 +1,84 @@
+//! The gRPC edge: services over the container manager, plus the standard
+//! health and reflection services, served on a unix socket.
+
+mod containers;
+mod convert;
+mod images;
+mod system;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use anyhow::Context;
+use runtime_proto::v1::{containers_server, images_server, system_server, FILE_DESCRIPTOR_SET};
+use tokio::net::{UnixListener, UnixStream};
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::config::DaemonConfig;
+use crate::container::Manager;
+use crate::events::Events;
+use crate::image::ImageStore;
+use crate::store::Store;
+
+pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
+    let listener = bind(&cfg.socket).await?;
+    std::fs::create_dir_all(&cfg.root).with_context(|| format!("create {}", cfg.root.display()))?;
+    let store = Store::open(&cfg.store_dir()).context("open the state store")?;
+    let images = ImageStore::new(cfg.images_dir(), store.clone())?;
+    images.ensure_busybox().await.context("build the default image")?;
+    let manager = Manager::new(cfg.clone(), store, images, Events::new())?;
+    manager.reconcile().await.context("reconcile containers")?;
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<containers_server::ContainersServer<containers::ContainersApi>>().await;
+    health_reporter.set_serving::<images_server::ImagesServer<images::ImagesApi>>().await;
+    health_reporter.set_serving::<system_server::SystemServer<system::SystemApi>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("build the reflection service")?;
+
+    tracing::info!(socket = %cfg.socket.display(), root = %cfg.root.display(), "runtimed listening");
+    let socket = cfg.socket.clone();
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(containers_server::ContainersServer::new(containers::ContainersApi::new(manager.clone())))
+        .add_service(images_server::ImagesServer::new(images::ImagesApi::new(manager.clone())))
+        .add_service(system_server::SystemServer::new(system::SystemApi::new(manager)))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
+        .await
+        .context("gRPC server")?;
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("runtimed stopped; containers keep running");
+    Ok(())
+}
+
+/// Binds the socket (mode 0660, root's), refusing to steal one a live daemon
+/// still serves.
+async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            anyhow::bail!("another daemon is listening on {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("remove stale {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("bind {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    std::os::unix::fs::chown(path, Some(0), Some(0))?;
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,79 @@
+//! The `runtime.v1.System` service.
+
+use std::pin::Pin;
+
+use futures::Stream;
+use runtime_proto::v1 as pb;
+use runtime_proto::v1::system_server::System;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+use tonic::{Request, Response, Status};
+
+use crate::container::{Manager, State};
+
+pub struct SystemApi {
+    m: Manager,
+}
+
+impl SystemApi {
+    pub fn new(m: Manager) -> Self {
+        SystemApi { m }
+    }
+}
+
+fn kernel() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn cgroup_version() -> &'static str {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "2"
+    } else {
+        "1"
+    }
+}
+
+#[tonic::async_trait]
+impl System for SystemApi {
+    async fn version(&self, _: Request<pb::VersionRequest>) -> Result<Response<pb::VersionResponse>, Status> {
+        Ok(Response::new(pb::VersionResponse {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            api_version: "runtime.v1".to_string(),
+            os: std::env::consts::OS.to_string(),
+            arch: std::env::consts::ARCH.to_string(),
+            kernel: kernel(),
+        }))
+    }
+
+    async fn info(&self, _: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
+        let all = self.m.list(true)?;
+        let running = all.iter().filter(|c| c.state == State::Running).count() as u32;
+        let cfg = self.m.config();
+        Ok(Response::new(pb::InfoResponse {
+            containers: all.len() as u32,
+            running,
+            stopped: all.len() as u32 - running,
+            images: self.m.images().list()?.len() as u32,
+            root: cfg.root.display().to_string(),
+            run_dir: cfg.run_dir.display().to_string(),
+            cgroup_parent: cfg.cgroup_parent.clone(),
+            cgroup_version: cgroup_version().to_string(),
+            kernel: kernel(),
+        }))
+    }
+
+    type EventsStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+
+    async fn events(&self, _: Request<pb::EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
+        let stream = BroadcastStream::new(self.m.events().subscribe()).filter_map(|e| match e {
+            Ok(event) => Some(Ok(event)),
+            // A slow reader loses old events rather than stalling the daemon.
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                tracing::warn!("events subscriber lagged by {n}");
+                None
+            }
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,42 @@
+//! Daemon settings: where state, runtime files and the socket live.
+
+use std::path::PathBuf;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct DaemonConfig {
+    /// Persistent state: the sled store, images, container layers and logs.
+    #[arg(long, global = true, default_value = "/var/lib/runtimed")]
+    pub root: PathBuf,
+    /// Runtime files that die with the machine: network namespaces,
+    /// libcontainer state.
+    #[arg(long, global = true, default_value = "/run/runtimed")]
+    pub run_dir: PathBuf,
+    /// The gRPC unix socket.
+    #[arg(long, global = true, default_value = "/run/runtimed/runtimed.sock")]
+    pub socket: PathBuf,
+    /// Parent cgroup of every container's cgroup.
+    #[arg(long, global = true, default_value = "runtimed")]
+    pub cgroup_parent: String,
+    /// Log filter when RUNTIMED_LOG is not set.
+    #[arg(long, global = true, default_value = "info")]
+    pub log_level: String,
+}
+
+impl DaemonConfig {
+    pub fn store_dir(&self) -> PathBuf {
+        self.root.join("store")
+    }
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+    pub fn containers_dir(&self) -> PathBuf {
+        self.root.join("containers")
+    }
+    pub fn netns_dir(&self) -> PathBuf {
+        self.run_dir.join("netns")
+    }
+    /// libcontainer's state root (one directory per running container).
+    pub fn libcontainer_root(&self) -> PathBuf {
+        self.run_dir.join("libcontainer")
+    }
+}

@@ -1,0 +1,177 @@
+//! Operations on running containers: signals, stop, wait, exec, log follow.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio::sync::mpsc;
+
+use super::logs::{LogLine, LogReader, FOLLOW_POLL};
+use super::manager::Manager;
+use super::{shim_client, user, ContainerRecord, State};
+use crate::error::{Error, Result};
+
+/// What a log follower receives.
+pub enum Follow {
+    Line(LogLine),
+    /// The container stopped; no more lines will come.
+    Exited(i32),
+}
+
+impl Manager {
+    pub(super) fn signal(&self, rec: &ContainerRecord, sig: Signal) -> Result<()> {
+        if rec.state != State::Running || rec.pid <= 0 {
+            return Err(not_running(rec));
+        }
+        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid), sig) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(Error::internal(format!("signal {sig} to {}: {e}", rec.name))),
+        }
+    }
+
+    pub async fn kill(&self, reference: &str, signal: &str) -> Result<()> {
+        let sig = parse_signal(signal)?;
+        let rec = self.resolve(reference)?;
+        self.signal(&rec, sig)?;
+        self.inner.events.emit("kill", &rec.id, &rec.name, &[("signal", sig.to_string())]);
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL after `timeout`; a stopped container is fine.
+    pub async fn stop(&self, reference: &str, timeout: Duration) -> Result<()> {
+        let rec = self.resolve(reference)?;
+        let slot = self.slot(&rec);
+        let mut rx = slot.state.subscribe();
+        if rec.state == State::Running {
+            self.signal(&rec, Signal::SIGTERM)?;
+            let exited = tokio::time::timeout(timeout, rx.wait_for(|s| !s.running)).await.is_ok();
+            if !exited {
+                self.signal(&rec, Signal::SIGKILL)?;
+                let _ = rx.wait_for(|s| !s.running).await;
+            }
+        }
+        self.inner.events.emit("stop", &rec.id, &rec.name, &[]);
+        Ok(())
+    }
+
+    /// Waits until the container is not running and returns its exit code.
+    pub async fn wait(&self, reference: &str) -> Result<i32> {
+        let rec = self.resolve(reference)?;
+        let mut rx = self.slot(&rec).state.subscribe();
+        let state = *rx
+            .wait_for(|s| !s.running)
+            .await
+            .map_err(|_| Error::internal("container state channel closed"))?;
+        Ok(state.exit_code)
+    }
+
+    pub async fn exec(
+        &self,
+        reference: &str,
+        cmd: &[String],
+        env: &[String],
+        working_dir: &str,
+        user_spec: &str,
+    ) -> Result<shim_client::ExecOutput> {
+        if cmd.is_empty() {
+            return Err(Error::InvalidArgument("exec needs a command".into()));
+        }
+        let rec = self.resolve(reference)?;
+        if rec.state != State::Running {
+            return Err(not_running(&rec));
+        }
+        let user = user::resolve(&self.paths(&rec.id).rootfs(), user_spec)?;
+        let req = shim_client::ExecRequest {
+            id: &rec.id,
+            cmd,
+            env,
+            cwd: (!working_dir.is_empty()).then_some(working_dir),
+            uid: user.uid,
+            gid: user.gid,
+        };
+        self.inner.events.emit("exec", &rec.id, &rec.name, &[("command", cmd.join(" "))]);
+        shim_client::exec(&self.inner.exe, &self.inner.cfg.libcontainer_root(), &req).await
+    }
+
+    /// Streams the log: the last `tail` lines (all if `None`), then, when
+    /// `follow`, new lines until the container stops.
+    pub fn logs(&self, reference: &str, follow: bool, tail: Option<usize>) -> Result<mpsc::Receiver<Follow>> {
+        let rec = self.resolve(reference)?;
+        self.follow(&rec, follow, tail, false)
+    }
+
+    /// Like `logs`; with `next_run`, following lasts until the container has
+    /// been started (again) and stopped, for `run` which follows before start.
+    pub fn follow(
+        &self,
+        rec: &ContainerRecord,
+        follow: bool,
+        tail: Option<usize>,
+        next_run: bool,
+    ) -> Result<mpsc::Receiver<Follow>> {
+        let mut reader = LogReader::open(&self.paths(&rec.id).log())
+            .map_err(|e| Error::io(format!("open log of {}", rec.name), e))?;
+        let mut state = self.slot(rec).state.subscribe();
+        let first_run = state.borrow().starts + u64::from(next_run);
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut lines = reader.read_tail(tail);
+            loop {
+                for line in lines.unwrap_or_default() {
+                    if tx.send(Follow::Line(line)).await.is_err() {
+                        return;
+                    }
+                }
+                let now = *state.borrow_and_update();
+                if !follow || (!now.running && now.starts >= first_run) {
+                    // One last read: the shim writes everything before exiting.
+                    if follow {
+                        for line in reader.read_new().unwrap_or_default() {
+                            let _ = tx.send(Follow::Line(line)).await;
+                        }
+                        let _ = tx.send(Follow::Exited(now.exit_code)).await;
+                    }
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                    _ = state.changed() => {}
+                    _ = tx.closed() => return,
+                }
+                lines = reader.read_new();
+            }
+        });
+        Ok(rx)
+    }
+}
+
+fn not_running(rec: &ContainerRecord) -> Error {
+    Error::FailedPrecondition(format!("container {} is not running", rec.name))
+}
+
+/// Accepts `KILL`, `SIGKILL`, `kill` or `9`; empty means SIGKILL.
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    if s.is_empty() {
+        return Ok(Signal::SIGKILL);
+    }
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| Error::InvalidArgument(format!("invalid signal: {s}")));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    name.parse::<Signal>().map_err(|_| Error::InvalidArgument(format!("invalid signal: {s}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_signal_names_and_numbers() {
+        assert_eq!(parse_signal("").unwrap(), Signal::SIGKILL);
+        assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("SIGHUP").unwrap(), Signal::SIGHUP);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("99").is_err());
+    }
+}

@@ -1,0 +1,296 @@
+//! The container manager: every lifecycle operation goes through here, and
+//! every state change is in the store before it is reported.
+//!
+//! Per container, a [`Slot`] serialises start and remove (its `op` lock) and
+//! broadcasts run state to waiters and log followers. Exit handling (in
+//! `monitor`) does not take the `op` lock, so `stop` and `rm -f` can wait for
+//! an exit without deadlocking.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+use super::{names, rootfs, shim_client, spec, user, ContainerPaths, ContainerRecord, ContainerSpec, State};
+use crate::config::DaemonConfig;
+use crate::error::{Error, IoContext, Result};
+use crate::events::Events;
+use crate::image::{ImageRecord, ImageStore};
+use crate::network::netns;
+use crate::store::Store;
+use crate::util::{now_nanos, random_id};
+
+/// Run state seen by waiters; outlives the record of an auto-removed container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunState {
+    pub running: bool,
+    pub exit_code: i32,
+    /// Starts seen by this daemon; lets a follower wait for the next run.
+    pub starts: u64,
+}
+
+pub(super) struct Slot {
+    pub op: tokio::sync::Mutex<()>,
+    pub state: watch::Sender<RunState>,
+}
+
+#[derive(Clone)]
+pub struct Manager {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub cfg: DaemonConfig,
+    /// This binary, re-executed as the shim.
+    pub exe: PathBuf,
+    pub store: Store,
+    pub images: ImageStore,
+    pub events: Events,
+    pub slots: Mutex<HashMap<String, Arc<Slot>>>,
+}
+
+impl Manager {
+    pub fn new(cfg: DaemonConfig, store: Store, images: ImageStore, events: Events) -> Result<Self> {
+        let exe = std::env::current_exe().ctx(|| "find own executable".into())?;
+        for dir in [cfg.containers_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
+            std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        }
+        let inner = Inner { cfg, exe, store, images, events, slots: Mutex::new(HashMap::new()) };
+        Ok(Manager { inner: Arc::new(inner) })
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.inner.events
+    }
+
+    pub fn images(&self) -> &ImageStore {
+        &self.inner.images
+    }
+
+    pub fn config(&self) -> &DaemonConfig {
+        &self.inner.cfg
+    }
+
+    pub fn paths(&self, id: &str) -> ContainerPaths {
+        ContainerPaths::new(&self.inner.cfg.containers_dir(), &self.inner.cfg.netns_dir(), id)
+    }
+
+    pub(super) fn slot(&self, rec: &ContainerRecord) -> Arc<Slot> {
+        let mut slots = self.inner.slots.lock().expect("slots lock");
+        slots
+            .entry(rec.id.clone())
+            .or_insert_with(|| {
+                let state = RunState {
+                    running: rec.state == State::Running,
+                    exit_code: rec.exit_code,
+                    starts: 0,
+                };
+                Arc::new(Slot { op: tokio::sync::Mutex::new(()), state: watch::channel(state).0 })
+            })
+            .clone()
+    }
+
+    /// Finds a container by full id, name, or unique id prefix.
+    pub fn resolve(&self, reference: &str) -> Result<ContainerRecord> {
+        let store = &self.inner.store;
+        let missing = || Error::NotFound(format!("No such container: {reference}"));
+        if reference.is_empty() {
+            return Err(Error::InvalidArgument("a container name or id is required".into()));
+        }
+        if let Some(rec) = store.containers.get(reference)? {
+            return Ok(rec);
+        }
+        if let Some(id) = store.container_id_by_name(reference)? {
+            return store.containers.get(&id)?.ok_or_else(missing);
+        }
+        match store.containers.ids_with_prefix(reference)?.as_slice() {
+            [id] => store.containers.get(id)?.ok_or_else(missing),
+            [] => Err(missing()),
+            _ => Err(Error::InvalidArgument(format!(
+                "multiple containers match the id prefix {reference}; use more characters"
+            ))),
+        }
+    }
+
+    pub fn list(&self, all: bool) -> Result<Vec<ContainerRecord>> {
+        let mut list: Vec<_> = self
+            .inner
+            .store
+            .containers
+            .list()?
+            .into_iter()
+            .filter(|c| all || c.state == State::Running)
+            .collect();
+        list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(list)
+    }
+
+    /// Creates a container: record, writable layer and network namespace.
+    /// On failure nothing is left behind.
+    pub async fn create(&self, name: &str, image_ref: &str, spec: ContainerSpec) -> Result<ContainerRecord> {
+        if !name.is_empty() {
+            names::validate(name)?;
+        }
+        if image_ref.is_empty() {
+            return Err(Error::InvalidArgument("an image is required".into()));
+        }
+        let image = self.inner.images.resolve(image_ref)?;
+        let id = random_id();
+        let name = self.choose_name(name, &id)?;
+        let mut rec = ContainerRecord::new(id.clone(), name, image_ref.to_string(), spec);
+        rec.image_id = image.id.clone();
+        let paths = self.paths(&id);
+        let prepared = self.prepare(&rec, &paths).await;
+        let stored = match prepared {
+            Ok(()) => self.inner.store.insert_container(&rec).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = stored {
+            teardown(&paths);
+            return Err(e);
+        }
+        self.slot(&rec);
+        self.inner.events.emit("create", &rec.id, &rec.name, &[("image", rec.image.clone())]);
+        Ok(rec)
+    }
+
+    fn choose_name(&self, requested: &str, id: &str) -> Result<String> {
+        if !requested.is_empty() {
+            return Ok(requested.to_string());
+        }
+        for attempt in 0..1000 {
+            let candidate = names::random(id, attempt);
+            if self.inner.store.container_id_by_name(&candidate)?.is_none() {
+                return Ok(candidate);
+            }
+        }
+        Ok(id[..12].to_string())
+    }
+
+    async fn prepare(&self, rec: &ContainerRecord, paths: &ContainerPaths) -> Result<()> {
+        rootfs::prepare(paths)?;
+        std::fs::File::create(paths.log()).ctx(|| format!("create {}", paths.log().display()))?;
+        if rec.spec.network.owns_netns() {
+            let ns = paths.netns.clone();
+            tokio::task::spawn_blocking(move || netns::create(&ns)).await.map_err(Error::internal)??;
+        }
+        Ok(())
+    }
+
+    /// Starts a created or exited container; a running one is left alone.
+    pub async fn start(&self, reference: &str) -> Result<ContainerRecord> {
+        let rec = self.resolve(reference)?;
+        let slot = self.slot(&rec);
+        let _op = slot.op.lock().await;
+        let mut rec = self.resolve(&rec.id)?;
+        if rec.state == State::Running {
+            return Ok(rec);
+        }
+        let paths = self.paths(&rec.id);
+        let started = match self.launch(&rec, &paths).await {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = rootfs::unmount(&paths);
+                return Err(e);
+            }
+        };
+        rec.state = State::Running;
+        rec.pid = started.pid;
+        rec.shim_pid = started.shim_pid;
+        rec.started_at = now_nanos();
+        rec.exit_code = 0;
+        rec.finished_at = 0;
+        self.inner.store.containers.put(&rec.id, &rec).await?;
+        slot.state.send_modify(|s| {
+            s.running = true;
+            s.exit_code = 0;
+            s.starts += 1;
+        });
+        self.inner.events.emit("start", &rec.id, &rec.name, &[]);
+        self.watch_exit(&rec);
+        Ok(rec)
+    }
+
+    /// Mounts the rootfs, ensures the namespace, writes the spec and hands
+    /// the bundle to a new shim.
+    async fn launch(&self, rec: &ContainerRecord, paths: &ContainerPaths) -> Result<shim_client::Started> {
+        let image = self.image_of(rec)?;
+        rootfs::prepare(paths)?;
+        rootfs::mount_overlay(paths, &self.inner.images.rootfs(&image))?;
+        let netns_path = if rec.spec.network.owns_netns() {
+            if !netns::exists(&paths.netns) {
+                let ns = paths.netns.clone();
+                tokio::task::spawn_blocking(move || netns::create(&ns)).await.map_err(Error::internal)??;
+            }
+            Some(paths.netns.as_path())
+        } else {
+            None
+        };
+        let user = user::resolve(&paths.rootfs(), &rec.spec.user)?;
+        let hostname = if rec.spec.hostname.is_empty() {
+            rec.short_id().to_string()
+        } else {
+            rec.spec.hostname.clone()
+        };
+        let inputs = spec::SpecInputs {
+            id: &rec.id,
+            rootfs: &paths.rootfs(),
+            netns: netns_path,
+            hostname,
+            user,
+            cgroups_path: PathBuf::from(format!("/{}/{}", self.inner.cfg.cgroup_parent, rec.id)),
+        };
+        let oci = spec::build(&rec.spec, &inputs)?;
+        spec::write(&oci, paths.bundle())?;
+        let _ = std::fs::remove_file(paths.exit_file());
+        shim_client::start(&self.inner.exe, &self.inner.cfg.libcontainer_root(), &rec.id, paths).await
+    }
+
+    pub(super) fn image_of(&self, rec: &ContainerRecord) -> Result<ImageRecord> {
+        self.inner.store.images.get(&rec.image_id)?.ok_or_else(|| {
+            Error::FailedPrecondition(format!("the image of container {} is gone", rec.name))
+        })
+    }
+
+    /// Removes a container and everything it owns. A running container is
+    /// refused unless `force`, which kills it first.
+    pub async fn remove(&self, reference: &str, force: bool) -> Result<ContainerRecord> {
+        let rec = self.resolve(reference)?;
+        let slot = self.slot(&rec);
+        let _op = slot.op.lock().await;
+        let rec = self.resolve(&rec.id)?;
+        if rec.state == State::Running {
+            if !force {
+                return Err(Error::FailedPrecondition(format!(
+                    "cannot remove running container {}: stop it first or use force",
+                    rec.name
+                )));
+            }
+            self.signal(&rec, nix::sys::signal::Signal::SIGKILL)?;
+            let mut rx = slot.state.subscribe();
+            let _ = rx.wait_for(|s| !s.running).await;
+        }
+        self.inner.store.remove_container(&rec).await?;
+        let paths = self.paths(&rec.id);
+        tokio::task::spawn_blocking(move || teardown(&paths)).await.map_err(Error::internal)?;
+        self.inner.slots.lock().expect("slots lock").remove(&rec.id);
+        self.inner.events.emit("destroy", &rec.id, &rec.name, &[]);
+        Ok(rec)
+    }
+
+    /// Whether any container uses the image, and which.
+    pub fn user_of_image(&self, image_id: &str) -> Result<Option<String>> {
+        Ok(self.inner.store.containers.list()?.into_iter().find(|c| c.image_id == image_id).map(|c| c.name))
+    }
+}
+
+/// Removes a container's namespace, mounts and files; safe to repeat.
+pub(super) fn teardown(paths: &ContainerPaths) {
+    if let Err(e) = netns::remove(&paths.netns) {
+        tracing::warn!("{e}");
+    }
+    if let Err(e) = rootfs::remove_all(paths) {
+        tracing::warn!("{e}");
+    }
+}

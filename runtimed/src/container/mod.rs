@@ -1,0 +1,119 @@
+//! Containers: their stored record, their files, and the manager that runs
+//! their lifecycle through the shim.
+
+pub mod logs;
+mod manager;
+mod control;
+mod monitor;
+mod names;
+mod rootfs;
+mod shim_client;
+mod spec;
+mod user;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::network::NetworkMode;
+pub use control::Follow;
+pub use manager::Manager;
+
+/// What the user asked for; stored as given so a restart rebuilds the same.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct ContainerSpec {
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub working_dir: String,
+    pub user: String,
+    pub hostname: String,
+    pub read_only: bool,
+    pub network: NetworkMode,
+    pub auto_remove: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Created,
+    Running,
+    Exited,
+}
+
+/// One container in the store.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    pub image_id: String,
+    pub spec: ContainerSpec,
+    pub state: State,
+    /// Host pid of the container's init while running.
+    pub pid: i32,
+    /// Pid of the shim supervising it while running.
+    pub shim_pid: i32,
+    pub exit_code: i32,
+    pub created_at: i64,
+    pub started_at: i64,
+    pub finished_at: i64,
+}
+
+impl ContainerRecord {
+    pub fn new(id: String, name: String, image: String, spec: ContainerSpec) -> Self {
+        ContainerRecord {
+            id,
+            name,
+            image,
+            image_id: String::new(),
+            spec,
+            state: State::Created,
+            pid: 0,
+            shim_pid: 0,
+            exit_code: 0,
+            created_at: crate::util::now_nanos(),
+            started_at: 0,
+            finished_at: 0,
+        }
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}
+
+/// Where a container's files live; all derived from its id.
+#[derive(Debug, Clone)]
+pub struct ContainerPaths {
+    /// `<root>/containers/<id>`: the writable layer, bundle and logs.
+    pub dir: PathBuf,
+    pub netns: PathBuf,
+}
+
+impl ContainerPaths {
+    pub fn new(containers_dir: &Path, netns_dir: &Path, id: &str) -> Self {
+        ContainerPaths { dir: containers_dir.join(id), netns: netns_dir.join(id) }
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    /// The OCI bundle is the container directory (`config.json` + `rootfs`).
+    pub fn bundle(&self) -> &Path {
+        &self.dir
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("container.log")
+    }
+    pub fn exit_file(&self) -> PathBuf {
+        self.dir.join("exit.json")
+    }
+    pub fn shim_log(&self) -> PathBuf {
+        self.dir.join("shim.log")
+    }
+}

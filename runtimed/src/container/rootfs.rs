@@ -1,0 +1,69 @@
+//! The container's root filesystem: an overlay of a writable layer over the
+//! image's read-only rootfs, so one image serves many containers.
+
+use std::path::Path;
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::ContainerPaths;
+use crate::error::{Error, IoContext, Result};
+
+/// Creates the writable layer's directories (idempotent).
+pub fn prepare(paths: &ContainerPaths) -> Result<()> {
+    for dir in [paths.upper(), paths.work(), paths.rootfs()] {
+        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Mounts the overlay unless it is already mounted.
+pub fn mount_overlay(paths: &ContainerPaths, image_rootfs: &Path) -> Result<()> {
+    let target = paths.rootfs();
+    if is_mounted(&target) {
+        return Ok(());
+    }
+    if !image_rootfs.is_dir() {
+        return Err(Error::FailedPrecondition(format!(
+            "image rootfs {} is missing",
+            image_rootfs.display()
+        )));
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        image_rootfs.display(),
+        paths.upper().display(),
+        paths.work().display()
+    );
+    mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
+        .map_err(|e| Error::internal(format!("mount overlay on {}: {e}", target.display())))
+}
+
+/// Unmounts the overlay if mounted.
+pub fn unmount(paths: &ContainerPaths) -> Result<()> {
+    let target = paths.rootfs();
+    if !is_mounted(&target) {
+        return Ok(());
+    }
+    umount2(&target, MntFlags::MNT_DETACH)
+        .map_err(|e| Error::internal(format!("unmount {}: {e}", target.display())))
+}
+
+/// Removes the whole container directory (layer, bundle, logs).
+pub fn remove_all(paths: &ContainerPaths) -> Result<()> {
+    unmount(paths)?;
+    match std::fs::remove_dir_all(&paths.dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(format!("remove {}", paths.dir.display()), e)),
+    }
+}
+
+/// A directory is a mount point when its device differs from its parent's
+/// (an overlay has its own device number).
+fn is_mounted(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(me), Some(Ok(parent))) = (dir.metadata(), dir.parent().map(|p| p.metadata())) else {
+        return false;
+    };
+    me.dev() != parent.dev()
+}

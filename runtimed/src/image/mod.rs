@@ -1,0 +1,204 @@
+//! The image store: read-only root filesystems under `--root/images/<id>`,
+//! described in sled. Images are imported from rootfs tarballs; `busybox`
+//! is built from the host's static busybox on first start.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::store::Store;
+use crate::util::{now_nanos, random_id};
+
+pub const DEFAULT_IMAGE: &str = "busybox";
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ImageRecord {
+    pub id: String,
+    pub name: String,
+    pub size: u64,
+    pub created_at: i64,
+}
+
+#[derive(Clone)]
+pub struct ImageStore {
+    dir: PathBuf,
+    store: Store,
+}
+
+impl ImageStore {
+    pub fn new(dir: PathBuf, store: Store) -> Result<Self> {
+        std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        Ok(ImageStore { dir, store })
+    }
+
+    pub fn rootfs(&self, image: &ImageRecord) -> PathBuf {
+        self.dir.join(&image.id).join("rootfs")
+    }
+
+    pub fn list(&self) -> Result<Vec<ImageRecord>> {
+        let mut images = self.store.images.list()?;
+        images.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(images)
+    }
+
+    /// Finds an image by name (`busybox`, `busybox:latest`) or id prefix.
+    pub fn resolve(&self, reference: &str) -> Result<ImageRecord> {
+        let name = normalize(reference);
+        let images = self.store.images.list()?;
+        if let Some(img) = images.iter().find(|i| i.name == name) {
+            return Ok(img.clone());
+        }
+        let by_id: Vec<_> = images.iter().filter(|i| i.id.starts_with(reference)).collect();
+        match by_id.as_slice() {
+            [one] if reference.len() >= 4 => Ok((*one).clone()),
+            [_, _, ..] if reference.len() >= 4 => {
+                Err(Error::InvalidArgument(format!("image id prefix {reference} is ambiguous")))
+            }
+            _ => Err(Error::NotFound(format!("No such image: {reference}"))),
+        }
+    }
+
+    /// Builds the default image unless it exists. Leaves nothing behind on
+    /// failure.
+    pub async fn ensure_busybox(&self) -> Result<()> {
+        if self.resolve(DEFAULT_IMAGE).is_ok() {
+            return Ok(());
+        }
+        let Some(busybox) = rootfs::find_busybox() else {
+            tracing::warn!("no busybox binary found (install busybox-static); no default image");
+            return Ok(());
+        };
+        self.add(DEFAULT_IMAGE, move |dest| {
+            rootfs::build_busybox(&busybox, dest).ctx(|| "build busybox image".into())
+        })
+        .await?;
+        tracing::info!("built the default busybox image");
+        Ok(())
+    }
+
+    /// Imports a rootfs tarball as image `name`.
+    pub async fn import(&self, name: &str, tarball: PathBuf) -> Result<ImageRecord> {
+        self.add(name, move |dest| unpack(&tarball, dest)).await
+    }
+
+    /// Creates an image directory with `fill`, then records it; the directory
+    /// is removed if anything fails.
+    async fn add<F>(&self, name: &str, fill: F) -> Result<ImageRecord>
+    where
+        F: FnOnce(&Path) -> Result<()> + Send + 'static,
+    {
+        let name = normalize(name);
+        validate_name(&name)?;
+        if self.resolve(&name).map(|i| i.name == name).unwrap_or(false) {
+            return Err(Error::AlreadyExists(format!(
+                "image {name} already exists; remove it first"
+            )));
+        }
+        let id = random_id();
+        let dir = self.dir.join(&id);
+        let rootfs = dir.join("rootfs");
+        let result = tokio::task::spawn_blocking(move || -> Result<u64> {
+            std::fs::create_dir_all(&rootfs).ctx(|| format!("create {}", rootfs.display()))?;
+            fill(&rootfs)?;
+            Ok(dir_size(&rootfs))
+        })
+        .await
+        .map_err(Error::internal)
+        .and_then(|r| r);
+        let record = match result {
+            Ok(size) => ImageRecord { id: id.clone(), name, size, created_at: now_nanos() },
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.store.images.put(&id, &record).await {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    /// Removes an image unless `in_use` says a container needs it.
+    pub async fn remove(&self, reference: &str, in_use: Option<String>) -> Result<ImageRecord> {
+        let image = self.resolve(reference)?;
+        if let Some(container) = in_use {
+            return Err(Error::FailedPrecondition(format!(
+                "unable to remove image {reference}: image is being used by container {container}"
+            )));
+        }
+        self.store.images.remove(&image.id).await?;
+        let dir = self.dir.join(&image.id);
+        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
+            .await
+            .map_err(Error::internal)?
+            .ctx(|| format!("remove image files of {reference}"))?;
+        Ok(image)
+    }
+}
+
+/// `name:latest` and `name` are the same image.
+fn normalize(reference: &str) -> String {
+    reference.strip_suffix(":latest").unwrap_or(reference).to_string()
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let (repo, tag) = name.split_once(':').unwrap_or((name, "latest"));
+    let repo_ok = repo.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && repo.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._/-".contains(c));
+    let tag_ok = !tag.is_empty() && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if repo_ok && tag_ok && name.len() <= 255 {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!(
+            "invalid image name \"{name}\": use lowercase letters, digits and ._/- with an optional :tag"
+        )))
+    }
+}
+
+fn unpack(tarball: &Path, dest: &Path) -> Result<()> {
+    let file = std::fs::File::open(tarball).ctx(|| format!("open {}", tarball.display()))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_unpack_xattrs(false);
+    archive.set_overwrite(true);
+    archive.unpack(dest).map_err(|e| Error::InvalidArgument(format!("not a valid rootfs tarball: {e}")))?;
+    if std::fs::read_dir(dest).map(|mut d| d.next().is_none()).unwrap_or(true) {
+        return Err(Error::InvalidArgument("the tarball is empty".into()));
+    }
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_docker_rules() {
+        assert!(validate_name("busybox").is_ok());
+        assert!(validate_name("my/app:1.0").is_ok());
+        assert!(validate_name("Upper").is_err());
+        assert!(validate_name("bad name").is_err());
+        assert!(validate_name("x:").is_err());
+        assert_eq!(normalize("busybox:latest"), "busybox");
+    }
+}

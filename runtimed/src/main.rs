@@ -1,0 +1,69 @@
+//! `runtimed`: the container runtime daemon.
+//!
+//! The same binary is also the per-container shim (`runtimed shim ...`): the
+//! daemon re-executes itself so that libcontainer's clone runs in a small
+//! single-threaded process that outlives the daemon.
+
+mod api;
+mod config;
+mod container;
+mod error;
+mod events;
+mod image;
+mod network;
+mod shim;
+mod store;
+mod util;
+
+use clap::{Parser, Subcommand};
+use config::DaemonConfig;
+
+#[derive(Parser)]
+#[command(name = "runtimed", version, about = "Container runtime daemon")]
+struct Cli {
+    #[command(flatten)]
+    config: DaemonConfig,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Internal: the per-container supervisor started by the daemon.
+    #[command(hide = true)]
+    Shim(shim::ShimArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        // No tokio here: the shim must stay single-threaded.
+        Some(Command::Shim(args)) => shim::main(args),
+        None => run_daemon(cli.config),
+    }
+}
+
+fn run_daemon(config: DaemonConfig) -> std::process::ExitCode {
+    init_tracing(&config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("runtimed: cannot start tokio: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(api::serve(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("runtimed: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUNTIMED_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

@@ -1,0 +1,65 @@
+//! What the shim tells the daemon: a ready line on its stdout after start, an
+//! exit file when the container is gone, and an exec result.
+
+use serde::{Deserialize, Serialize};
+
+/// Why a container or exec process could not be started.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// The command is not in the container (exit code 127).
+    NotFound,
+    /// The command exists but cannot be executed (exit code 126).
+    CannotExecute,
+    Other,
+}
+
+/// First and only line the shim writes to the daemon.
+#[derive(Serialize, Deserialize, Debug)]
+pub enum Ready {
+    Started { pid: i32, shim_pid: i32 },
+    Failed { kind: FailKind, message: String },
+}
+
+/// Written atomically by the shim once the container has exited, so the exit
+/// code survives a daemon that was down at the time.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub struct ExitStatus {
+    pub exit_code: i32,
+    pub finished_at: i64,
+}
+
+/// Output of `runtimed shim exec`.
+#[derive(Serialize, Deserialize, Debug)]
+pub enum ExecOutcome {
+    Exited { exit_code: i32, stdout: Vec<u8>, stderr: Vec<u8> },
+    Failed { kind: FailKind, message: String },
+}
+
+/// Classifies libcontainer's start errors the way docker classifies runc's.
+pub fn classify(message: &str) -> FailKind {
+    if message.contains("not found in $PATH") || message.contains("No such file or directory") {
+        FailKind::NotFound
+    } else if message.contains("does not have correct permissions")
+        || message.contains("Permission denied")
+        || message.contains("EACCES")
+    {
+        FailKind::CannotExecute
+    } else {
+        FailKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_libcontainer_messages() {
+        assert_eq!(classify("executable 'nope' not found in $PATH"), FailKind::NotFound);
+        assert_eq!(
+            classify("executable 'x' at path '\"/x\"' does not have correct permissions"),
+            FailKind::CannotExecute
+        );
+        assert_eq!(classify("cgroup failure"), FailKind::Other);
+    }
+}

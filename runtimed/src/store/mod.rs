@@ -1,0 +1,152 @@
+//! All daemon state, in sled under `--root/store`.
+//!
+//! Each record type has its own tree (a typed [`Table`]); values are JSON so
+//! records can grow fields. The `meta` tree holds the schema version, checked
+//! at open so an older daemon never misreads a newer store. Every write is
+//! flushed before the caller reports the change as done.
+
+mod table;
+
+use std::path::Path;
+
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::Transactional;
+
+use crate::container::ContainerRecord;
+use crate::error::{Error, Result};
+use crate::image::ImageRecord;
+pub use table::Table;
+
+/// Bump when a record changes in a way old code cannot read.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"schema_version";
+
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    pub containers: Table<ContainerRecord>,
+    /// Container name -> id; keeps names unique.
+    names: sled::Tree,
+    pub images: Table<ImageRecord>,
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store> {
+        let db = sled::open(dir)?;
+        check_schema(&db)?;
+        Ok(Store {
+            containers: Table::new(db.open_tree("containers")?),
+            names: db.open_tree("container_names")?,
+            images: Table::new(db.open_tree("images")?),
+            db,
+        })
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Inserts a new container and claims its name in one transaction.
+    pub async fn insert_container(&self, rec: &ContainerRecord) -> Result<()> {
+        let value = table::encode(rec)?;
+        let res = (self.containers.tree(), &self.names).transaction(|(containers, names)| {
+            if names.get(rec.name.as_bytes())?.is_some() {
+                return Err(ConflictableTransactionError::Abort(()));
+            }
+            names.insert(rec.name.as_bytes(), rec.id.as_bytes())?;
+            containers.insert(rec.id.as_bytes(), value.as_slice())?;
+            Ok(())
+        });
+        match res {
+            Ok(()) => self.flush().await,
+            Err(TransactionError::Abort(())) => Err(Error::AlreadyExists(format!(
+                "the container name \"{}\" is already in use",
+                rec.name
+            ))),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a container record and frees its name in one transaction.
+    pub async fn remove_container(&self, rec: &ContainerRecord) -> Result<()> {
+        let res: Result<(), TransactionError<()>> =
+            (self.containers.tree(), &self.names).transaction(|(containers, names)| {
+                containers.remove(rec.id.as_bytes())?;
+                names.remove(rec.name.as_bytes())?;
+                Ok(())
+            });
+        res.map_err(|e| match e {
+            TransactionError::Storage(e) => Error::Store(e),
+            TransactionError::Abort(()) => Error::internal("remove aborted"),
+        })?;
+        self.flush().await
+    }
+
+    pub fn container_id_by_name(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.names.get(name.as_bytes())?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+}
+
+fn check_schema(db: &sled::Db) -> Result<()> {
+    let meta = db.open_tree("meta")?;
+    match meta.get(SCHEMA_KEY)? {
+        None => {
+            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            meta.flush()?;
+            Ok(())
+        }
+        Some(v) => {
+            let found = u32::from_be_bytes(v.as_ref().try_into().unwrap_or([0xff; 4]));
+            if found > SCHEMA_VERSION {
+                return Err(Error::FailedPrecondition(format!(
+                    "store schema version {found} is newer than this daemon's {SCHEMA_VERSION}"
+                )));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::{ContainerRecord, ContainerSpec};
+
+    fn temp_store(tag: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("store-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (Store::open(&dir).unwrap(), dir)
+    }
+
+    fn record(id: &str, name: &str) -> ContainerRecord {
+        ContainerRecord::new(id.into(), name.into(), "img".into(), ContainerSpec::default())
+    }
+
+    #[tokio::test]
+    async fn names_are_unique_and_freed_on_remove() {
+        let (store, dir) = temp_store("names");
+        let a = record("aaa", "web");
+        store.insert_container(&a).await.unwrap();
+        let err = store.insert_container(&record("bbb", "web")).await.unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists(_)));
+        assert!(store.containers.get("bbb").unwrap().is_none());
+        store.remove_container(&a).await.unwrap();
+        store.insert_container(&record("bbb", "web")).await.unwrap();
+        assert_eq!(store.container_id_by_name("web").unwrap().as_deref(), Some("bbb"));
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopen() {
+        let (store, dir) = temp_store("reopen");
+        store.insert_container(&record("ccc", "db")).await.unwrap();
+        drop(store);
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.containers.get("ccc").unwrap().unwrap().name, "db");
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
