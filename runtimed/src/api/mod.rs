@@ -33,17 +33,21 @@ pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
     health_reporter.set_serving::<containers_server::ContainersServer<containers::ContainersApi>>().await;
     health_reporter.set_serving::<images_server::ImagesServer<images::ImagesApi>>().await;
     health_reporter.set_serving::<system_server::SystemServer<system::SystemApi>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("build the reflection service")?;
+    // Both reflection versions: grpcurl and older clients still ask v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().context("build the reflection service")?;
+    let reflection_v1alpha = reflection().build_v1alpha().context("build the reflection service")?;
 
     tracing::info!(socket = %cfg.socket.display(), root = %cfg.root.display(), "runtimed listening");
     let socket = cfg.socket.clone();
     tonic::transport::Server::builder()
         .add_service(health)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(containers_server::ContainersServer::new(containers::ContainersApi::new(manager.clone())))
         .add_service(images_server::ImagesServer::new(images::ImagesApi::new(manager.clone())))
         .add_service(system_server::SystemServer::new(system::SystemApi::new(manager)))

@@ -58,7 +58,7 @@ impl Manager {
         let rec = self.resolve(reference)?;
         let mut rx = self.slot(&rec).state.subscribe();
         let state = *rx
-            .wait_for(|s| !s.running)
+            .wait_for(|s| s.done())
             .await
             .map_err(|_| Error::internal("container state channel closed"))?;
         Ok(state.exit_code)
@@ -122,7 +122,7 @@ impl Manager {
                     }
                 }
                 let now = *state.borrow_and_update();
-                if !follow || (!now.running && now.starts >= first_run) {
+                if !follow || (now.done() && now.starts >= first_run) {
                     // One last read: the shim writes everything before exiting.
                     if follow {
                         for line in reader.read_new().unwrap_or_default() {

@@ -28,6 +28,14 @@ pub struct RunState {
     pub exit_code: i32,
     /// Starts seen by this daemon; lets a follower wait for the next run.
     pub starts: u64,
+    /// The last exit is fully handled (including `--rm`); waiters wake then.
+    pub settled: bool,
+}
+
+impl RunState {
+    pub fn done(&self) -> bool {
+        !self.running && self.settled
+    }
 }
 
 pub(super) struct Slot {
@@ -85,6 +93,7 @@ impl Manager {
                     running: rec.state == State::Running,
                     exit_code: rec.exit_code,
                     starts: 0,
+                    settled: rec.state != State::Running,
                 };
                 Arc::new(Slot { op: tokio::sync::Mutex::new(()), state: watch::channel(state).0 })
             })
@@ -204,6 +213,7 @@ impl Manager {
         self.inner.store.containers.put(&rec.id, &rec).await?;
         slot.state.send_modify(|s| {
             s.running = true;
+            s.settled = false;
             s.exit_code = 0;
             s.starts += 1;
         });

@@ -56,7 +56,8 @@ impl Manager {
             tracing::warn!(id, "{e}");
         }
         self.inner.store.containers.put(id, &rec).await?;
-        self.slot(&rec).state.send_modify(|s| {
+        let slot = self.slot(&rec);
+        slot.state.send_modify(|s| {
             s.running = false;
             s.exit_code = rec.exit_code;
         });
@@ -65,9 +66,11 @@ impl Manager {
         if rec.spec.auto_remove {
             match self.remove(id, true).await {
                 Ok(_) | Err(Error::NotFound(_)) => {}
-                Err(e) => return Err(e),
+                Err(e) => tracing::error!(id, "auto-remove: {e}"),
             }
         }
+        // Waiters wake only now, so `run --rm` returns after the removal.
+        slot.state.send_modify(|s| s.settled = true);
         Ok(())
     }
 

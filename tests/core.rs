@@ -1,0 +1,286 @@
+//! Core runtime: containers through `runtimectl` and a real daemon.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use integration_tests::Daemon;
+
+fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
+    let text = d.ok(&["inspect", name]);
+    let v: serde_json::Value = serde_json::from_str(&text).expect("inspect prints JSON");
+    v[0].clone()
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[test]
+fn run_prints_output_and_exits_with_the_container_code() {
+    let d = Daemon::start();
+    let out = d.ctl(&["run", "--rm", "busybox", "echo", "hello"]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, "hello\n"), "{out:?}");
+    let out = d.ctl(&["run", "--rm", "busybox", "sh", "-c", "echo oops >&2; exit 3"]);
+    assert_eq!(out.code, 3);
+    assert_eq!(out.stderr, "oops\n");
+    assert!(d.container_ids().is_empty(), "--rm containers are gone");
+    assert!(d.leftovers().is_empty(), "leftovers: {:?}", d.leftovers());
+}
+
+#[test]
+fn missing_or_unexecutable_commands_exit_127_and_126_leaving_nothing() {
+    let d = Daemon::start();
+    let out = d.ctl(&["run", "--rm", "busybox", "no-such-command"]);
+    assert_eq!(out.code, 127, "{out:?}");
+    assert!(out.stderr.contains("no-such-command") && out.stderr.contains("not found"), "{out:?}");
+    assert_eq!(out.stderr.lines().count(), 1, "one error line: {out:?}");
+    let out = d.ctl(&["run", "--name", "noexec", "busybox", "/etc/passwd"]);
+    assert_eq!(out.code, 126, "{out:?}");
+    assert!(d.container_ids().is_empty(), "a run that cannot start leaves no container");
+    assert!(d.leftovers().is_empty(), "leftovers: {:?}", d.leftovers());
+}
+
+#[test]
+fn container_settings_reach_the_process() {
+    let d = Daemon::start();
+    let script = "echo $FOO; pwd; id -u; id -g; hostname; touch /x 2>/dev/null && echo rw || echo ro";
+    let out = d.ok(&[
+        "run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "-u", "www-data", "--hostname", "box1",
+        "--read-only", "busybox", "sh", "-c", script,
+    ]);
+    assert_eq!(out, "bar\n/tmp\n33\n33\nbox1\nro\n");
+    let out = d.ok(&["run", "--rm", "busybox", "sh", "-c", "touch /x && echo rw; id -u"]);
+    assert_eq!(out, "rw\n0\n");
+}
+
+#[test]
+fn default_capabilities_are_dockers_not_all() {
+    let d = Daemon::start();
+    let out = d.ok(&["run", "--rm", "busybox", "grep", "^Cap", "/proc/self/status"]);
+    // chown dac_override fowner fsetid kill setgid setuid setpcap
+    // net_bind_service net_raw sys_chroot mknod audit_write setfcap
+    assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+    assert!(out.contains("CapBnd:\t00000000a80425fb"), "{out}");
+    let status = d.ok(&["run", "--rm", "busybox", "grep", "-E", "NoNewPrivs|Seccomp:", "/proc/self/status"]);
+    assert!(status.contains("NoNewPrivs:\t1") && status.contains("Seccomp:\t2"), "{status}");
+    // Masked and read-only paths as runc's default spec.
+    let out = d.ctl(&["run", "--rm", "busybox", "sh", "-c", "echo 1 > /proc/sys/kernel/domainname"]);
+    assert_ne!(out.code, 0, "/proc/sys is read-only");
+    let timers = d.ok(&["run", "--rm", "busybox", "sh", "-c", "wc -c < /proc/timer_list"]);
+    assert_eq!(timers.trim(), "0", "/proc/timer_list is masked");
+    let firmware = d.ok(&["run", "--rm", "busybox", "ls", "/sys/firmware"]);
+    assert_eq!(firmware, "", "/sys/firmware is masked");
+    // The seccomp profile refuses mount even though the shell is root.
+    let out = d.ctl(&["run", "--rm", "busybox", "mount", "-t", "tmpfs", "t", "/mnt"]);
+    assert_ne!(out.code, 0, "{out:?}");
+}
+
+#[test]
+fn network_none_has_only_loopback_up_and_host_sees_host_links() {
+    let d = Daemon::start();
+    d.ns.exec("ip link add rtveth0 type veth peer name rtveth1");
+    let none = d.ok(&["run", "--rm", "--network", "none", "busybox", "ip", "-o", "link"]);
+    let links: Vec<&str> = none.lines().collect();
+    assert_eq!(links.len(), 1, "{none}");
+    assert!(links[0].starts_with("1: lo:") && links[0].contains("UP"), "{none}");
+    let addr = d.ok(&["run", "--rm", "busybox", "ip", "-o", "-4", "addr"]);
+    assert!(addr.contains("127.0.0.1/8"), "{addr}");
+    let host = d.ok(&["run", "--rm", "--network", "host", "busybox", "ip", "-o", "link"]);
+    assert!(host.contains("rtveth0"), "host mode sees the host's links: {host}");
+    let c = inspect(&d, &d.ok(&["create", "--network", "none", "busybox"]).trim().to_string());
+    let sandbox = c["NetworkSettings"]["SandboxKey"].as_str().unwrap().to_string();
+    assert!(std::path::Path::new(&sandbox).exists());
+    d.ok(&["rm", c["Id"].as_str().unwrap()]);
+    assert!(!std::path::Path::new(&sandbox).exists(), "rm removes the namespace");
+}
+
+#[test]
+fn detached_container_survives_daemon_kill_and_stop_records_exit() {
+    let mut d = Daemon::start();
+    let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
+    d.ok(&["run", "-d", "--name", "svc", "busybox", "sh", "-c", script]);
+    let pid = inspect(&d, "svc")["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    d.kill9();
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "container outlives the daemon");
+    d.spawn();
+    let c = inspect(&d, "svc");
+    assert_eq!(c["State"]["Status"], "running");
+    assert_eq!(c["State"]["Pid"].as_i64().unwrap(), pid, "same pid after restart");
+    assert_eq!(d.container_ids().len(), 1, "nothing duplicated");
+    d.ok(&["stop", "-t", "5", "svc"]);
+    let c = inspect(&d, "svc");
+    assert_eq!(c["State"]["Status"], "exited");
+    assert_eq!(c["State"]["ExitCode"], 0, "the TERM trap's exit code is recorded");
+    d.ok(&["start", "svc"]);
+    assert_eq!(inspect(&d, "svc")["State"]["Status"], "running", "an exited container starts again");
+    d.ok(&["kill", "svc"]);
+    assert_eq!(d.ok(&["wait", "svc"]).trim(), "137");
+}
+
+#[test]
+fn exit_while_daemon_is_down_is_recorded_on_restart() {
+    let mut d = Daemon::start();
+    d.ok(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 7"]);
+    let pid = inspect(&d, "short")["State"]["Pid"].as_i64().unwrap();
+    d.kill9();
+    wait_until("container exit", || !std::path::Path::new(&format!("/proc/{pid}")).exists());
+    std::thread::sleep(Duration::from_millis(300));
+    d.spawn();
+    let c = inspect(&d, "short");
+    assert_eq!(c["State"]["Status"], "exited");
+    assert_eq!(c["State"]["ExitCode"], 7);
+    d.ok(&["rm", "short"]);
+    assert!(d.leftovers().is_empty(), "leftovers: {:?}", d.leftovers());
+}
+
+#[test]
+fn exec_runs_in_the_container_and_returns_output_and_code() {
+    let d = Daemon::start();
+    d.ok(&["run", "-d", "--name", "box", "--hostname", "inside", "busybox", "sleep", "300"]);
+    let out = d.ctl(&["exec", "box", "sh", "-c", "hostname; echo err >&2; exit 4"]);
+    assert_eq!((out.code, out.stdout.as_str(), out.stderr.as_str()), (4, "inside\n", "err\n"));
+    // Same pid namespace: the container's init is pid 1 for the exec'd process.
+    let ps = d.ok(&["exec", "box", "cat", "/proc/1/cmdline"]);
+    assert!(ps.starts_with("sleep"), "{ps}");
+    let user = d.ok(&["exec", "-u", "www-data", "-e", "X=1", "-w", "/tmp", "box", "sh", "-c", "id -u; echo $X; pwd"]);
+    assert_eq!(user, "33\n1\n/tmp\n");
+    assert_eq!(d.ctl(&["exec", "box", "nope"]).code, 127);
+    d.ok(&["kill", "box"]);
+    d.ok(&["wait", "box"]);
+    let out = d.ctl(&["exec", "box", "true"]);
+    assert_eq!(out.code, 125);
+    assert!(out.stderr.contains("not running"), "{out:?}");
+}
+
+#[test]
+fn logs_tail_and_follow() {
+    let d = Daemon::start();
+    let script = "for i in 1 2 3; do echo line$i; sleep 0.3; done; echo bad >&2";
+    d.ok(&["run", "-d", "--name", "talker", "busybox", "sh", "-c", script]);
+    let follow = d.ctl_cmd(&["logs", "-f", "talker"]).output().expect("logs -f");
+    assert!(follow.status.success());
+    assert_eq!(String::from_utf8_lossy(&follow.stdout), "line1\nline2\nline3\n");
+    assert_eq!(String::from_utf8_lossy(&follow.stderr), "bad\n");
+    let tail = d.ctl(&["logs", "--tail", "2", "talker"]);
+    assert_eq!((tail.stdout.as_str(), tail.stderr.as_str()), ("line3\n", "bad\n"));
+}
+
+#[test]
+fn events_report_the_lifecycle() {
+    let d = Daemon::start();
+    let mut events = d
+        .ctl_cmd(&["events", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("events");
+    std::thread::sleep(Duration::from_millis(300));
+    d.ok(&["run", "--rm", "--name", "ev", "busybox", "true"]);
+    let reader = BufReader::new(events.stdout.take().unwrap());
+    let mut actions = Vec::new();
+    for line in reader.lines() {
+        let e: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        assert_eq!(e["Name"], "ev");
+        actions.push(e["Action"].as_str().unwrap().to_string());
+        if actions.last().map(String::as_str) == Some("destroy") {
+            break;
+        }
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert_eq!(actions, ["create", "start", "die", "destroy"]);
+}
+
+#[test]
+fn images_import_list_and_remove() {
+    let d = Daemon::start();
+    let images: serde_json::Value = serde_json::from_str(&d.ok(&["image", "ls", "--format", "json"])).unwrap();
+    let busybox = images.as_array().unwrap().iter().find(|i| i["Name"] == "busybox").expect("busybox built");
+    let rootfs = d.root().join("images").join(busybox["ID"].as_str().unwrap()).join("rootfs");
+    let tar = d.dir.join("box.tar");
+    integration_tests::sh(&format!("tar -C {} -cf {} .", rootfs.display(), tar.display()));
+    d.ok(&["image", "import", "mybox", tar.to_str().unwrap()]);
+    assert!(d.ok(&["image", "ls"]).contains("mybox"));
+    assert_eq!(d.ok(&["run", "--rm", "mybox", "echo", "from mybox"]), "from mybox\n");
+    d.ok(&["create", "--name", "user", "mybox"]);
+    let out = d.ctl(&["image", "rm", "mybox"]);
+    assert_eq!(out.code, 125);
+    assert!(out.stderr.contains("being used by container user"), "{out:?}");
+    d.ok(&["rm", "user"]);
+    d.ok(&["image", "rm", "mybox"]);
+    assert!(!d.ok(&["image", "ls"]).contains("mybox"));
+    let bad = d.dir.join("bad.tar");
+    std::fs::write(&bad, b"this is not a tarball").unwrap();
+    let out = d.ctl(&["image", "import", "broken", bad.to_str().unwrap()]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(!d.ok(&["image", "ls"]).contains("broken"));
+    let leftovers: Vec<_> = std::fs::read_dir(d.root().join("images")).unwrap().flatten().collect();
+    assert_eq!(leftovers.len(), 1, "only busybox's directory remains: {leftovers:?}");
+}
+
+#[test]
+fn bad_input_gets_one_clear_error_and_leaves_nothing() {
+    let d = Daemon::start();
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "no-such-image"], "No such image: no-such-image"),
+        (&["run", "--name", "bad name", "busybox"], "invalid container name"),
+        (&["run", "--network", "nowhere", "busybox"], "network nowhere not found"),
+        (&["run", "-w", "relative", "busybox"], "absolute path"),
+        (&["run", "-u", "nobody-here", "busybox", "true"], "unable to find user nobody-here"),
+        (&["stop", "ghost"], "No such container: ghost"),
+        (&["rm", "ghost"], "No such container: ghost"),
+    ];
+    for (args, expected) in cases {
+        let out = d.ctl(args);
+        assert_eq!(out.code, 125, "{args:?}: {out:?}");
+        assert!(out.stderr.contains(expected), "{args:?}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "{args:?}: one line: {out:?}");
+    }
+    d.ok(&["create", "--name", "dup", "busybox"]);
+    let out = d.ctl(&["create", "--name", "dup", "busybox"]);
+    assert_eq!(out.code, 125);
+    assert!(out.stderr.contains("already in use"), "{out:?}");
+    d.ok(&["run", "-d", "--name", "busy", "busybox", "sleep", "300"]);
+    let out = d.ctl(&["kill", "-s", "NOSIG", "busy"]);
+    assert!(out.code == 125 && out.stderr.contains("invalid signal"), "{out:?}");
+    let out = d.ctl(&["rm", "busy"]);
+    assert!(out.code == 125 && out.stderr.contains("stop it first"), "{out:?}");
+    assert_eq!(d.container_ids().len(), 2, "only dup and busy exist");
+    d.ok(&["rm", "-f", "busy", "dup"]);
+    assert!(d.leftovers().is_empty(), "leftovers: {:?}", d.leftovers());
+}
+
+#[test]
+fn a_daemon_that_is_not_running_is_a_clear_125() {
+    let d = Daemon::start();
+    let missing = format!("unix://{}/nothing.sock", d.dir.display());
+    let out = std::process::Command::new(integration_tests::bin_dir().join("runtimectl"))
+        .env("RUNTIMED_HOST", &missing)
+        .args(["ps"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Cannot connect to the runtime daemon") && err.lines().count() == 1, "{err}");
+}
+
+#[test]
+fn containers_are_found_by_name_and_id_prefix() {
+    let d = Daemon::start();
+    let id = d.ok(&["create", "--name", "findme", "busybox", "true"]).trim().to_string();
+    assert_eq!(inspect(&d, &id[..6])["Name"], "findme");
+    assert_eq!(inspect(&d, "findme")["Id"], id.as_str());
+    let ps: serde_json::Value = serde_json::from_str(&d.ok(&["ps", "-a", "--format", "json"])).unwrap();
+    assert_eq!(ps[0]["Names"], "findme");
+    assert_eq!(ps[0]["State"], "created");
+    assert!(d.ok(&["ps"]).lines().count() == 1, "only the header: created is not running");
+    d.ok(&["start", "findme"]);
+    assert_eq!(d.ok(&["wait", "findme"]).trim(), "0");
+}

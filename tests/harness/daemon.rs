@@ -1,0 +1,227 @@
+//! A `runtimed` of the test's own, in the test's own "host" namespace.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{bin_dir, unique, Netns};
+
+/// What a `runtimectl` invocation printed and returned.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct Daemon {
+    /// The namespace the daemon takes as the host's network.
+    pub ns: Netns,
+    pub dir: PathBuf,
+    pub cgroup_parent: String,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// A fresh namespace, directories and daemon, ready to serve.
+    pub fn start() -> Daemon {
+        let name = unique("rt");
+        let ns = Netns::new(&name);
+        let dir = PathBuf::from(format!("/tmp/{name}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let mut d = Daemon { ns, dir, cgroup_parent: format!("{name}-cg"), child: None };
+        d.spawn();
+        d
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("runtimed.sock")
+    }
+    pub fn root(&self) -> PathBuf {
+        self.dir.join("root")
+    }
+    pub fn run_dir(&self) -> PathBuf {
+        self.dir.join("run")
+    }
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.socket().display())
+    }
+
+    /// Starts the daemon process and waits until it answers.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("daemon.log"))
+            .expect("daemon log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.ns.path()))
+            .arg(bin_dir().join("runtimed"))
+            .arg("--root")
+            .arg(self.root())
+            .arg("--run-dir")
+            .arg(self.run_dir())
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn runtimed");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.socket().exists() && self.ctl(&["version"]).code == 0 {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("runtimed exited with {status}:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("runtimed did not answer within 30s:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
+    }
+
+    /// Kills the daemon with SIGKILL, leaving its containers running.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the daemon gracefully (SIGTERM).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_cmd(args).output().map(Output::from).expect("spawn runtimectl")
+    }
+
+    /// A `runtimectl` command aimed at this daemon, for tests that stream.
+    pub fn ctl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin_dir().join("runtimectl"));
+        cmd.env("RUNTIMED_HOST", self.host()).args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `runtimectl`, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert_eq!(out.code, 0, "runtimectl {args:?} failed: {out:?}\ndaemon log:\n{}", self.log());
+        out.stdout
+    }
+
+    /// Container ids known to the daemon.
+    pub fn container_ids(&self) -> Vec<String> {
+        self.ok(&["ps", "-aq"]).lines().map(String::from).collect()
+    }
+
+    /// Resources the daemon should have removed: container directories,
+    /// namespaces, libcontainer state, mounts and cgroups.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for dir in [self.root().join("containers"), self.run_dir().join("netns"), self.run_dir().join("libcontainer")] {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                found.push(entry.path().display().to_string());
+            }
+        }
+        found.extend(self.mounts());
+        found.extend(self.cgroups().into_iter().map(|p| p.display().to_string()));
+        found
+    }
+
+    fn mounts(&self) -> Vec<String> {
+        let dir = self.dir.display().to_string();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        info.lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .map(String::from)
+            .collect()
+    }
+
+    /// Container cgroups under the daemon's parent, in every v1 controller
+    /// (or the v2 tree).
+    pub fn cgroups(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for parent in self.cgroup_parents() {
+            for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+                if entry.path().is_dir() {
+                    found.push(entry.path());
+                }
+            }
+        }
+        found
+    }
+
+    fn cgroup_parents(&self) -> Vec<PathBuf> {
+        let base = Path::new("/sys/fs/cgroup");
+        let mut parents = vec![base.join(&self.cgroup_parent)];
+        for entry in std::fs::read_dir(base).into_iter().flatten().flatten() {
+            parents.push(entry.path().join(&self.cgroup_parent));
+        }
+        parents.into_iter().filter(|p| p.is_dir()).collect()
+    }
+
+    fn cleanup(&mut self) {
+        if self.child.is_some() {
+            for id in self.ctl(&["ps", "-aq"]).stdout.lines() {
+                let _ = self.ctl(&["rm", "-f", id]);
+            }
+        }
+        self.stop();
+        for m in self.mounts().into_iter().rev() {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        for parent in self.cgroup_parents() {
+            for entry in std::fs::read_dir(&parent).into_iter().flatten().flatten() {
+                let _ = std::fs::remove_dir(entry.path());
+            }
+            let _ = std::fs::remove_dir(&parent);
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("--- runtimed log ({}) ---\n{}", self.dir.display(), self.log());
+        }
+        self.cleanup();
+    }
+}
+
+impl From<std::process::Output> for Output {
+    fn from(o: std::process::Output) -> Self {
+        Output {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}

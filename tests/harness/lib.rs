@@ -1,0 +1,46 @@
+//! Test worlds for integration tests.
+//!
+//! Each test gets a "host" network namespace running its own `runtimed`
+//! (own root, run dir, socket and cgroup parent), so tests run in parallel
+//! and never touch the machine's network. Everything is removed on drop,
+//! whether the test passed or panicked.
+
+mod daemon;
+mod netns;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub use daemon::{Daemon, Output};
+pub use netns::Netns;
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A name unique to this test process and call, short enough for a netns
+/// or interface name.
+pub fn unique(prefix: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{prefix}{}x{n}", std::process::id() % 100_000)
+}
+
+/// Directory holding the workspace's built binaries (target/debug).
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("RUNTIMED_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // The test executable lives in target/<profile>/deps.
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+}
+
+/// Runs a shell command on the test machine (inside no namespace), panicking
+/// on failure: only for building test topology.
+pub fn sh(cmd: &str) -> String {
+    let out = std::process::Command::new("sh").arg("-c").arg(cmd).output().expect("spawn sh");
+    assert!(
+        out.status.success(),
+        "`{cmd}` failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,89 @@
+"""Drives runtimed's gRPC API from Python, with stubs generated from our
+.proto at run time, to show the API stands on its own for orchestrators.
+
+usage: client.py PROTO_ROOT SOCKET
+"""
+import sys
+import tempfile
+
+import grpc
+from grpc_tools import protoc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+
+def generate(proto_root):
+    out = tempfile.mkdtemp(prefix="rtpy-")
+    rc = protoc.main([
+        "protoc", f"-I{proto_root}", f"--python_out={out}", f"--grpc_python_out={out}",
+        "runtime/v1/runtime.proto",
+    ])
+    assert rc == 0, "protoc failed"
+    sys.path.insert(0, out)
+
+
+def main():
+    proto_root, socket = sys.argv[1], sys.argv[2]
+    generate(proto_root)
+    from runtime.v1 import runtime_pb2 as pb
+    from runtime.v1 import runtime_pb2_grpc as rpc
+
+    # grpcio would send the socket path as :authority, which HTTP/2 servers
+    # (hyper) reject as malformed; any host name does.
+    ch = grpc.insecure_channel(f"unix://{socket}", options=[("grpc.default_authority", "localhost")])
+    containers = rpc.ContainersStub(ch)
+    system = rpc.SystemStub(ch)
+    images = rpc.ImagesStub(ch)
+
+    assert system.Version(pb.VersionRequest()).version
+    assert any(i.name == "busybox" for i in images.List(pb.ListImagesRequest()).images)
+
+    # Attached run: the id first, then output, then the exit code.
+    events = list(containers.Run(pb.RunRequest(
+        name="pyrun",
+        config=pb.ContainerConfig(image="busybox", cmd=["sh", "-c", "echo from python; exit 5"],
+                                  auto_remove=True))))
+    assert events[0].WhichOneof("event") == "id", events
+    output = b"".join(e.output.data for e in events if e.WhichOneof("event") == "output")
+    assert output == b"from python\n", output
+    assert events[-1].exit_code == 5, events[-1]
+
+    cid = containers.Create(pb.CreateRequest(
+        name="py", config=pb.ContainerConfig(image="busybox", cmd=["sleep", "300"]))).id
+    assert containers.Start(pb.StartRequest(container="py")).pid > 0
+    info = containers.Inspect(pb.InspectRequest(container=cid[:8]))
+    assert info.state == pb.CONTAINER_STATE_RUNNING and info.name == "py", info
+    listed = containers.List(pb.ListRequest(all=False)).containers
+    assert [c.id for c in listed] == [cid], listed
+    res = containers.Exec(pb.ExecRequest(container="py", cmd=["sh", "-c", "echo hi; exit 2"]))
+    assert (res.exit_code, res.stdout) == (2, b"hi\n"), res
+    containers.Kill(pb.KillRequest(container="py", signal="TERM"))
+    containers.Stop(pb.StopRequest(container="py", timeout_seconds=1))
+    assert containers.Wait(pb.WaitRequest(container="py")).exit_code == 137
+    containers.Remove(pb.RemoveRequest(container="py"))
+
+    try:
+        containers.Inspect(pb.InspectRequest(container="ghost"))
+        raise AssertionError("inspect of a missing container succeeded")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.NOT_FOUND, e
+        assert "No such container: ghost" in e.details(), e.details()
+    try:
+        containers.Create(pb.CreateRequest(name="x", config=pb.ContainerConfig(image="nope")))
+        raise AssertionError("create with a missing image succeeded")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.NOT_FOUND, e
+
+    health = health_pb2_grpc.HealthStub(ch)
+    status = health.Check(health_pb2.HealthCheckRequest(service="runtime.v1.Containers")).status
+    assert status == health_pb2.HealthCheckResponse.SERVING, status
+
+    refl = reflection_pb2_grpc.ServerReflectionStub(ch)
+    answers = refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for a in answers for s in a.list_services_response.service}
+    assert {"runtime.v1.Containers", "runtime.v1.Images", "runtime.v1.System"} <= names, names
+    print("ok")
+
+
+if __name__ == "__main__":
+    main()
