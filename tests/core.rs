@@ -226,6 +226,22 @@ fn images_import_list_and_remove() {
 }
 
 #[test]
+fn an_image_whose_rootfs_is_missing_fails_cleanly() {
+    let d = Daemon::start();
+    let busybox = d.root().join("images");
+    let rootfs = std::fs::read_dir(&busybox).unwrap().flatten().next().unwrap().path().join("rootfs");
+    let tar = d.dir.join("box.tar");
+    integration_tests::sh(&format!("tar -C {} -cf {} .", rootfs.display(), tar.display()));
+    let id = d.ok(&["image", "import", "fragile", tar.to_str().unwrap()]).trim().to_string();
+    std::fs::remove_dir_all(d.root().join("images").join(&id).join("rootfs")).unwrap();
+    let out = d.ctl(&["run", "--rm", "fragile", "true"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("rootfs") && out.stderr.contains("missing"), "{out:?}");
+    assert!(d.container_ids().is_empty());
+    assert!(d.leftovers().is_empty(), "leftovers: {:?}", d.leftovers());
+}
+
+#[test]
 fn bad_input_gets_one_clear_error_and_leaves_nothing() {
     let d = Daemon::start();
     let cases: &[(&[&str], &str)] = &[

@@ -74,6 +74,18 @@ def main():
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.NOT_FOUND, e
 
+    try:
+        containers.Create(pb.CreateRequest(name="noconfig"))
+        raise AssertionError("create without a config succeeded")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    try:
+        containers.Kill(pb.KillRequest(container="", signal="KILL"))
+        raise AssertionError("kill without a container succeeded")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
+    assert not containers.List(pb.ListRequest(all=True)).containers
+
     health = health_pb2_grpc.HealthStub(ch)
     status = health.Check(health_pb2.HealthCheckRequest(service="runtime.v1.Containers")).status
     assert status == health_pb2.HealthCheckResponse.SERVING, status
