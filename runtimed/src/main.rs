@@ -9,6 +9,7 @@ mod config;
 mod container;
 mod error;
 mod events;
+mod firewall;
 mod image;
 mod network;
 mod shim;

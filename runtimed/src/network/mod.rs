@@ -1,6 +1,7 @@
 //! Container network modes. The daemon prepares a container's network
 //! namespace before the container starts; the container joins it by path.
 
+pub mod dns;
 pub mod netns;
 
 use serde::{Deserialize, Serialize};

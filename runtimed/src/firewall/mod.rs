@@ -1,0 +1,2 @@
+//! nftables rules owned by the daemon (being written).
+#![allow(dead_code)]

@@ -1,0 +1,2 @@
+//! Per-network DNS server (being written).
+#![allow(dead_code)]
