@@ -57,6 +57,7 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 # --- runtimed, isolated -------------------------------------------------------
 ip netns add "$NS"

@@ -71,6 +71,49 @@ pub enum Command {
     Version(FormatArg),
     /// Show daemon-wide information.
     Info(FormatArg),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// List a container's published ports.
+    Port { container: String },
+}
+
+#[derive(Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create {
+        #[arg(short, long, default_value = "bridge")]
+        driver: String,
+        #[arg(long)]
+        subnet: Option<String>,
+        #[arg(long)]
+        gateway: Option<String>,
+        /// No traffic to or from outside the network.
+        #[arg(long)]
+        internal: bool,
+        /// Driver options, e.g. --opt mtu=1400.
+        #[arg(short, long = "opt")]
+        opt: Vec<String>,
+        name: String,
+    },
+    /// List networks.
+    #[command(alias = "list")]
+    Ls(FormatArg),
+    /// Show networks as JSON.
+    Inspect { #[arg(required = true)] networks: Vec<String> },
+    /// Remove networks.
+    Rm { #[arg(required = true)] networks: Vec<String> },
+    /// Connect a container to a network (a new interface).
+    Connect {
+        #[arg(long)]
+        ip: Option<String>,
+        #[arg(long = "alias")]
+        aliases: Vec<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network.
+    Disconnect { network: String, container: String },
 }
 
 #[derive(Args)]
@@ -92,9 +135,26 @@ pub struct CreateArgs {
     /// Mount the container's root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
-    /// Network mode: none or host.
+    /// Network: bridge (default), none, host, container:NAME or a network name.
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// Publish ports: [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp], ranges allowed.
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Static IPv4 address on the network.
+    #[arg(long)]
+    pub ip: Option<String>,
+    #[arg(long)]
+    pub mac_address: Option<String>,
+    /// Extra DNS name on a user-defined network.
+    #[arg(long = "network-alias")]
+    pub network_alias: Vec<String>,
+    /// DNS server for the container.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Extra /etc/hosts entry NAME:IP.
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,

@@ -3,6 +3,7 @@
 use hyper_util::rt::TokioIo;
 use runtime_proto::v1::containers_client::ContainersClient;
 use runtime_proto::v1::images_client::ImagesClient;
+use runtime_proto::v1::networks_client::NetworksClient;
 use runtime_proto::v1::system_client::SystemClient;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -41,6 +42,9 @@ impl Client {
     }
     pub fn images(&self) -> ImagesClient<Channel> {
         ImagesClient::new(self.channel.clone())
+    }
+    pub fn networks(&self) -> NetworksClient<Channel> {
+        NetworksClient::new(self.channel.clone())
     }
     pub fn system(&self) -> SystemClient<Channel> {
         SystemClient::new(self.channel.clone())

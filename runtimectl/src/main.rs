@@ -5,6 +5,7 @@ mod client;
 mod commands;
 mod error;
 mod output;
+mod ports;
 
 use clap::Parser;
 

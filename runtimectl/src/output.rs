@@ -96,6 +96,14 @@ pub fn container_json(c: &pb::ContainerInfo) -> Value {
         "NetworkSettings": {
             "Mode": cfg.network,
             "SandboxKey": c.netns_path,
+            "Networks": c.networks.iter().map(|e| (e.network.clone(), json!({
+                "NetworkID": e.network_id, "Interface": e.interface, "IPAddress": e.ip_address,
+                "IPPrefixLen": e.prefix_len, "Gateway": e.gateway, "MacAddress": e.mac_address,
+                "Aliases": e.aliases,
+            }))).collect::<serde_json::Map<String, Value>>(),
+            "Ports": c.ports.iter().map(|p| json!({
+                "HostIp": p.host_ip, "HostPort": p.host_port, "ContainerPort": p.container_port, "Protocol": p.protocol,
+            })).collect::<Vec<_>>(),
         },
         "Rootfs": c.rootfs,
     })
@@ -112,6 +120,8 @@ pub fn ps_json(c: &pb::ContainerInfo) -> Value {
         "ExitCode": c.exit_code,
         "Pid": c.pid,
         "CreatedAt": rfc3339(c.created_at),
+        "Ports": c.ports.iter().map(crate::ports::display).collect::<Vec<_>>().join(", "),
+        "Networks": c.networks.iter().map(|e| e.network.clone()).collect::<Vec<_>>().join(","),
     })
 }
 

@@ -17,6 +17,12 @@ pub struct DaemonConfig {
     /// Parent cgroup of every container's cgroup.
     #[arg(long, global = true, default_value = "runtimed")]
     pub cgroup_parent: String,
+    /// Linux bridge of the default network.
+    #[arg(long, global = true, default_value = "runtime0")]
+    pub bridge_name: String,
+    /// nftables table owned by this daemon (one per daemon on a host).
+    #[arg(long, global = true, default_value = "runtimed")]
+    pub nft_table: String,
     /// Log filter when RUNTIMED_LOG is not set.
     #[arg(long, global = true, default_value = "info")]
     pub log_level: String,

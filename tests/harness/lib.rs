@@ -7,12 +7,14 @@
 
 mod daemon;
 mod netns;
+mod world;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use daemon::{Daemon, Output};
 pub use netns::Netns;
+pub use world::{Bg, World, EXT_IP, HOST_IP};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 

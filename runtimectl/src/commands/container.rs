@@ -24,9 +24,19 @@ fn env_entries(env: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn config(a: &CreateArgs) -> pb::ContainerConfig {
+fn config(a: &CreateArgs) -> Result<pb::ContainerConfig> {
     let (image, cmd) = a.args.split_first().map(|(i, c)| (i.clone(), c.to_vec())).unwrap_or_default();
-    pb::ContainerConfig {
+    let mut ports = Vec::new();
+    for spec in &a.publish {
+        ports.extend(crate::ports::parse(spec).map_err(CliError::new)?);
+    }
+    Ok(pb::ContainerConfig {
+        ports,
+        ip: a.ip.clone().unwrap_or_default(),
+        mac_address: a.mac_address.clone().unwrap_or_default(),
+        network_aliases: a.network_alias.clone(),
+        dns: a.dns.clone(),
+        extra_hosts: a.add_host.clone(),
         image,
         cmd,
         env: env_entries(&a.env),
@@ -36,7 +46,7 @@ fn config(a: &CreateArgs) -> pb::ContainerConfig {
         read_only: a.read_only,
         network: a.network.clone().unwrap_or_default(),
         auto_remove: a.rm,
-    }
+    })
 }
 
 fn write_output(entry: &pb::LogEntry) {
@@ -53,7 +63,7 @@ pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
     use pb::run_response::Event;
     let req = pb::RunRequest {
         name: a.create.name.clone().unwrap_or_default(),
-        config: Some(config(&a.create)),
+        config: Some(config(&a.create)?),
         detach: a.detach,
     };
     let mut stream = client.containers().run(req).await?.into_inner();
@@ -73,7 +83,7 @@ pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
 }
 
 pub async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
-    let req = pb::CreateRequest { name: a.name.clone().unwrap_or_default(), config: Some(config(&a)) };
+    let req = pb::CreateRequest { name: a.name.clone().unwrap_or_default(), config: Some(config(&a)?) };
     let resp = client.containers().create(req).await?.into_inner();
     println!("{}", resp.id);
     Ok(0)
@@ -107,11 +117,12 @@ pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
                     output::command_text(c),
                     output::ago(c.created_at),
                     output::status_text(c),
+                    c.ports.iter().map(crate::ports::display).collect::<Vec<_>>().join(", "),
                     c.name.clone(),
                 ]
             })
             .collect();
-        output::print_table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"], &rows);
+        output::print_table(&["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], &rows);
     }
     Ok(0)
 }
@@ -197,4 +208,13 @@ pub async fn wait(client: &Client, names: Vec<String>) -> Result<i32> {
         Ok(())
     })
     .await
+}
+
+pub async fn port(client: &Client, container: String) -> Result<i32> {
+    let info = client.containers().inspect(pb::InspectRequest { container }).await?.into_inner();
+    for p in &info.ports {
+        let ip = if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip };
+        println!("{}/{} -> {ip}:{}", p.container_port, p.protocol, p.host_port);
+    }
+    Ok(0)
 }

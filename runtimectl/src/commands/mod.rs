@@ -2,9 +2,10 @@
 
 mod container;
 mod image;
+mod network;
 mod system;
 
-use crate::cli::{Cli, Command, ImageCommand};
+use crate::cli::{Cli, Command, ImageCommand, NetworkCommand};
 use crate::client::Client;
 use crate::error::Result;
 
@@ -28,6 +29,19 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Image(ImageCommand::Rm { images }) => image::rm(&client, images).await,
         Command::Version(f) => system::version(&client, f.format).await,
         Command::Info(f) => system::info(&client, f.format).await,
+        Command::Port { container } => container::port(&client, container).await,
+        Command::Network(NetworkCommand::Create { driver, subnet, gateway, internal, opt, name }) => {
+            network::create(&client, name, driver, subnet, gateway, internal, opt).await
+        }
+        Command::Network(NetworkCommand::Ls(f)) => network::ls(&client, f.format).await,
+        Command::Network(NetworkCommand::Inspect { networks }) => network::inspect(&client, networks).await,
+        Command::Network(NetworkCommand::Rm { networks }) => network::rm(&client, networks).await,
+        Command::Network(NetworkCommand::Connect { ip, aliases, network, container }) => {
+            network::connect(&client, network, container, ip, aliases).await
+        }
+        Command::Network(NetworkCommand::Disconnect { network, container }) => {
+            network::disconnect(&client, network, container).await
+        }
     }
 }
 

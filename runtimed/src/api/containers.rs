@@ -10,7 +10,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
-use super::convert::{container_info, spec_from_config};
+use super::convert::{container_info, endpoint_info, spec_from_config};
 use crate::container::logs::{LogLine, Stream as LogStream};
 use crate::container::{ContainerRecord, Follow, Manager};
 use crate::network::NetworkMode;
@@ -30,11 +30,17 @@ impl ContainersApi {
 
     fn info(&self, rec: &ContainerRecord) -> pb::ContainerInfo {
         let paths = self.m.paths(&rec.id);
-        let netns = match rec.spec.network {
+        let netns = match &rec.spec.network {
             NetworkMode::Host => String::new(),
-            NetworkMode::None => paths.netns.display().to_string(),
+            NetworkMode::Container(owner) => self.m.paths(owner).netns.display().to_string(),
+            NetworkMode::None | NetworkMode::Bridge(_) => paths.netns.display().to_string(),
         };
-        container_info(rec, &netns, &paths.rootfs().display().to_string())
+        let networks = rec
+            .endpoints
+            .iter()
+            .map(|ep| endpoint_info(ep, self.m.networks().resolve(&ep.network_id).ok().as_ref()))
+            .collect();
+        container_info(rec, &netns, &paths.rootfs().display().to_string(), networks)
     }
 }
 

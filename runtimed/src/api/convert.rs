@@ -5,7 +5,12 @@ use runtime_proto::v1 as pb;
 use crate::container::{ContainerRecord, ContainerSpec, State};
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
-use crate::network::NetworkMode;
+use std::net::Ipv4Addr;
+
+use crate::firewall::{PortMap, Proto};
+use crate::network::ports::{proto_name, PortRequest};
+use crate::network::record::{format_mac, parse_mac};
+use crate::network::{Endpoint, NetworkMode, NetworkRecord};
 
 /// Splits a requested config into the image reference and the stored spec.
 pub fn spec_from_config(config: Option<pb::ContainerConfig>) -> Result<(String, ContainerSpec)> {
@@ -21,7 +26,21 @@ pub fn spec_from_config(config: Option<pb::ContainerConfig>) -> Result<(String, 
             c.working_dir
         )));
     }
+    let ports = c.ports.iter().map(port_request).collect::<Result<Vec<_>>>()?;
+    let ip = parse_opt(&c.ip, "IP address")?;
+    let mac = match c.mac_address.as_str() {
+        "" => None,
+        m => Some(parse_mac(m).ok_or_else(|| Error::InvalidArgument(format!("invalid MAC address: {m}")))?),
+    };
+    let dns = c.dns.iter().map(|d| parse_ip(d, "DNS server")).collect::<Result<Vec<_>>>()?;
+    let extra_hosts = c.extra_hosts.iter().map(|h| parse_extra_host(h)).collect::<Result<Vec<_>>>()?;
     let spec = ContainerSpec {
+        ports,
+        ip,
+        mac,
+        aliases: c.network_aliases,
+        dns,
+        extra_hosts,
         cmd: c.cmd,
         env: c.env.into_iter().map(|kv| if kv.contains('=') { kv } else { format!("{kv}=") }).collect(),
         working_dir: c.working_dir,
@@ -43,12 +62,97 @@ fn config_from_spec(image: &str, s: &ContainerSpec) -> pb::ContainerConfig {
         user: s.user.clone(),
         hostname: s.hostname.clone(),
         read_only: s.read_only,
-        network: s.network.as_str().to_string(),
+        network: s.network.name(),
         auto_remove: s.auto_remove,
+        ports: s.ports.iter().map(|p| pb::PortBinding {
+            host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            host_port: p.host_port.into(),
+            container_port: p.container_port.into(),
+            protocol: proto_name(p.proto).into(),
+        }).collect(),
+        ip: s.ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        mac_address: s.mac.as_ref().map(format_mac).unwrap_or_default(),
+        network_aliases: s.aliases.clone(),
+        dns: s.dns.iter().map(|d| d.to_string()).collect(),
+        extra_hosts: s.extra_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect(),
     }
 }
 
-pub fn container_info(rec: &ContainerRecord, netns: &str, rootfs: &str) -> pb::ContainerInfo {
+fn parse_ip(s: &str, what: &str) -> Result<Ipv4Addr> {
+    s.parse().map_err(|_| Error::InvalidArgument(format!("invalid {what}: {s}")))
+}
+
+fn parse_opt(s: &str, what: &str) -> Result<Option<Ipv4Addr>> {
+    if s.is_empty() { Ok(None) } else { parse_ip(s, what).map(Some) }
+}
+
+fn parse_extra_host(s: &str) -> Result<(String, Ipv4Addr)> {
+    let (name, ip) = s
+        .split_once(':')
+        .ok_or_else(|| Error::InvalidArgument(format!("invalid --add-host {s}: use NAME:IP")))?;
+    Ok((name.to_string(), parse_ip(ip, "--add-host address")?))
+}
+
+fn port_request(p: &pb::PortBinding) -> Result<PortRequest> {
+    let proto = match p.protocol.as_str() {
+        "" | "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        other => return Err(Error::InvalidArgument(format!("invalid protocol {other}: use tcp or udp"))),
+    };
+    let port = |n: u32, what: &str| -> Result<u16> {
+        u16::try_from(n).map_err(|_| Error::InvalidArgument(format!("invalid {what} port {n}")))
+    };
+    Ok(PortRequest {
+        host_ip: parse_opt(&p.host_ip, "host IP")?,
+        host_port: port(p.host_port, "host")?,
+        container_port: port(p.container_port, "container")?,
+        proto,
+    })
+}
+
+pub fn port_binding(p: &PortMap) -> pb::PortBinding {
+    pb::PortBinding {
+        host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        host_port: p.host_port.into(),
+        container_port: p.container_port.into(),
+        protocol: proto_name(p.proto).into(),
+    }
+}
+
+pub fn endpoint_info(ep: &Endpoint, net: Option<&NetworkRecord>) -> pb::EndpointInfo {
+    pb::EndpointInfo {
+        network: ep.network.clone(),
+        network_id: ep.network_id.clone(),
+        interface: ep.ifname.clone(),
+        ip_address: ep.ip.to_string(),
+        prefix_len: net.map(|n| n.subnet.prefix_len().into()).unwrap_or(0),
+        gateway: net.map(|n| n.gateway.to_string()).unwrap_or_default(),
+        mac_address: format_mac(&ep.mac),
+        aliases: ep.aliases.clone(),
+    }
+}
+
+pub fn network_info(n: &NetworkRecord, containers: Vec<pb::NetworkContainer>) -> pb::NetworkInfo {
+    pb::NetworkInfo {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        driver: n.driver.clone(),
+        subnet: n.subnet.to_string(),
+        gateway: n.gateway.to_string(),
+        bridge: n.bridge.clone(),
+        internal: n.internal,
+        mtu: n.mtu,
+        created_at: n.created_at,
+        containers,
+    }
+}
+
+pub fn container_info(
+    rec: &ContainerRecord,
+    netns: &str,
+    rootfs: &str,
+    networks: Vec<pb::EndpointInfo>,
+) -> pb::ContainerInfo {
     let state = match rec.state {
         State::Created => pb::ContainerState::Created,
         State::Running => pb::ContainerState::Running,
@@ -67,6 +171,8 @@ pub fn container_info(rec: &ContainerRecord, netns: &str, rootfs: &str) -> pb::C
         netns_path: netns.to_string(),
         rootfs: rootfs.to_string(),
         image_id: rec.image_id.clone(),
+        networks,
+        ports: rec.ports.iter().map(port_binding).collect(),
     }
 }
 

@@ -4,19 +4,22 @@
 mod containers;
 mod convert;
 mod images;
+mod networks;
 mod system;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::Context;
-use runtime_proto::v1::{containers_server, images_server, system_server, FILE_DESCRIPTOR_SET};
+use runtime_proto::v1::{containers_server, images_server, networks_server, system_server, FILE_DESCRIPTOR_SET};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::config::DaemonConfig;
 use crate::container::Manager;
 use crate::events::Events;
+use crate::firewall::Firewall;
+use crate::network::Networks;
 use crate::image::ImageStore;
 use crate::store::Store;
 
@@ -26,13 +29,16 @@ pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
     let store = Store::open(&cfg.store_dir()).context("open the state store")?;
     let images = ImageStore::new(cfg.images_dir(), store.clone())?;
     images.ensure_busybox().await.context("build the default image")?;
-    let manager = Manager::new(cfg.clone(), store, images, Events::new())?;
+    let networks = Networks::new(store.clone(), Firewall::new(cfg.nft_table.clone()), cfg.bridge_name.clone())?;
+    networks.init().await.context("set up networks")?;
+    let manager = Manager::new(cfg.clone(), store, images, Events::new(), networks)?;
     manager.reconcile().await.context("reconcile containers")?;
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<containers_server::ContainersServer<containers::ContainersApi>>().await;
     health_reporter.set_serving::<images_server::ImagesServer<images::ImagesApi>>().await;
     health_reporter.set_serving::<system_server::SystemServer<system::SystemApi>>().await;
+    health_reporter.set_serving::<networks_server::NetworksServer<networks::NetworksApi>>().await;
     // Both reflection versions: grpcurl and older clients still ask v1alpha.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -50,6 +56,7 @@ pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
         .add_service(reflection_v1alpha)
         .add_service(containers_server::ContainersServer::new(containers::ContainersApi::new(manager.clone())))
         .add_service(images_server::ImagesServer::new(images::ImagesApi::new(manager.clone())))
+        .add_service(networks_server::NetworksServer::new(networks::NetworksApi::new(manager.clone())))
         .add_service(system_server::SystemServer::new(system::SystemApi::new(manager)))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await

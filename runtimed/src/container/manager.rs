@@ -12,12 +12,14 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::{names, rootfs, shim_client, spec, user, ContainerPaths, ContainerRecord, ContainerSpec, State};
+use super::{etc, names, rootfs, shim_client, spec, user, ContainerPaths, ContainerRecord, ContainerSpec, State};
 use crate::config::DaemonConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
 use crate::image::{ImageRecord, ImageStore};
-use crate::network::netns;
+use crate::firewall::PortMap;
+use crate::network::manager::AttachRequest;
+use crate::network::{netns, ports, NetworkMode, Networks};
 use crate::store::Store;
 use crate::util::{now_nanos, random_id};
 
@@ -55,16 +57,28 @@ pub(super) struct Inner {
     pub store: Store,
     pub images: ImageStore,
     pub events: Events,
+    pub networks: Networks,
     pub slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// Serialises host-port assignment so two creates never pick one port.
+    pub ports_lock: tokio::sync::Mutex<()>,
 }
 
 impl Manager {
-    pub fn new(cfg: DaemonConfig, store: Store, images: ImageStore, events: Events) -> Result<Self> {
+    pub fn new(cfg: DaemonConfig, store: Store, images: ImageStore, events: Events, networks: Networks) -> Result<Self> {
         let exe = std::env::current_exe().ctx(|| "find own executable".into())?;
         for dir in [cfg.containers_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
             std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         }
-        let inner = Inner { cfg, exe, store, images, events, slots: Mutex::new(HashMap::new()) };
+        let inner = Inner {
+            cfg,
+            exe,
+            store,
+            images,
+            events,
+            networks,
+            slots: Mutex::new(HashMap::new()),
+            ports_lock: tokio::sync::Mutex::new(()),
+        };
         Ok(Manager { inner: Arc::new(inner) })
     }
 
@@ -78,6 +92,10 @@ impl Manager {
 
     pub fn config(&self) -> &DaemonConfig {
         &self.inner.cfg
+    }
+
+    pub fn networks(&self) -> &Networks {
+        &self.inner.networks
     }
 
     pub fn paths(&self, id: &str) -> ContainerPaths {
@@ -147,15 +165,21 @@ impl Manager {
         let image = self.inner.images.resolve(image_ref)?;
         let id = random_id();
         let name = self.choose_name(name, &id)?;
+        let mut spec = spec;
+        if let NetworkMode::Container(target) = &spec.network {
+            spec.network = NetworkMode::Container(self.resolve(target)?.id);
+        }
         let mut rec = ContainerRecord::new(id.clone(), name, image_ref.to_string(), spec);
         rec.image_id = image.id.clone();
         let paths = self.paths(&id);
-        let prepared = self.prepare(&rec, &paths).await;
+        let _ports = self.inner.ports_lock.lock().await;
+        let prepared = self.prepare(&mut rec, &paths).await;
         let stored = match prepared {
             Ok(()) => self.inner.store.insert_container(&rec).await,
             Err(e) => Err(e),
         };
         if let Err(e) = stored {
+            self.release_network(&rec).await;
             teardown(&paths);
             return Err(e);
         }
@@ -177,14 +201,51 @@ impl Manager {
         Ok(id[..12].to_string())
     }
 
-    async fn prepare(&self, rec: &ContainerRecord, paths: &ContainerPaths) -> Result<()> {
+    async fn prepare(&self, rec: &mut ContainerRecord, paths: &ContainerPaths) -> Result<()> {
         rootfs::prepare(paths)?;
         std::fs::File::create(paths.log()).ctx(|| format!("create {}", paths.log().display()))?;
         if rec.spec.network.owns_netns() {
             let ns = paths.netns.clone();
             tokio::task::spawn_blocking(move || netns::create(&ns)).await.map_err(Error::internal)??;
         }
+        self.connect_network(rec, paths).await
+    }
+
+    /// Plugs eth0 into the container's bridge network and assigns its
+    /// published ports.
+    async fn connect_network(&self, rec: &mut ContainerRecord, paths: &ContainerPaths) -> Result<()> {
+        let NetworkMode::Bridge(name) = &rec.spec.network else {
+            if !rec.spec.ports.is_empty() && matches!(rec.spec.network, NetworkMode::Container(_) | NetworkMode::None) {
+                return Err(Error::InvalidArgument(format!(
+                    "ports cannot be published with network mode {}",
+                    rec.spec.network.name()
+                )));
+            }
+            return Ok(());
+        };
+        let net = self.inner.networks.resolve(name)?;
+        if net.internal && !rec.spec.ports.is_empty() {
+            return Err(Error::InvalidArgument(format!("ports cannot be published on internal network {}", net.name)));
+        }
+        let req = AttachRequest { ip: rec.spec.ip, mac: rec.spec.mac, aliases: rec.spec.aliases.clone() };
+        let ep = self.inner.networks.attach(&net, &rec.id, &paths.netns, "eth0", &req).await?;
+        rec.endpoints.push(ep.clone());
+        self.dns_register(rec, &ep);
+        let taken: Vec<PortMap> = self.inner.store.containers.list()?.into_iter().flat_map(|c| c.ports).collect();
+        rec.ports = ports::assign(&rec.spec.ports, ep.ip, &taken)?;
         Ok(())
+    }
+
+    /// Unpublishes ports and frees every endpoint of a container.
+    pub(super) async fn release_network(&self, rec: &ContainerRecord) {
+        if let Err(e) = self.inner.networks.firewall().unpublish(&rec.ports) {
+            tracing::warn!(id = rec.short_id(), "unpublish ports: {e}");
+        }
+        for ep in &rec.endpoints {
+            if let Err(e) = self.inner.networks.detach(ep).await {
+                tracing::warn!(id = rec.short_id(), "detach from {}: {e}", ep.network);
+            }
+        }
     }
 
     /// Starts a created or exited container; a running one is left alone.
@@ -228,14 +289,19 @@ impl Manager {
         let image = self.image_of(rec)?;
         rootfs::prepare(paths)?;
         rootfs::mount_overlay(paths, &self.inner.images.rootfs(&image))?;
-        let netns_path = if rec.spec.network.owns_netns() {
-            if !netns::exists(&paths.netns) {
-                let ns = paths.netns.clone();
-                tokio::task::spawn_blocking(move || netns::create(&ns)).await.map_err(Error::internal)??;
+        let joined;
+        let netns_path = match &rec.spec.network {
+            NetworkMode::Host => None,
+            NetworkMode::Container(target) => {
+                joined = self.joined_netns(target)?;
+                Some(joined.as_path())
             }
-            Some(paths.netns.as_path())
-        } else {
-            None
+            NetworkMode::None | NetworkMode::Bridge(_) => {
+                if !netns::exists(&paths.netns) {
+                    self.recreate_netns(rec, paths).await?;
+                }
+                Some(paths.netns.as_path())
+            }
         };
         let user = user::resolve(&paths.rootfs(), &rec.spec.user)?;
         let hostname = if rec.spec.hostname.is_empty() {
@@ -243,6 +309,8 @@ impl Manager {
         } else {
             rec.spec.hostname.clone()
         };
+        let nameserver = self.nameserver(rec)?;
+        let files = etc::write(paths, rec, &hostname, nameserver)?;
         let inputs = spec::SpecInputs {
             id: &rec.id,
             rootfs: &paths.rootfs(),
@@ -250,11 +318,57 @@ impl Manager {
             hostname,
             user,
             cgroups_path: PathBuf::from(format!("/{}/{}", self.inner.cfg.cgroup_parent, rec.id)),
+            files,
         };
         let oci = spec::build(&rec.spec, &inputs)?;
         spec::write(&oci, paths.bundle())?;
         let _ = std::fs::remove_file(paths.exit_file());
-        shim_client::start(&self.inner.exe, &self.inner.cfg.libcontainer_root(), &rec.id, paths).await
+        let started = shim_client::start(&self.inner.exe, &self.inner.cfg.libcontainer_root(), &rec.id, paths).await?;
+        // One nft transaction for all of the container's ports.
+        if let Err(e) = self.inner.networks.firewall().publish(&rec.ports) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(started.pid), nix::sys::signal::Signal::SIGKILL);
+            return Err(Error::internal(format!("publish ports: {e}")));
+        }
+        Ok(started)
+    }
+
+    /// The namespace of the container another one joins; it must be running.
+    fn joined_netns(&self, target: &str) -> Result<PathBuf> {
+        let owner = self.resolve(target)?;
+        if owner.state != State::Running {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot join the network of container {}: it is not running",
+                owner.name
+            )));
+        }
+        let path = self.paths(&owner.id).netns;
+        match &owner.spec.network {
+            NetworkMode::Container(next) => self.joined_netns(next),
+            NetworkMode::Host => Err(Error::InvalidArgument(format!("container {} uses the host network", owner.name))),
+            _ => Ok(path),
+        }
+    }
+
+    /// After a reboot the namespace is gone: make it again and re-plug the
+    /// stored endpoints with their addresses.
+    async fn recreate_netns(&self, rec: &ContainerRecord, paths: &ContainerPaths) -> Result<()> {
+        let ns = paths.netns.clone();
+        tokio::task::spawn_blocking(move || netns::create(&ns)).await.map_err(Error::internal)??;
+        for ep in &rec.endpoints {
+            self.inner.networks.replug(ep, &paths.netns).await?;
+        }
+        Ok(())
+    }
+
+    /// The container's DNS server: its first user-defined network's gateway.
+    fn nameserver(&self, rec: &ContainerRecord) -> Result<Option<std::net::Ipv4Addr>> {
+        for ep in &rec.endpoints {
+            let net = self.inner.networks.resolve(&ep.network_id)?;
+            if net.has_dns() {
+                return Ok(Some(net.gateway));
+            }
+        }
+        Ok(None)
     }
 
     pub(super) fn image_of(&self, rec: &ContainerRecord) -> Result<ImageRecord> {
@@ -270,6 +384,12 @@ impl Manager {
         let slot = self.slot(&rec);
         let _op = slot.op.lock().await;
         let rec = self.resolve(&rec.id)?;
+        if let Some(joiner) = self.running_joiner(&rec.id)? {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot remove container {}: container {} uses its network namespace",
+                rec.name, joiner
+            )));
+        }
         if rec.state == State::Running {
             if !force {
                 return Err(Error::FailedPrecondition(format!(
@@ -282,11 +402,20 @@ impl Manager {
             let _ = rx.wait_for(|s| !s.running).await;
         }
         self.inner.store.remove_container(&rec).await?;
+        self.release_network(&rec).await;
         let paths = self.paths(&rec.id);
         tokio::task::spawn_blocking(move || teardown(&paths)).await.map_err(Error::internal)?;
         self.inner.slots.lock().expect("slots lock").remove(&rec.id);
         self.inner.events.emit("destroy", &rec.id, &rec.name, &[]);
         Ok(rec)
+    }
+
+    fn running_joiner(&self, id: &str) -> Result<Option<String>> {
+        let all = self.inner.store.containers.list()?;
+        Ok(all
+            .into_iter()
+            .find(|c| c.state == State::Running && c.spec.network == NetworkMode::Container(id.to_string()))
+            .map(|c| c.name))
     }
 
     /// Whether any container uses the image, and which.

@@ -3,7 +3,9 @@
 
 pub mod logs;
 mod manager;
+mod attach;
 mod control;
+mod etc;
 mod monitor;
 mod names;
 mod rootfs;
@@ -15,7 +17,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::network::NetworkMode;
+use std::net::Ipv4Addr;
+
+use crate::firewall::PortMap;
+use crate::network::ports::PortRequest;
+use crate::network::{Endpoint, NetworkMode};
 pub use control::Follow;
 pub use manager::Manager;
 
@@ -30,6 +36,22 @@ pub struct ContainerSpec {
     pub read_only: bool,
     pub network: NetworkMode,
     pub auto_remove: bool,
+    #[serde(default)]
+    pub ports: Vec<PortRequest>,
+    /// Static address on the network (`--ip`).
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    #[serde(default)]
+    pub mac: Option<[u8; 6]>,
+    /// Extra DNS names on user-defined networks (`--network-alias`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `--dns` servers for resolv.conf.
+    #[serde(default)]
+    pub dns: Vec<Ipv4Addr>,
+    /// `--add-host NAME:IP` lines for /etc/hosts.
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, Ipv4Addr)>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +79,12 @@ pub struct ContainerRecord {
     pub created_at: i64,
     pub started_at: i64,
     pub finished_at: i64,
+    /// Interfaces on networks, kept so they come back after a restart.
+    #[serde(default)]
+    pub endpoints: Vec<Endpoint>,
+    /// Published ports as assigned (host ports chosen).
+    #[serde(default)]
+    pub ports: Vec<PortMap>,
 }
 
 impl ContainerRecord {
@@ -74,6 +102,8 @@ impl ContainerRecord {
             created_at: crate::util::now_nanos(),
             started_at: 0,
             finished_at: 0,
+            endpoints: Vec::new(),
+            ports: Vec::new(),
         }
     }
 
@@ -115,5 +145,9 @@ impl ContainerPaths {
     }
     pub fn shim_log(&self) -> PathBuf {
         self.dir.join("shim.log")
+    }
+    /// Generated /etc/hosts, /etc/hostname and /etc/resolv.conf.
+    pub fn etc_file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
     }
 }

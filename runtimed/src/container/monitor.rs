@@ -55,6 +55,9 @@ impl Manager {
         if let Err(e) = rootfs::unmount(&paths) {
             tracing::warn!(id, "{e}");
         }
+        if let Err(e) = self.inner.networks.firewall().unpublish(&rec.ports) {
+            tracing::warn!(id, "unpublish ports: {e}");
+        }
         self.inner.store.containers.put(id, &rec).await?;
         let slot = self.slot(&rec);
         slot.state.send_modify(|s| {
@@ -79,6 +82,9 @@ impl Manager {
         let records = self.inner.store.containers.list()?;
         let known: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
         for rec in records {
+            for ep in &rec.endpoints {
+                self.dns_register(&rec, ep);
+            }
             match rec.state {
                 State::Running if shim_alive(rec.shim_pid, &rec.id) => {
                     tracing::info!(id = rec.short_id(), pid = rec.pid, "container still running");

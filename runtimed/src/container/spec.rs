@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capability, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespace,
-    LinuxNamespaceType, LinuxSeccomp, LinuxSeccompAction, LinuxSyscall, PosixRlimitBuilder,
+    LinuxNamespaceType, LinuxSeccomp, Mount, LinuxSeccompAction, LinuxSyscall, PosixRlimitBuilder,
     PosixRlimitType, Spec, User as OciUser,
 };
 
@@ -59,6 +59,8 @@ pub struct SpecInputs<'a> {
     pub hostname: String,
     pub user: User,
     pub cgroups_path: PathBuf,
+    /// Files bind-mounted into the container: (host path, container path).
+    pub files: Vec<(PathBuf, &'static str)>,
 }
 
 pub fn build(spec: &ContainerSpec, inputs: &SpecInputs) -> Result<Spec> {
@@ -68,6 +70,16 @@ pub fn build(spec: &ContainerSpec, inputs: &SpecInputs) -> Result<Spec> {
     root.set_path(inputs.rootfs.to_path_buf()).set_readonly(Some(spec.read_only));
     oci.set_root(Some(root));
     oci.set_process(Some(process(spec, inputs)));
+    let mut mounts = oci.mounts().clone().unwrap_or_default();
+    for (source, dest) in &inputs.files {
+        let mut m = Mount::default();
+        m.set_destination(PathBuf::from(dest))
+            .set_typ(Some("bind".into()))
+            .set_source(Some(source.clone()))
+            .set_options(Some(vec!["rbind".into(), "rprivate".into()]));
+        mounts.push(m);
+    }
+    oci.set_mounts(Some(mounts));
     let mut linux = oci.linux().clone().unwrap_or_default();
     linux.set_namespaces(Some(namespaces(inputs.netns)));
     linux.set_cgroups_path(Some(inputs.cgroups_path.clone()));
@@ -180,6 +192,7 @@ mod tests {
             hostname: "h1".into(),
             user: User { uid: 33, gid: 33 },
             cgroups_path: "/runtimed/abc".into(),
+            files: vec![("/c/hosts".into(), "/etc/hosts")],
         }
     }
 
@@ -211,6 +224,8 @@ mod tests {
         assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_string()));
         assert!(linux.readonly_paths().as_ref().unwrap().contains(&"/proc/sys".to_string()));
         assert!(linux.seccomp().is_some());
+        let hosts = spec.mounts().as_ref().unwrap().iter().find(|m| m.destination() == Path::new("/etc/hosts"));
+        assert_eq!(hosts.unwrap().source().as_deref(), Some(Path::new("/c/hosts")));
     }
 
     #[test]

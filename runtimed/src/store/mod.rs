@@ -15,6 +15,7 @@ use sled::Transactional;
 use crate::container::ContainerRecord;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
+use crate::network::NetworkRecord;
 pub use table::Table;
 
 /// Bump when a record changes in a way old code cannot read.
@@ -28,6 +29,9 @@ pub struct Store {
     /// Container name -> id; keeps names unique.
     names: sled::Tree,
     pub images: Table<ImageRecord>,
+    pub networks: Table<NetworkRecord>,
+    /// IP allocations, owned by `network::ipam`.
+    pub ipam: crate::network::ipam::Ipam,
 }
 
 impl Store {
@@ -38,6 +42,8 @@ impl Store {
             containers: Table::new(db.open_tree("containers")?),
             names: db.open_tree("container_names")?,
             images: Table::new(db.open_tree("images")?),
+            networks: Table::new(db.open_tree("networks")?),
+            ipam: crate::network::ipam::Ipam::new(db.open_tree("ipam")?),
             db,
         })
     }

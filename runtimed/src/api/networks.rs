@@ -1,0 +1,103 @@
+//! The `runtime.v1.Networks` service.
+
+use runtime_proto::v1 as pb;
+use runtime_proto::v1::networks_server::Networks;
+use tonic::{Request, Response, Status};
+
+use super::convert::{endpoint_info, network_info};
+use crate::container::Manager;
+use crate::error::Error;
+use crate::network::manager::NetworkRequest;
+use crate::network::record::format_mac;
+use crate::network::NetworkRecord;
+
+pub struct NetworksApi {
+    m: Manager,
+}
+
+impl NetworksApi {
+    pub fn new(m: Manager) -> Self {
+        NetworksApi { m }
+    }
+
+    fn info(&self, net: &NetworkRecord) -> Result<pb::NetworkInfo, Status> {
+        let mut attached = Vec::new();
+        for c in self.m.list(true)? {
+            for ep in c.endpoints.iter().filter(|e| e.network_id == net.id) {
+                attached.push(pb::NetworkContainer {
+                    id: c.id.clone(),
+                    name: c.name.clone(),
+                    ip_address: ep.ip.to_string(),
+                    mac_address: format_mac(&ep.mac),
+                });
+            }
+        }
+        Ok(network_info(net, attached))
+    }
+}
+
+fn request(r: pb::CreateNetworkRequest) -> Result<NetworkRequest, Error> {
+    if !r.driver.is_empty() && r.driver != "bridge" {
+        return Err(Error::InvalidArgument(format!("network driver {} is not supported (use bridge)", r.driver)));
+    }
+    let subnet = match r.subnet.as_str() {
+        "" => None,
+        s => Some(s.parse().map_err(|_| Error::InvalidArgument(format!("invalid subnet {s}: use CIDR like 10.90.0.0/24")))?),
+    };
+    let gateway = match r.gateway.as_str() {
+        "" => None,
+        g => Some(g.parse().map_err(|_| Error::InvalidArgument(format!("invalid gateway {g}")))?),
+    };
+    if gateway.is_some() && subnet.is_none() {
+        return Err(Error::InvalidArgument("--gateway needs --subnet".into()));
+    }
+    let mut mtu = None;
+    for (k, v) in &r.options {
+        match k.as_str() {
+            "mtu" => mtu = Some(v.parse().map_err(|_| Error::InvalidArgument(format!("invalid mtu {v}")))?),
+            other => return Err(Error::InvalidArgument(format!("unknown network option {other}"))),
+        }
+    }
+    Ok(NetworkRequest { name: r.name, subnet, gateway, internal: r.internal, mtu })
+}
+
+#[tonic::async_trait]
+impl Networks for NetworksApi {
+    async fn create(&self, req: Request<pb::CreateNetworkRequest>) -> Result<Response<pb::NetworkInfo>, Status> {
+        let net = self.m.networks().create(request(req.into_inner())?).await?;
+        Ok(Response::new(self.info(&net)?))
+    }
+
+    async fn list(&self, _: Request<pb::ListNetworksRequest>) -> Result<Response<pb::ListNetworksResponse>, Status> {
+        let nets = self.m.networks().list()?;
+        let networks = nets.iter().map(|n| self.info(n)).collect::<Result<_, _>>()?;
+        Ok(Response::new(pb::ListNetworksResponse { networks }))
+    }
+
+    async fn inspect(&self, req: Request<pb::InspectNetworkRequest>) -> Result<Response<pb::NetworkInfo>, Status> {
+        let net = self.m.networks().resolve(&req.into_inner().network)?;
+        Ok(Response::new(self.info(&net)?))
+    }
+
+    async fn remove(&self, req: Request<pb::RemoveNetworkRequest>) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
+        let net = self.m.networks().remove(&req.into_inner().network).await?;
+        Ok(Response::new(pb::RemoveNetworkResponse { id: net.id }))
+    }
+
+    async fn connect_container(&self, req: Request<pb::ConnectRequest>) -> Result<Response<pb::EndpointInfo>, Status> {
+        let r = req.into_inner();
+        let ip = match r.ip.as_str() {
+            "" => None,
+            s => Some(s.parse().map_err(|_| Error::InvalidArgument(format!("invalid IP address {s}")))?),
+        };
+        let ep = self.m.connect(&r.network, &r.container, ip, r.aliases).await?;
+        let net = self.m.networks().resolve(&ep.network_id).ok();
+        Ok(Response::new(endpoint_info(&ep, net.as_ref())))
+    }
+
+    async fn disconnect_container(&self, req: Request<pb::DisconnectRequest>) -> Result<Response<pb::DisconnectResponse>, Status> {
+        let r = req.into_inner();
+        self.m.disconnect(&r.network, &r.container).await?;
+        Ok(Response::new(pb::DisconnectResponse {}))
+    }
+}

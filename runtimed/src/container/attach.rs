@@ -1,0 +1,80 @@
+//! `network connect` / `network disconnect` on existing containers. The
+//! endpoints are stored in the container's record, so they survive restarts.
+
+use std::net::Ipv4Addr;
+
+use super::manager::Manager;
+use super::ContainerRecord;
+use crate::error::{Error, Result};
+use crate::network::manager::AttachRequest;
+use crate::network::{Endpoint, NetworkMode};
+
+impl Manager {
+    pub async fn connect(&self, network: &str, container: &str, ip: Option<Ipv4Addr>, aliases: Vec<String>) -> Result<Endpoint> {
+        let rec = self.resolve(container)?;
+        let slot = self.slot(&rec);
+        let _op = slot.op.lock().await;
+        let mut rec = self.resolve(&rec.id)?;
+        let net = self.networks().resolve(network)?;
+        if !matches!(rec.spec.network, NetworkMode::Bridge(_) | NetworkMode::None) {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} shares another network namespace ({}) and cannot be connected",
+                rec.name,
+                rec.spec.network.name()
+            )));
+        }
+        if rec.endpoints.iter().any(|e| e.network_id == net.id) {
+            return Err(Error::AlreadyExists(format!("container {} is already connected to network {}", rec.name, net.name)));
+        }
+        let ifname = next_ifname(&rec);
+        let req = AttachRequest { ip, mac: None, aliases };
+        let paths = self.paths(&rec.id);
+        let ep = self.networks().attach(&net, &rec.id, &paths.netns, &ifname, &req).await?;
+        rec.endpoints.push(ep.clone());
+        if let Err(e) = self.inner.store.containers.put(&rec.id, &rec).await {
+            let _ = self.networks().detach(&ep).await;
+            return Err(e);
+        }
+        self.dns_register(&rec, &ep);
+        self.inner.events.emit("connect", &rec.id, &rec.name, &[("network", net.name.clone())]);
+        Ok(ep)
+    }
+
+    pub async fn disconnect(&self, network: &str, container: &str) -> Result<()> {
+        let rec = self.resolve(container)?;
+        let slot = self.slot(&rec);
+        let _op = slot.op.lock().await;
+        let mut rec = self.resolve(&rec.id)?;
+        let net = self.networks().resolve(network)?;
+        let Some(pos) = rec.endpoints.iter().position(|e| e.network_id == net.id) else {
+            return Err(Error::NotFound(format!("container {} is not connected to network {}", rec.name, net.name)));
+        };
+        if pos == 0 && !rec.ports.is_empty() {
+            return Err(Error::FailedPrecondition(format!(
+                "container {} publishes ports through network {}; remove the container instead",
+                rec.name, net.name
+            )));
+        }
+        let ep = rec.endpoints.remove(pos);
+        self.networks().detach(&ep).await?;
+        self.inner.store.containers.put(&rec.id, &rec).await?;
+        self.inner.events.emit("disconnect", &rec.id, &rec.name, &[("network", net.name)]);
+        Ok(())
+    }
+
+    /// Makes the container's name and aliases resolvable on the endpoint's
+    /// network.
+    pub(super) fn dns_register(&self, rec: &ContainerRecord, ep: &Endpoint) {
+        let mut names = vec![rec.name.clone(), rec.short_id().to_string()];
+        names.extend(ep.aliases.iter().cloned());
+        self.networks().dns_add(ep, &names);
+    }
+}
+
+/// The first ethN the container does not have yet.
+fn next_ifname(rec: &ContainerRecord) -> String {
+    (0..)
+        .map(|n| format!("eth{n}"))
+        .find(|name| !rec.endpoints.iter().any(|e| &e.ifname == name))
+        .expect("an unused interface name")
+}

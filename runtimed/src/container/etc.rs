@@ -1,0 +1,85 @@
+//! Per-container /etc/hosts, /etc/hostname and /etc/resolv.conf, generated
+//! at start and bind-mounted over the image's, as docker does.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use super::{ContainerPaths, ContainerRecord};
+use crate::error::{IoContext, Result};
+use crate::network::NetworkMode;
+
+/// The files to mount: (file on the host, path in the container).
+pub fn write(
+    paths: &ContainerPaths,
+    rec: &ContainerRecord,
+    hostname: &str,
+    nameserver: Option<Ipv4Addr>,
+) -> Result<Vec<(PathBuf, &'static str)>> {
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let hosts = match rec.spec.network {
+        NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        _ => hosts_file(rec, hostname),
+    };
+    let resolv = resolv_conf(&host_resolv, &rec.spec.dns, nameserver);
+    let files = [("hosts", hosts, "/etc/hosts"), ("hostname", format!("{hostname}\n"), "/etc/hostname"), ("resolv.conf", resolv, "/etc/resolv.conf")];
+    let mut mounts = Vec::new();
+    for (name, content, target) in files {
+        let path = paths.etc_file(name);
+        std::fs::write(&path, content).ctx(|| format!("write {}", path.display()))?;
+        mounts.push((path, target));
+    }
+    Ok(mounts)
+}
+
+fn hosts_file(rec: &ContainerRecord, hostname: &str) -> String {
+    let mut out = String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for ep in &rec.endpoints {
+        out.push_str(&format!("{}\t{hostname}\n", ep.ip));
+    }
+    for (name, ip) in &rec.spec.extra_hosts {
+        out.push_str(&format!("{ip}\t{name}\n"));
+    }
+    out
+}
+
+/// `--dns` wins; then the network's own DNS server; then the host's
+/// resolvers, minus loopback ones that mean nothing inside the container.
+fn resolv_conf(host: &str, dns: &[Ipv4Addr], network_dns: Option<Ipv4Addr>) -> String {
+    let mut out = String::new();
+    for line in host.lines().map(str::trim) {
+        if line.starts_with("search ") || line.starts_with("options ") {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let servers: Vec<String> = if !dns.is_empty() {
+        dns.iter().map(|ip| ip.to_string()).collect()
+    } else if let Some(ip) = network_dns {
+        vec![ip.to_string()]
+    } else {
+        host.lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .map(|s| s.trim().to_string())
+            .filter(|s| s.parse::<Ipv4Addr>().is_ok_and(|ip| !ip.is_loopback()))
+            .collect()
+    };
+    for s in servers {
+        out.push_str(&format!("nameserver {s}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_prefers_dns_flag_then_network_then_host() {
+        let host = "search example.org\nnameserver 127.0.0.53\nnameserver 192.0.2.1\n";
+        assert_eq!(resolv_conf(host, &[], None), "search example.org\nnameserver 192.0.2.1\n");
+        let gw = Ipv4Addr::new(10, 90, 0, 1);
+        assert_eq!(resolv_conf(host, &[], Some(gw)), "search example.org\nnameserver 10.90.0.1\n");
+        let dns = [Ipv4Addr::new(192, 0, 2, 53)];
+        assert_eq!(resolv_conf(host, &dns, Some(gw)), "search example.org\nnameserver 192.0.2.53\n");
+    }
+}

@@ -1,0 +1,329 @@
+//! Networks: the default bridge and user-defined bridge networks, their
+//! bridges and firewall rules, and container endpoints on them.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ipnet::Ipv4Net;
+
+use super::dns::{self, DnsServer, Records};
+use super::ipam::{Ipam, Pool};
+use super::netlink::Netlink;
+use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_MTU, DEFAULT_NETWORK};
+use super::subnet::{self, InUse};
+use crate::error::{Error, Result};
+use crate::firewall::{Firewall, NetworkRules};
+use crate::store::Store;
+use crate::util::{now_nanos, random_id};
+
+/// What `network create` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkRequest {
+    pub name: String,
+    pub subnet: Option<Ipv4Net>,
+    pub gateway: Option<Ipv4Addr>,
+    pub internal: bool,
+    pub mtu: Option<u32>,
+}
+
+/// What a container asks of one network.
+#[derive(Debug, Clone, Default)]
+pub struct AttachRequest {
+    pub ip: Option<Ipv4Addr>,
+    pub mac: Option<[u8; 6]>,
+    pub aliases: Vec<String>,
+}
+
+#[derive(Clone)]
+pub struct Networks {
+    store: Store,
+    ipam: Ipam,
+    host: Netlink,
+    firewall: Firewall,
+    default_bridge: String,
+    /// Name records and the DNS server of each user-defined network.
+    dns: Arc<Mutex<HashMap<String, NetworkDns>>>,
+}
+
+#[derive(Default)]
+struct NetworkDns {
+    records: Records,
+    server: Option<DnsServer>,
+}
+
+impl Networks {
+    pub fn new(store: Store, firewall: Firewall, default_bridge: String) -> Result<Self> {
+        Ok(Networks {
+            ipam: store.ipam.clone(),
+            store,
+            host: Netlink::host()?,
+            firewall,
+            default_bridge,
+            dns: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    pub fn firewall(&self) -> &Firewall {
+        &self.firewall
+    }
+
+    /// At daemon start: forwarding on, our firewall table, the default
+    /// network, and every network's bridge and rules (re)created.
+    pub async fn init(&self) -> Result<()> {
+        write_sysctl("net/ipv4/ip_forward", "1")?;
+        self.firewall.ensure().map_err(|e| Error::internal(format!("firewall: {e}")))?;
+        if self.find(DEFAULT_NETWORK)?.is_none() {
+            let req = NetworkRequest { name: DEFAULT_NETWORK.into(), ..Default::default() };
+            self.create_with_bridge(req, self.default_bridge.clone()).await?;
+        }
+        for net in self.store.networks.list()? {
+            self.setup(&net).await?;
+        }
+        Ok(())
+    }
+
+    pub fn list(&self) -> Result<Vec<NetworkRecord>> {
+        let mut nets = self.store.networks.list()?;
+        nets.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(nets)
+    }
+
+    fn find(&self, reference: &str) -> Result<Option<NetworkRecord>> {
+        let nets = self.store.networks.list()?;
+        if let Some(n) = nets.iter().find(|n| n.name == reference) {
+            return Ok(Some(n.clone()));
+        }
+        let by_id: Vec<_> = nets.into_iter().filter(|n| n.id.starts_with(reference)).collect();
+        Ok(if by_id.len() == 1 && reference.len() >= 4 { by_id.into_iter().next() } else { None })
+    }
+
+    pub fn resolve(&self, reference: &str) -> Result<NetworkRecord> {
+        self.find(reference)?.ok_or_else(|| Error::NotFound(format!("network {reference} not found")))
+    }
+
+    pub async fn create(&self, req: NetworkRequest) -> Result<NetworkRecord> {
+        validate_name(&req.name)?;
+        if self.find(&req.name)?.is_some() {
+            return Err(Error::AlreadyExists(format!("network with name {} already exists", req.name)));
+        }
+        let id = random_id();
+        let bridge = format!("rt-{}", &id[..10]);
+        self.create_with_bridge(req, bridge).await
+    }
+
+    async fn create_with_bridge(&self, req: NetworkRequest, bridge: String) -> Result<NetworkRecord> {
+        let in_use = self.in_use().await?;
+        let subnet = match req.subnet {
+            Some(s) => {
+                let s = s.trunc();
+                subnet::check(s, &in_use)?;
+                s
+            }
+            None => subnet::choose(&in_use)?,
+        };
+        let gateway = match req.gateway {
+            Some(gw) if !subnet.contains(&gw) || gw == subnet.network() || gw == subnet.broadcast() => {
+                return Err(Error::InvalidArgument(format!("gateway {gw} is not a host address of {subnet}")))
+            }
+            Some(gw) => gw,
+            None => subnet.hosts().next().ok_or_else(|| Error::InvalidArgument(format!("subnet {subnet} has no hosts")))?,
+        };
+        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+        if !(68..=65535).contains(&mtu) {
+            return Err(Error::InvalidArgument(format!("invalid mtu {mtu}: use 68 to 65535")));
+        }
+        let id = random_id();
+        let rec = NetworkRecord {
+            id: id.clone(),
+            name: req.name,
+            driver: "bridge".into(),
+            subnet,
+            gateway,
+            bridge,
+            internal: req.internal,
+            mtu,
+            created_at: now_nanos(),
+        };
+        if let Err(e) = self.setup(&rec).await {
+            self.teardown(&rec).await;
+            return Err(e);
+        }
+        self.store.networks.put(&rec.id, &rec).await?;
+        Ok(rec)
+    }
+
+    /// Subnets of host addresses, host routes and our networks.
+    async fn in_use(&self) -> Result<InUse> {
+        let mut nets = Vec::new();
+        for n in self.store.networks.list()? {
+            nets.push((n.subnet, format!("network {}", n.name)));
+        }
+        let ours: Vec<String> = nets.iter().map(|(n, _)| n.to_string()).collect();
+        for (_, addr) in self.host.addresses().await? {
+            if !addr.addr().is_loopback() && !ours.contains(&addr.trunc().to_string()) {
+                nets.push((addr.trunc(), format!("address {addr} of this host")));
+            }
+        }
+        for route in self.host.routes().await? {
+            if !ours.contains(&route.to_string()) {
+                nets.push((route, format!("route to {route} on this host")));
+            }
+        }
+        Ok(InUse { nets })
+    }
+
+    /// Bridge up with the gateway address, local-net routing for published
+    /// ports on 127.0.0.1, and the network's firewall rules.
+    async fn setup(&self, net: &NetworkRecord) -> Result<()> {
+        self.host.ensure_bridge(&net.bridge, net.gateway_net(), net.mtu).await?;
+        write_sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
+        let rules = NetworkRules { bridge: net.bridge.clone(), subnet: net.subnet, internal: net.internal };
+        self.firewall.add_network(&rules).map_err(|e| Error::internal(format!("firewall: {e}")))?;
+        self.start_dns(net).await
+    }
+
+    /// Serves the network's names on its gateway address, port 53,
+    /// forwarding other names to the host's resolvers.
+    async fn start_dns(&self, net: &NetworkRecord) -> Result<()> {
+        if !net.has_dns() || self.dns.lock().expect("dns lock").get(&net.id).is_some_and(|d| d.server.is_some()) {
+            return Ok(());
+        }
+        let records = self.records(&net.id);
+        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let upstreams = dns::upstreams_from_resolv_conf(&resolv, false);
+        let bind = SocketAddr::from((net.gateway, 53));
+        let server = DnsServer::start(bind, records, upstreams)
+            .await
+            .map_err(|e| Error::io(format!("DNS server on {bind}"), e))?;
+        self.dns.lock().expect("dns lock").entry(net.id.clone()).or_default().server = Some(server);
+        Ok(())
+    }
+
+    fn records(&self, network_id: &str) -> Records {
+        self.dns.lock().expect("dns lock").entry(network_id.to_string()).or_default().records.clone()
+    }
+
+    /// Makes `names` resolve to the endpoint's address on its network.
+    pub fn dns_add(&self, ep: &Endpoint, names: &[String]) {
+        let records = self.records(&ep.network_id);
+        for name in names {
+            records.add(name, ep.ip);
+        }
+    }
+
+    async fn teardown(&self, net: &NetworkRecord) {
+        let dns = self.dns.lock().expect("dns lock").remove(&net.id);
+        if let Some(server) = dns.and_then(|d| d.server) {
+            server.shutdown().await;
+        }
+        if let Err(e) = self.firewall.remove_network(&net.bridge) {
+            tracing::warn!("firewall rules of {}: {e}", net.name);
+        }
+        if let Err(e) = self.host.delete_link(&net.bridge).await {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Removes a network nobody uses; the default network stays.
+    pub async fn remove(&self, reference: &str) -> Result<NetworkRecord> {
+        let net = self.resolve(reference)?;
+        if net.name == DEFAULT_NETWORK {
+            return Err(Error::FailedPrecondition("the default network bridge cannot be removed".into()));
+        }
+        let users = self.ipam.allocations(&net.id)?;
+        if let Some((ip, owner)) = users.first() {
+            return Err(Error::FailedPrecondition(format!(
+                "network {} is in use by container {} ({ip})",
+                net.name,
+                &owner[..owner.len().min(12)]
+            )));
+        }
+        self.store.networks.remove(&net.id).await?;
+        self.ipam.forget_network(&net.id)?;
+        self.teardown(&net).await;
+        Ok(net)
+    }
+
+    /// Allocates an address and plugs a new interface `ifname` of the
+    /// namespace `netns` into the network. The first interface (eth0) gets
+    /// the default route. Nothing is left behind on failure.
+    pub async fn attach(
+        &self,
+        net: &NetworkRecord,
+        container_id: &str,
+        netns: &Path,
+        ifname: &str,
+        req: &AttachRequest,
+    ) -> Result<Endpoint> {
+        let pool = Pool { network_id: &net.id, network_name: &net.name, subnet: net.subnet, gateway: net.gateway };
+        let ip = self.ipam.allocate(&pool, req.ip, container_id)?;
+        let ep = Endpoint {
+            network_id: net.id.clone(),
+            network: net.name.clone(),
+            ifname: ifname.to_string(),
+            host_ifname: host_ifname(container_id, ifname),
+            ip,
+            mac: req.mac.unwrap_or_else(|| mac_from_ip(ip)),
+            aliases: req.aliases.clone(),
+        };
+        if let Err(e) = self.plug(net, &ep, netns).await {
+            let _ = self.ipam.release(&net.id, ip);
+            return Err(e);
+        }
+        self.ipam.flush().await?;
+        Ok(ep)
+    }
+
+    /// Re-creates the interface of a stored endpoint (after a reboot wiped
+    /// the namespace), keeping its address.
+    pub async fn replug(&self, ep: &Endpoint, netns: &Path) -> Result<()> {
+        let net = self.resolve(&ep.network_id)?;
+        self.plug(&net, ep, netns).await
+    }
+
+    async fn plug(&self, net: &NetworkRecord, ep: &Endpoint, netns: &Path) -> Result<()> {
+        let bridge = self.host.ensure_bridge(&net.bridge, net.gateway_net(), net.mtu).await?;
+        let peer = format!("{}p", ep.host_ifname);
+        self.host.add_veth_to_bridge(&ep.host_ifname, &peer, bridge, net.mtu, netns).await?;
+        let inside = Netlink::in_netns(netns)?;
+        let addr = Ipv4Net::new(ep.ip, net.subnet.prefix_len()).map_err(Error::internal)?;
+        let gateway = (ep.ifname == "eth0" && !net.internal).then_some(net.gateway);
+        let res = inside.configure_interface(&peer, &ep.ifname, ep.mac, addr, gateway).await;
+        if res.is_err() {
+            let _ = self.host.delete_link(&ep.host_ifname).await;
+        }
+        res
+    }
+
+    /// Unplugs an interface and frees its address.
+    pub async fn detach(&self, ep: &Endpoint) -> Result<()> {
+        self.records(&ep.network_id).remove_addr(ep.ip);
+        self.host.delete_link(&ep.host_ifname).await?;
+        self.ipam.release(&ep.network_id, ep.ip)?;
+        self.ipam.flush().await
+    }
+}
+
+/// Host-side veth name: short, unique per container and interface.
+fn host_ifname(container_id: &str, ifname: &str) -> String {
+    let n = ifname.trim_start_matches("eth");
+    format!("vrt{}{n}", &container_id[..9])
+}
+
+fn validate_name(name: &str) -> Result<()> {
+    let ok = name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name.len() <= 64;
+    if ok && name != "none" && name != "host" && !name.starts_with("container") {
+        Ok(())
+    } else {
+        Err(Error::InvalidArgument(format!("invalid network name \"{name}\"")))
+    }
+}
+
+fn write_sysctl(key: &str, value: &str) -> Result<()> {
+    let path = format!("/proc/sys/{key}");
+    std::fs::write(&path, value).map_err(|e| Error::io(format!("write {path}"), e))
+}

@@ -1,0 +1,195 @@
+//! Link, address and route work through rtnetlink, in the daemon's own
+//! network namespace or inside a container's.
+
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+
+use futures::TryStreamExt;
+use ipnet::Ipv4Net;
+use rtnetlink::packet_route::address::AddressAttribute;
+use rtnetlink::packet_route::link::LinkMessage;
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::error::{Error, Result};
+
+fn nl_err(what: impl std::fmt::Display) -> impl FnOnce(rtnetlink::Error) -> Error {
+    move |e| Error::internal(format!("netlink: {what}: {e}"))
+}
+
+/// A netlink connection bound to one network namespace.
+#[derive(Clone)]
+pub struct Netlink {
+    handle: Handle,
+}
+
+impl Netlink {
+    /// The daemon's own namespace ("the host").
+    pub fn host() -> Result<Netlink> {
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| Error::io("netlink socket", e))?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    /// A connection inside the namespace at `path`. The socket is opened on
+    /// a throwaway thread that joined the namespace; a socket keeps the
+    /// namespace it was created in.
+    pub fn in_netns(path: &Path) -> Result<Netlink> {
+        let path = path.to_path_buf();
+        let rt = tokio::runtime::Handle::current();
+        let (conn, handle, _) = std::thread::spawn(move || {
+            let _guard = rt.enter();
+            let ns = std::fs::File::open(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::internal(format!("join {}: {e}", path.display())))?;
+            rtnetlink::new_connection().map_err(|e| Error::io("netlink socket", e))
+        })
+        .join()
+        .map_err(|_| Error::internal("netns thread panicked"))??;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
+    }
+
+    pub async fn link_index(&self, name: &str) -> Result<Option<u32>> {
+        let mut links = self.handle.link().get().match_name(name.to_string()).execute();
+        match links.try_next().await {
+            Ok(Some(link)) => Ok(Some(link.header.index)),
+            Ok(None) => Ok(None),
+            // The kernel answers ENODEV for an unknown name.
+            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
+            Err(e) => Err(nl_err(format!("get link {name}"))(e)),
+        }
+    }
+
+    async fn require_index(&self, name: &str) -> Result<u32> {
+        self.link_index(name).await?.ok_or_else(|| Error::internal(format!("link {name} disappeared")))
+    }
+
+    /// Creates the bridge unless present, gives it `gateway`, sets its MTU
+    /// and brings it up. Idempotent.
+    pub async fn ensure_bridge(&self, name: &str, gateway: Ipv4Net, mtu: u32) -> Result<u32> {
+        let index = match self.link_index(name).await? {
+            Some(i) => i,
+            None => {
+                let msg = LinkBridge::new(name).mtu(mtu).build();
+                self.handle.link().add(msg).execute().await.map_err(nl_err(format!("add bridge {name}")))?;
+                self.require_index(name).await?
+            }
+        };
+        if !self.addresses_of(index).await?.contains(&gateway) {
+            self.handle
+                .address()
+                .add(index, gateway.addr().into(), gateway.prefix_len())
+                .execute()
+                .await
+                .map_err(nl_err(format!("add {gateway} to {name}")))?;
+        }
+        self.set(LinkUnspec::new_with_index(index).mtu(mtu).up().build(), name).await?;
+        Ok(index)
+    }
+
+    async fn set(&self, msg: LinkMessage, what: &str) -> Result<()> {
+        self.handle.link().set(msg).execute().await.map_err(nl_err(format!("set {what}")))
+    }
+
+    /// Creates a veth pair with the host end plugged into `bridge` (up,
+    /// hairpin on, so a container can reach itself through a published port)
+    /// and moves the peer into the namespace `netns`.
+    pub async fn add_veth_to_bridge(&self, host: &str, peer: &str, bridge: u32, mtu: u32, netns: &Path) -> Result<()> {
+        let msg = LinkVeth::new(host, peer).mtu(mtu).build();
+        self.handle.link().add(msg).execute().await.map_err(nl_err(format!("add veth {host}")))?;
+        let res = self.plug(host, peer, bridge, netns).await;
+        if res.is_err() {
+            let _ = self.delete_link(host).await;
+        }
+        res
+    }
+
+    async fn plug(&self, host: &str, peer: &str, bridge: u32, netns: &Path) -> Result<()> {
+        let host_idx = self.require_index(host).await?;
+        let peer_idx = self.require_index(peer).await?;
+        self.set(LinkUnspec::new_with_index(host_idx).controller(bridge).up().build(), host).await?;
+        let port = LinkBridgePort::new(host_idx).hairpin(true).build();
+        self.handle.link().set_port(port).execute().await.map_err(nl_err(format!("hairpin {host}")))?;
+        let ns = std::fs::File::open(netns).map_err(|e| Error::io(format!("open {}", netns.display()), e))?;
+        self.set(LinkUnspec::new_with_index(peer_idx).setns_by_fd(ns.as_raw_fd()).build(), peer).await
+    }
+
+    /// Inside a container namespace: renames `from` to `to`, sets MAC,
+    /// address and brings it up; with `gateway`, adds the default route.
+    pub async fn configure_interface(
+        &self,
+        from: &str,
+        to: &str,
+        mac: [u8; 6],
+        addr: Ipv4Net,
+        gateway: Option<Ipv4Addr>,
+    ) -> Result<()> {
+        let idx = self.require_index(from).await?;
+        let msg = LinkUnspec::new_with_index(idx).name(to.to_string()).address(mac.to_vec()).build();
+        self.set(msg, from).await?;
+        self.handle
+            .address()
+            .add(idx, addr.addr().into(), addr.prefix_len())
+            .execute()
+            .await
+            .map_err(nl_err(format!("add {addr} to {to}")))?;
+        self.set(LinkUnspec::new_with_index(idx).up().build(), to).await?;
+        if let Some(gw) = gateway {
+            let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build();
+            self.handle.route().add(route).execute().await.map_err(nl_err(format!("default route via {gw}")))?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a link; a missing one is fine.
+    pub async fn delete_link(&self, name: &str) -> Result<()> {
+        match self.link_index(name).await? {
+            Some(idx) => self.handle.link().del(idx).execute().await.map_err(nl_err(format!("delete {name}"))),
+            None => Ok(()),
+        }
+    }
+
+    async fn addresses_of(&self, index: u32) -> Result<Vec<Ipv4Net>> {
+        let all = self.addresses().await?;
+        Ok(all.into_iter().filter(|(i, _)| *i == index).map(|(_, n)| n).collect())
+    }
+
+    /// Every IPv4 address of the namespace with its link index.
+    pub async fn addresses(&self) -> Result<Vec<(u32, Ipv4Net)>> {
+        let mut out = Vec::new();
+        let mut stream = self.handle.address().get().execute();
+        while let Some(msg) = stream.try_next().await.map_err(nl_err("list addresses"))? {
+            for attr in &msg.attributes {
+                if let AddressAttribute::Address(std::net::IpAddr::V4(ip)) = attr {
+                    if let Ok(net) = Ipv4Net::new(*ip, msg.header.prefix_len) {
+                        out.push((msg.header.index, net));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Destinations of the main table's IPv4 routes (the default route is
+    /// skipped: it overlaps everything).
+    pub async fn routes(&self) -> Result<Vec<Ipv4Net>> {
+        let mut out = Vec::new();
+        let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let mut stream = self.handle.route().get(req).execute();
+        while let Some(msg) = stream.try_next().await.map_err(nl_err("list routes"))? {
+            if msg.header.destination_prefix_length == 0 || msg.header.table != 254 {
+                continue;
+            }
+            for attr in &msg.attributes {
+                if let RouteAttribute::Destination(RouteAddress::Inet(ip)) = attr {
+                    if let Ok(net) = Ipv4Net::new(*ip, msg.header.destination_prefix_length) {
+                        out.push(net);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

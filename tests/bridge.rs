@@ -1,0 +1,311 @@
+//! Bridge networking with real traffic: the six flows of the reference page,
+//! port publishing, user-defined networks, DNS and teardown.
+
+use std::time::{Duration, Instant};
+
+use integration_tests::{sh, Bg, Daemon, Netns, World, EXT_IP, HOST_IP};
+
+/// A busybox web server whose /cgi-bin/ip answers the client's address.
+const WEB: &str = "mkdir -p /www/cgi-bin && echo hello > /www/index.html && \
+    printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && \
+    chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www";
+
+fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", name])).unwrap();
+    v[0].clone()
+}
+
+fn ip_of(d: &Daemon, name: &str) -> String {
+    let c = inspect(d, name);
+    let nets = c["NetworkSettings"]["Networks"].as_object().unwrap();
+    nets.values().next().unwrap()["IPAddress"].as_str().unwrap().to_string()
+}
+
+/// Retries a fetch for a few seconds (servers take a moment to listen).
+fn eventually(what: &str, mut fetch: impl FnMut() -> Option<String>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(body) = fetch() {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{what}: no answer within 10s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A shell command fetching `url` (http://HOST[:PORT]/PATH) with busybox
+/// `nc` (Debian's static busybox `wget` crashes).
+fn http_cmd(url: &str) -> String {
+    let rest = url.strip_prefix("http://").expect("http url");
+    let (hostport, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
+    let (host, port) = hostport.split_once(':').unwrap_or((hostport, "80"));
+    format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} {port}")
+}
+
+/// The body of an HTTP/1.0 response, if it was a 200.
+fn body(response: &str) -> Option<String> {
+    // CGI answers end their headers with a bare "\n\n".
+    let (head, body) = response.split_once("\r\n\r\n").or_else(|| response.split_once("\n\n"))?;
+    head.starts_with("HTTP/1.") .then_some(())?;
+    head.lines().next()?.contains(" 200 ").then(|| body.to_string())
+}
+
+/// Fetches from a network namespace (the host's or the external machine's).
+fn get_from(ns: &Netns, url: &str) -> String {
+    eventually(url, || {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", &ns.name, "busybox", "sh", "-c", &http_cmd(url)])
+            .output()
+            .ok()?;
+        body(&String::from_utf8_lossy(&out.stdout))
+    })
+}
+
+/// Fetches from inside a container.
+fn get_in(d: &Daemon, container: &str, url: &str) -> String {
+    eventually(url, || body(&d.ctl(&["exec", container, "sh", "-c", &http_cmd(url)]).stdout))
+}
+
+/// The client address a CGI reported (busybox httpd writes IPv4 clients as
+/// `[::ffff:a.b.c.d]`).
+fn client(reported: String) -> String {
+    let t = reported.trim();
+    t.trim_start_matches("[::ffff:").trim_end_matches(']').to_string()
+}
+
+fn fails_in(d: &Daemon, container: &str, url: &str) -> bool {
+    body(&d.ctl(&["exec", container, "sh", "-c", &http_cmd(url)]).stdout).is_none()
+}
+
+/// Resolves a name inside a container with busybox nslookup (its own DNS
+/// client: the static busybox cannot use glibc's resolver).
+fn resolve_in(d: &Daemon, container: &str, name: &str) -> Option<String> {
+    let out = d.ctl(&["exec", container, "nslookup", name]);
+    let answer = out.stdout.split_once("Name:")?.1.to_string();
+    answer.lines().find_map(|l| l.trim().strip_prefix("Address:").map(|a| a.trim().to_string()))
+}
+
+fn start_web(d: &Daemon, name: &str, extra: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["busybox", "sh", "-c", WEB]);
+    d.ok(&args);
+}
+
+/// A web server on the host or the external machine, same CGI as WEB.
+fn serve_dir(dir: &std::path::Path) {
+    let cgi = dir.join("cgi-bin");
+    std::fs::create_dir_all(&cgi).unwrap();
+    std::fs::write(dir.join("index.html"), "outside\n").unwrap();
+    std::fs::write(cgi.join("ip"), "#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n").unwrap();
+    sh(&format!("chmod +x {}", cgi.join("ip").display()));
+}
+
+#[test]
+fn default_bridge_wires_eth0_with_address_route_and_mac() {
+    let w = World::new();
+    let d = &w.d;
+    let out = d.ok(&["run", "--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0; ip route; cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu"]);
+    let addr = out.lines().next().unwrap();
+    assert!(addr.contains("inet 10.88.0."), "{out}");
+    assert!(out.contains("default via 10.88.0.1 dev eth0"), "{out}");
+    assert!(out.contains("02:42:0a:58:00:"), "MAC derived from the IP: {out}");
+    assert!(out.lines().any(|l| l == "1500"), "{out}");
+    assert_eq!(d.ns.exec("cat /proc/sys/net/ipv4/ip_forward").trim(), "1");
+    assert!(d.ns.exec("ip -o addr show runtime0").contains("10.88.0.1/16"));
+}
+
+#[test]
+fn the_six_traffic_flows() {
+    let w = World::new();
+    let d = &w.d;
+    let site = d.dir.join("site");
+    serve_dir(&site);
+    let _host_web = Bg::spawn(&d.ns, &format!("busybox httpd -f -p 8081 -h {}", site.display()));
+    let _ext_web = Bg::spawn(&w.ext, &format!("busybox httpd -f -p 8082 -h {}", site.display()));
+    start_web(d, "a", &[]);
+    d.ok(&["run", "-d", "--name", "b", "busybox", "sleep", "600"]);
+    let a = ip_of(d, "a");
+    // 1. container -> container on the same bridge.
+    assert_eq!(get_in(d, "b", &format!("http://{a}/")), "hello\n");
+    // 2. container -> gateway address (host INPUT).
+    assert_eq!(get_in(d, "b", "http://10.88.0.1:8081/"), "outside\n");
+    // 3. container -> the host's own LAN address.
+    assert_eq!(get_in(d, "b", &format!("http://{HOST_IP}:8081/")), "outside\n");
+    // 4. host -> container IP, from the bridge address.
+    assert_eq!(client(get_from(&d.ns, &format!("http://{a}/cgi-bin/ip"))), "10.88.0.1");
+    // 5. container -> another machine: masqueraded to the host's address.
+    assert_eq!(client(get_in(d, "b", &format!("http://{EXT_IP}:8082/cgi-bin/ip"))), HOST_IP);
+    // 6. another machine -> container IP via its route to the host: no NAT.
+    assert_eq!(client(get_from(&w.ext, &format!("http://{a}/cgi-bin/ip"))), EXT_IP);
+}
+
+#[test]
+fn published_ports_answer_in_every_case() {
+    let w = World::new();
+    let d = &w.d;
+    start_web(d, "web", &["-p", "8080:80"]);
+    d.ok(&["run", "-d", "--name", "peer", "busybox", "sleep", "600"]);
+    d.ok(&["network", "create", "other"]);
+    d.ok(&["run", "-d", "--name", "stranger", "--network", "other", "busybox", "sleep", "600"]);
+    let url = format!("http://{HOST_IP}:8080/");
+    // External host -> host IP:port.
+    assert_eq!(get_from(&w.ext, &url), "hello\n");
+    assert_eq!(client(get_from(&w.ext, &format!("{url}cgi-bin/ip"))), EXT_IP, "no source NAT from outside");
+    // The host itself -> its own address, and -> 127.0.0.1.
+    assert_eq!(get_from(&d.ns, &url), "hello\n");
+    assert_eq!(get_from(&d.ns, "http://127.0.0.1:8080/"), "hello\n");
+    // A container on the same bridge -> host IP:port (hairpin), and itself.
+    assert_eq!(get_in(d, "peer", &url), "hello\n");
+    assert_eq!(get_in(d, "web", &url), "hello\n");
+    // A container on another network -> host IP:port.
+    assert_eq!(get_in(d, "stranger", &url), "hello\n");
+    let ps = d.ok(&["ps"]);
+    assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+    assert_eq!(d.ok(&["port", "web"]), "80/tcp -> 0.0.0.0:8080\n");
+}
+
+#[test]
+fn port_ranges_random_ports_and_conflicts() {
+    let w = World::new();
+    let d = &w.d;
+    start_web(d, "r", &["-p", "9000-9002:80-82", "-p", "80"]);
+    let ports = d.ok(&["port", "r"]);
+    assert!(ports.contains("80/tcp -> 0.0.0.0:9000") && ports.contains("82/tcp -> 0.0.0.0:9002"), "{ports}");
+    let random: u16 = ports
+        .lines()
+        .find(|l| !l.contains(":900"))
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .expect("a chosen host port");
+    assert!(random >= 49153, "{ports}");
+    assert_eq!(get_from(&w.ext, &format!("http://{HOST_IP}:9000/")), "hello\n");
+    assert_eq!(get_from(&w.ext, &format!("http://{HOST_IP}:{random}/")), "hello\n");
+    // Another container cannot take a published port...
+    let out = d.ctl(&["run", "-d", "-p", "9001:80", "busybox", "true"]);
+    assert_eq!(out.code, 125);
+    assert!(out.stderr.contains("already published"), "{out:?}");
+    // ...nor one a host process listens on.
+    let _listener = Bg::spawn(&d.ns, "busybox nc -ll -p 9100 -e true");
+    std::thread::sleep(Duration::from_millis(300));
+    let out = d.ctl(&["run", "-d", "-p", "9100:80", "busybox", "true"]);
+    assert!(out.code == 125 && out.stderr.contains("in use by a process"), "{out:?}");
+    assert_eq!(d.container_ids().len(), 1, "refused containers leave nothing");
+}
+
+#[test]
+fn container_mode_shares_the_namespace() {
+    let w = World::new();
+    let d = &w.d;
+    start_web(d, "owner", &[]);
+    d.ok(&["run", "-d", "--name", "side", "--network", "container:owner", "busybox", "sleep", "600"]);
+    assert_eq!(get_in(d, "side", "http://127.0.0.1/"), "hello\n");
+    let side_ip = d.ok(&["exec", "side", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(side_ip.contains(&ip_of(d, "owner")), "{side_ip}");
+    let out = d.ctl(&["rm", "-f", "owner"]);
+    assert!(out.code == 125 && out.stderr.contains("uses its network namespace"), "{out:?}");
+    d.ok(&["rm", "-f", "side"]);
+    d.ok(&["rm", "-f", "owner"]);
+}
+
+#[test]
+fn user_networks_are_isolated_and_resolve_names() {
+    let w = World::new();
+    let d = &w.d;
+    d.ok(&["network", "create", "--subnet", "10.99.1.0/24", "net1"]);
+    d.ok(&["network", "create", "--subnet", "10.99.2.0/24", "net2"]);
+    start_web(d, "web1", &["--network", "net1", "--network-alias", "www"]);
+    start_web(d, "web2", &["--network", "net2"]);
+    d.ok(&["run", "-d", "--name", "c1", "--network", "net1", "busybox", "sleep", "600"]);
+    let web1 = ip_of(d, "web1");
+    assert_eq!(resolve_in(d, "c1", "web1").as_deref(), Some(web1.as_str()), "names resolve on a user network");
+    assert_eq!(resolve_in(d, "c1", "www").as_deref(), Some(web1.as_str()), "aliases too");
+    assert_eq!(get_in(d, "c1", &format!("http://{web1}/")), "hello\n");
+    let web2 = ip_of(d, "web2");
+    assert!(fails_in(d, "c1", &format!("http://{web2}/")), "net1 cannot reach net2");
+    assert_eq!(resolve_in(d, "c1", "web2"), None, "net2's names are not on net1");
+    let resolv = d.ok(&["exec", "c1", "cat", "/etc/resolv.conf"]);
+    assert!(resolv.contains("nameserver 10.99.1.1"), "{resolv}");
+    // Connect c1 to net2: eth1 appears, web2 is reachable, and it survives a restart.
+    d.ok(&["network", "connect", "net2", "c1"]);
+    assert!(d.ok(&["exec", "c1", "ip", "-o", "-4", "addr", "show", "eth1"]).contains("10.99.2."));
+    assert_eq!(get_in(d, "c1", &format!("http://{web2}/")), "hello\n");
+    d.ok(&["stop", "-t", "1", "c1"]);
+    d.ok(&["start", "c1"]);
+    assert!(d.ok(&["exec", "c1", "ip", "-o", "-4", "addr", "show", "eth1"]).contains("10.99.2."));
+    d.ok(&["network", "disconnect", "net2", "c1"]);
+    assert_ne!(d.ctl(&["exec", "c1", "ip", "addr", "show", "eth1"]).code, 0, "eth1 is gone");
+    let out = d.ctl(&["network", "rm", "net1"]);
+    assert!(out.code == 125 && out.stderr.contains("in use"), "{out:?}");
+}
+
+#[test]
+fn internal_networks_have_no_egress() {
+    let w = World::new();
+    let d = &w.d;
+    let site = d.dir.join("site");
+    serve_dir(&site);
+    let _ext_web = Bg::spawn(&w.ext, &format!("busybox httpd -f -p 8082 -h {}", site.display()));
+    d.ok(&["network", "create", "--internal", "--subnet", "10.99.3.0/24", "closed"]);
+    d.ok(&["run", "-d", "--name", "in", "--network", "closed", "busybox", "sleep", "600"]);
+    d.ok(&["run", "-d", "--name", "out", "busybox", "sleep", "600"]);
+    assert_eq!(get_in(d, "out", &format!("http://{EXT_IP}:8082/")), "outside\n");
+    assert!(fails_in(d, "in", &format!("http://{EXT_IP}:8082/")), "internal: no egress");
+    let out = d.ctl(&["run", "-d", "--network", "closed", "-p", "8085:80", "busybox", "true"]);
+    assert!(out.code == 125 && out.stderr.contains("internal"), "{out:?}");
+}
+
+#[test]
+fn bad_network_input_is_refused_clearly() {
+    let w = World::new();
+    let d = &w.d;
+    // Overlaps the host's link to the external machine.
+    let out = d.ctl(&["network", "create", "--subnet", "10.210.0.0/16", "clash"]);
+    assert_eq!(out.code, 125);
+    assert!(out.stderr.contains("overlaps") && out.stderr.contains("10.210.0."), "{out:?}");
+    d.ok(&["network", "create", "--subnet", "10.99.9.0/30", "tiny"]);
+    d.ok(&["run", "-d", "--name", "first", "--network", "tiny", "busybox", "sleep", "600"]);
+    let out = d.ctl(&["run", "-d", "--network", "tiny", "busybox", "sleep", "600"]);
+    assert!(out.code == 125 && out.stderr.contains("no available IP addresses"), "{out:?}");
+    let out = d.ctl(&["run", "-d", "--network", "tiny", "--ip", "10.99.9.2", "busybox", "true"]);
+    assert!(out.code == 125 && out.stderr.contains("already in use"), "{out:?}");
+    let out = d.ctl(&["run", "-d", "--network", "nowhere", "busybox", "true"]);
+    assert!(out.code == 125 && out.stderr.contains("network nowhere not found"), "{out:?}");
+    let out = d.ctl(&["network", "create", "tiny"]);
+    assert!(out.code == 125 && out.stderr.contains("already exists"), "{out:?}");
+    assert_eq!(d.container_ids().len(), 1);
+}
+
+#[test]
+fn static_ip_and_mac_are_honoured() {
+    let w = World::new();
+    let d = &w.d;
+    d.ok(&["network", "create", "--subnet", "10.99.4.0/24", "fixed"]);
+    let out = d.ok(&[
+        "run", "--rm", "--network", "fixed", "--ip", "10.99.4.77", "--mac-address", "02:aa:bb:cc:dd:ee",
+        "busybox", "sh", "-c", "ip -o -4 addr show eth0; cat /sys/class/net/eth0/address",
+    ]);
+    assert!(out.contains("10.99.4.77/24") && out.contains("02:aa:bb:cc:dd:ee"), "{out}");
+}
+
+#[test]
+fn removal_leaves_no_links_addresses_rules_or_namespaces() {
+    let w = World::new();
+    let d = &w.d;
+    d.ok(&["network", "create", "net1"]);
+    start_web(d, "p1", &["-p", "8090:80", "-p", "8091:80/udp"]);
+    d.ok(&["run", "-d", "--name", "p2", "--network", "net1", "busybox", "sleep", "600"]);
+    d.ok(&["network", "connect", "bridge", "p2"]);
+    let links_before = d.ns.exec("ip -o link");
+    assert!(links_before.contains("vrt"), "{links_before}");
+    d.ok(&["rm", "-f", "p1", "p2"]);
+    let links = d.ns.exec("ip -o link");
+    assert!(!links.contains("vrt"), "veths remain: {links}");
+    let nft = d.ns.exec("nft list table ip runtimed");
+    assert!(!nft.contains("8090") && !nft.contains("8091"), "port elements remain: {nft}");
+    d.ok(&["network", "rm", "net1"]);
+    assert!(!d.ns.exec("ip -o link").contains("rt-"), "the network's bridge is gone");
+    let net: serde_json::Value = serde_json::from_str(&d.ok(&["network", "inspect", "bridge"])).unwrap();
+    assert!(net[0]["Containers"].as_object().unwrap().is_empty(), "no allocations remain");
+    assert!(d.leftovers().is_empty(), "leftovers: {:?}", d.leftovers());
+}
