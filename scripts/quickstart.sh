@@ -16,3 +16,16 @@ fi
 runtimectl version
 echo "+ runtimectl run --rm busybox echo hello from a container"
 runtimectl run --rm busybox echo hello from a container
+# The main job: a web server with a published port, answering on the host.
+runtimectl rm -f web >/dev/null 2>&1 || true
+echo "+ runtimectl run -d -p 8080:80 --name web busybox httpd -f -p 80 -h /www"
+runtimectl run -d -p 8080:80 --name web busybox \
+  sh -c 'mkdir -p /www && echo "hello from a runtimed container" > /www/index.html && exec httpd -f -p 80 -h /www'
+runtimectl ps
+echo "+ GET http://127.0.0.1:8080/"
+for _ in $(seq 1 50); do
+  body=$(printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 3 127.0.0.1 8080 2>/dev/null | tail -n 1) && [ -n "$body" ] && break
+  sleep 0.1
+done
+echo "$body"
+[ "$body" = "hello from a runtimed container" ] || { echo "the published port did not answer"; exit 1; }

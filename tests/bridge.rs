@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use integration_tests::{sh, Bg, Daemon, Netns, World, EXT_IP, HOST_IP};
+use integration_tests::{bin_dir, import_tools, sh, Bg, Daemon, Netns, World, EXT_IP, HOST_IP};
 
 /// A busybox web server whose /cgi-bin/ip answers the client's address.
 const WEB: &str = "mkdir -p /www/cgi-bin && echo hello > /www/index.html && \
@@ -308,4 +308,35 @@ fn removal_leaves_no_links_addresses_rules_or_namespaces() {
     let net: serde_json::Value = serde_json::from_str(&d.ok(&["network", "inspect", "bridge"])).unwrap();
     assert!(net[0]["Containers"].as_object().unwrap().is_empty(), "no allocations remain");
     assert!(d.leftovers().is_empty(), "leftovers: {:?}", d.leftovers());
+}
+
+#[test]
+fn udp_ports_are_published_too() {
+    let w = World::new();
+    let d = &w.d;
+    import_tools(d);
+    d.ok(&["run", "-d", "--name", "echo", "-p", "5300:53/udp", "tools", "udp-echo", "serve", "53"]);
+    let ask = format!("{} ask {HOST_IP}:5300 ping", bin_dir().join("udp-echo").display());
+    let answer = eventually("udp echo", || {
+        let out = std::process::Command::new("ip").args(["netns", "exec", &w.ext.name, "sh", "-c", &ask]).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    });
+    assert_eq!(answer, "echo:ping\n");
+    assert_eq!(d.ok(&["port", "echo"]), "53/udp -> 0.0.0.0:5300\n");
+}
+
+#[test]
+fn networking_survives_a_daemon_crash() {
+    let mut w = World::new();
+    start_web(&w.d, "web", &["-p", "8080:80"]);
+    let url = format!("http://{HOST_IP}:8080/");
+    assert_eq!(get_from(&w.ext, &url), "hello\n");
+    let ip = ip_of(&w.d, "web");
+    w.d.kill9();
+    assert_eq!(get_from(&w.ext, &url), "hello\n", "published port answers while the daemon is down");
+    w.d.spawn();
+    assert_eq!(get_from(&w.ext, &url), "hello\n");
+    assert_eq!(ip_of(&w.d, "web"), ip);
+    let other = w.d.ok(&["run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(!other.contains(&format!("{ip}/")), "the address is not handed out twice: {other}");
 }

@@ -6,6 +6,7 @@
 //! whether the test passed or panicked.
 
 mod daemon;
+mod image;
 mod netns;
 mod world;
 
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use daemon::{Daemon, Output};
+pub use image::import_tools;
 pub use netns::Netns;
 pub use world::{Bg, World, EXT_IP, HOST_IP};
 

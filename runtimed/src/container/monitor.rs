@@ -55,7 +55,7 @@ impl Manager {
         if let Err(e) = rootfs::unmount(&paths) {
             tracing::warn!(id, "{e}");
         }
-        if let Err(e) = self.inner.networks.firewall().unpublish(&rec.ports) {
+        if let Err(e) = self.inner.networks.unpublish(&rec.ports) {
             tracing::warn!(id, "unpublish ports: {e}");
         }
         self.inner.store.containers.put(id, &rec).await?;
@@ -102,7 +102,16 @@ impl Manager {
             }
         }
         self.remove_orphans(&known);
-        Ok(())
+        let live: Vec<_> = self
+            .inner
+            .store
+            .containers
+            .list()?
+            .into_iter()
+            .filter(|c| c.state == State::Running)
+            .flat_map(|c| c.ports)
+            .collect();
+        self.inner.networks.release_orphans(&live, &known)
     }
 
     /// Deletes layers, namespaces and libcontainer state of containers the

@@ -14,7 +14,7 @@ use super::netlink::Netlink;
 use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_MTU, DEFAULT_NETWORK};
 use super::subnet::{self, InUse};
 use crate::error::{Error, Result};
-use crate::firewall::{Firewall, NetworkRules};
+use crate::firewall::{Firewall, NetworkRules, PortMap};
 use crate::store::Store;
 use crate::util::{now_nanos, random_id};
 
@@ -42,6 +42,7 @@ pub struct Networks {
     ipam: Ipam,
     host: Netlink,
     firewall: Firewall,
+    fw_lock: Arc<Mutex<()>>,
     default_bridge: String,
     /// Name records and the DNS server of each user-defined network.
     dns: Arc<Mutex<HashMap<String, NetworkDns>>>,
@@ -60,20 +61,62 @@ impl Networks {
             store,
             host: Netlink::host()?,
             firewall,
+            fw_lock: Arc::new(Mutex::new(())),
             default_bridge,
             dns: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
-    pub fn firewall(&self) -> &Firewall {
-        &self.firewall
+    /// Runs one firewall change at a time: some of them read the table
+    /// before writing it.
+    fn with_firewall<T>(&self, f: impl FnOnce(&Firewall) -> crate::firewall::Result<T>) -> Result<T> {
+        let _one_at_a_time = self.fw_lock.lock().expect("firewall lock");
+        f(&self.firewall).map_err(|e| Error::internal(format!("firewall: {e}")))
+    }
+
+    /// Publishes one container's ports in one transaction.
+    pub fn publish(&self, ports: &[PortMap]) -> Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        self.with_firewall(|fw| fw.publish(ports))
+    }
+
+    pub fn unpublish(&self, ports: &[PortMap]) -> Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        self.with_firewall(|fw| fw.unpublish(ports))
+    }
+
+    /// Drops published ports and addresses whose container is gone (after a
+    /// crash between steps).
+    pub fn release_orphans(&self, live_ports: &[PortMap], known: &std::collections::HashSet<String>) -> Result<()> {
+        let stale: Vec<PortMap> = self
+            .with_firewall(|fw| fw.published())?
+            .into_iter()
+            .filter(|p| !live_ports.contains(p))
+            .collect();
+        if !stale.is_empty() {
+            tracing::warn!("unpublishing {} ports of no running container", stale.len());
+            self.unpublish(&stale)?;
+        }
+        for net in self.store.networks.list()? {
+            for (ip, owner) in self.ipam.allocations(&net.id)? {
+                if !known.contains(&owner) {
+                    tracing::warn!("releasing {ip} on {} held by unknown container {owner}", net.name);
+                    self.ipam.release(&net.id, ip)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// At daemon start: forwarding on, our firewall table, the default
     /// network, and every network's bridge and rules (re)created.
     pub async fn init(&self) -> Result<()> {
         write_sysctl("net/ipv4/ip_forward", "1")?;
-        self.firewall.ensure().map_err(|e| Error::internal(format!("firewall: {e}")))?;
+        self.with_firewall(|fw| fw.ensure())?;
         if self.find(DEFAULT_NETWORK)?.is_none() {
             let req = NetworkRequest { name: DEFAULT_NETWORK.into(), ..Default::default() };
             self.create_with_bridge(req, self.default_bridge.clone()).await?;
@@ -180,7 +223,7 @@ impl Networks {
         self.host.ensure_bridge(&net.bridge, net.gateway_net(), net.mtu).await?;
         write_sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
         let rules = NetworkRules { bridge: net.bridge.clone(), subnet: net.subnet, internal: net.internal };
-        self.firewall.add_network(&rules).map_err(|e| Error::internal(format!("firewall: {e}")))?;
+        self.with_firewall(|fw| fw.add_network(&rules))?;
         self.start_dns(net).await
     }
 
@@ -218,7 +261,7 @@ impl Networks {
         if let Some(server) = dns.and_then(|d| d.server) {
             server.shutdown().await;
         }
-        if let Err(e) = self.firewall.remove_network(&net.bridge) {
+        if let Err(e) = self.with_firewall(|fw| fw.remove_network(&net.bridge)) {
             tracing::warn!("firewall rules of {}: {e}", net.name);
         }
         if let Err(e) = self.host.delete_link(&net.bridge).await {

@@ -96,6 +96,8 @@ fn run(a: RunArgs) -> ExitCode {
         Err(e) => return report(&Ready::Failed { kind: FailKind::Other, message: e.to_string() }),
     }
     let _ = setsid();
+    // libcontainer's helper processes are cloned as our siblings; as a
+    // subreaper we inherit them when they end and reap them in `pump`.
     let _ = nix::sys::prctl::set_child_subreaper(true);
     let ready = match take_stdout_and_log_to(&a.shim_log) {
         Ok(fd) => fd,

@@ -22,6 +22,9 @@ pub enum Stream {
 /// processes (its orphans) may still hold open.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
 
+/// How often stray children (inherited as subreaper) are reaped.
+const REAP_EVERY: Duration = Duration::from_secs(1);
+
 /// Forwards both pipes to `sink` until `pid` has exited and the pipes are
 /// closed (or the grace period ends). Returns the docker-style exit code.
 pub fn pump(pid: i32, out: OwnedFd, err: OwnedFd, mut sink: impl FnMut(Stream, &[u8])) -> i32 {
@@ -53,11 +56,8 @@ pub fn pump(pid: i32, out: OwnedFd, err: OwnedFd, mut sink: impl FnMut(Stream, &
                 order.push(2);
             }
         }
-        let timeout = match deadline {
-            Some(d) => PollTimeout::try_from(d.saturating_duration_since(Instant::now()))
-                .unwrap_or(PollTimeout::ZERO),
-            None => PollTimeout::NONE,
-        };
+        let wait = deadline.map_or(REAP_EVERY, |d| d.saturating_duration_since(Instant::now()).min(REAP_EVERY));
+        let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::ZERO);
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -70,10 +70,14 @@ pub fn pump(pid: i32, out: OwnedFd, err: OwnedFd, mut sink: impl FnMut(Stream, &
             .map(|(_, &i)| i)
             .collect();
         drop(fds);
+        if exit.is_none() {
+            if let Some(code) = reap(pid) {
+                exit = Some(code);
+                deadline = Some(Instant::now() + DRAIN_GRACE);
+            }
+        }
         for i in ready {
             if i == 2 {
-                exit = Some(wait_exit(pid));
-                deadline = Some(Instant::now() + DRAIN_GRACE);
                 continue;
             }
             let stream = if i == 0 { Stream::Stdout } else { Stream::Stderr };
@@ -85,6 +89,19 @@ pub fn pump(pid: i32, out: OwnedFd, err: OwnedFd, mut sink: impl FnMut(Stream, &
         }
     }
     exit.unwrap_or_else(|| wait_exit(pid))
+}
+
+/// Reaps every child that has ended; returns `pid`'s exit code if it is
+/// among them.
+fn reap(pid: i32) -> Option<i32> {
+    loop {
+        match waitpid(Pid::from_raw(-1), Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) if p.as_raw() == pid => return Some(code),
+            Ok(WaitStatus::Signaled(p, sig, _)) if p.as_raw() == pid => return Some(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
 }
 
 /// Waits for `pid` and converts its status like docker: the exit code, or

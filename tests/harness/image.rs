@@ -1,0 +1,26 @@
+//! A "tools" image for tests: the daemon's busybox rootfs plus host-built
+//! binaries and the shared libraries they need (found with ldd).
+
+use std::path::Path;
+
+use crate::{bin_dir, sh, Daemon};
+
+/// Imports image `tools` into the daemon: busybox plus `udp-echo`.
+pub fn import_tools(d: &Daemon) {
+    let images = d.root().join("images");
+    let busybox = std::fs::read_dir(&images).expect("images").flatten().next().expect("busybox image").path();
+    let dir = d.dir.join("tools-rootfs");
+    sh(&format!("cp -a {}/rootfs {}", busybox.display(), dir.display()));
+    add_binary(&dir, &bin_dir().join("udp-echo"), "bin/udp-echo");
+    let tar = d.dir.join("tools.tar");
+    sh(&format!("tar -C {} -cf {} .", dir.display(), tar.display()));
+    d.ok(&["image", "import", "tools", tar.to_str().unwrap()]);
+}
+
+fn add_binary(root: &Path, binary: &Path, dest: &str) {
+    sh(&format!("cp {} {}", binary.display(), root.join(dest).display()));
+    let libs = sh(&format!("ldd {} | grep -o '/[^ ]*' || true", binary.display()));
+    for lib in libs.lines().filter(|l| !l.is_empty()) {
+        sh(&format!("cp --parents -L {lib} {}", root.display()));
+    }
+}
