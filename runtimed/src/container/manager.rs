@@ -238,7 +238,7 @@ impl Manager {
 
     /// Unpublishes ports and frees every endpoint of a container.
     pub(super) async fn release_network(&self, rec: &ContainerRecord) {
-        if let Err(e) = self.inner.networks.unpublish(&rec.ports) {
+        if let Err(e) = self.inner.networks.unpublish(&rec.ports).await {
             tracing::warn!(id = rec.short_id(), "unpublish ports: {e}");
         }
         for ep in &rec.endpoints {
@@ -325,7 +325,7 @@ impl Manager {
         let _ = std::fs::remove_file(paths.exit_file());
         let started = shim_client::start(&self.inner.exe, &self.inner.cfg.libcontainer_root(), &rec.id, paths).await?;
         // One nft transaction for all of the container's ports.
-        if let Err(e) = self.inner.networks.publish(&rec.ports) {
+        if let Err(e) = self.inner.networks.publish(&rec.ports).await {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(started.pid), nix::sys::signal::Signal::SIGKILL);
             return Err(e);
         }

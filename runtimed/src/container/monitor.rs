@@ -55,7 +55,7 @@ impl Manager {
         if let Err(e) = rootfs::unmount(&paths) {
             tracing::warn!(id, "{e}");
         }
-        if let Err(e) = self.inner.networks.unpublish(&rec.ports) {
+        if let Err(e) = self.inner.networks.unpublish(&rec.ports).await {
             tracing::warn!(id, "unpublish ports: {e}");
         }
         self.inner.store.containers.put(id, &rec).await?;
@@ -111,7 +111,7 @@ impl Manager {
             .filter(|c| c.state == State::Running)
             .flat_map(|c| c.ports)
             .collect();
-        self.inner.networks.release_orphans(&live, &known)
+        self.inner.networks.release_orphans(&live, &known).await
     }
 
     /// Deletes layers, namespaces and libcontainer state of containers the

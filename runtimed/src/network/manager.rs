@@ -74,24 +74,31 @@ impl Networks {
         f(&self.firewall).map_err(|e| Error::internal(format!("firewall: {e}")))
     }
 
-    /// Publishes one container's ports in one transaction.
-    pub fn publish(&self, ports: &[PortMap]) -> Result<()> {
+    /// Publishes one container's ports in one transaction. `nft` runs as a
+    /// process, so off the async workers.
+    pub async fn publish(&self, ports: &[PortMap]) -> Result<()> {
         if ports.is_empty() {
             return Ok(());
         }
-        self.with_firewall(|fw| fw.publish(ports))
+        let (this, ports) = (self.clone(), ports.to_vec());
+        tokio::task::spawn_blocking(move || this.with_firewall(|fw| fw.publish(&ports)))
+            .await
+            .map_err(Error::internal)?
     }
 
-    pub fn unpublish(&self, ports: &[PortMap]) -> Result<()> {
+    pub async fn unpublish(&self, ports: &[PortMap]) -> Result<()> {
         if ports.is_empty() {
             return Ok(());
         }
-        self.with_firewall(|fw| fw.unpublish(ports))
+        let (this, ports) = (self.clone(), ports.to_vec());
+        tokio::task::spawn_blocking(move || this.with_firewall(|fw| fw.unpublish(&ports)))
+            .await
+            .map_err(Error::internal)?
     }
 
     /// Drops published ports and addresses whose container is gone (after a
     /// crash between steps).
-    pub fn release_orphans(&self, live_ports: &[PortMap], known: &std::collections::HashSet<String>) -> Result<()> {
+    pub async fn release_orphans(&self, live_ports: &[PortMap], known: &std::collections::HashSet<String>) -> Result<()> {
         let stale: Vec<PortMap> = self
             .with_firewall(|fw| fw.published())?
             .into_iter()
@@ -99,7 +106,7 @@ impl Networks {
             .collect();
         if !stale.is_empty() {
             tracing::warn!("unpublishing {} ports of no running container", stale.len());
-            self.unpublish(&stale)?;
+            self.unpublish(&stale).await?;
         }
         for net in self.store.networks.list()? {
             for (ip, owner) in self.ipam.allocations(&net.id)? {
