@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# Networking benchmark (not a test). Prints, in one run:
+#  1. container start time (`run -d ... busybox sleep 600`, wall time of the
+#     command, median of RUNS; each run is followed by an untimed `rm -f`)
+#     with 1 and with PORTS published ports, while 0 and while
+#     BG_CONTAINERS x BG_PORTS other ports are already published. Our DNAT is
+#     map-based, so the four figures should be flat;
+#  2. TCP throughput (iperf3, single stream, IPERF_TIME s each): host ->
+#     container IP, host -> published port (a host address and 127.0.0.1),
+#     container -> container on the bridge, container -> published port
+#     (hairpin), and the netns' loopback as a ceiling;
+#  3. the same start figures for rootful podman (its default network), when
+#     podman can be installed and works here.
+# runtimed runs as in bench/start-latency.sh: own netns, dirs, socket and
+# cgroup parent. podman runs in a netns of its own too (nsenter --net, so its
+# bridge and iptables rules stay there), with storage under $TMP. Traffic only
+# goes to loopback and to addresses inside these namespaces. Everything is
+# cleaned up on exit.
+# Usage (as root, from anywhere in a clone):  sudo bench/networking.sh
+# Env: RUNS (15), WARMUP (2), PORTS (200), BG_CONTAINERS (10), BG_PORTS (200),
+#      PORT_FORM (range: one `-p A-B:A-B`; list: one `-p P:P` per port;
+#      sparse: one `-p P:P` per port, every other port, so that podman cannot
+#      merge them into a range and netavark writes one rule per port),
+#      IPERF_TIME (5), PODMAN (1; 0 skips it), PODMAN_RUNS (RUNS; cut to 5 if a
+#      podman start takes over 2 s), DAEMON_LOG (warn; RUNTIMED_LOG wins),
+#      KEEP_LOG (a path to copy the daemon log to on exit).
+set -euo pipefail
+export LC_ALL=C   # EPOCHREALTIME with a '.'
+
+RUNS=${RUNS:-15}
+WARMUP=${WARMUP:-2}
+PORTS=${PORTS:-200}
+BG_CONTAINERS=${BG_CONTAINERS:-10}
+BG_PORTS=${BG_PORTS:-200}
+PORT_FORM=${PORT_FORM:-range}
+IPERF_TIME=${IPERF_TIME:-5}
+PODMAN=${PODMAN:-1}
+PODMAN_RUNS=${PODMAN_RUNS:-$RUNS}
+DAEMON_LOG=${DAEMON_LOG:-warn}
+KEEP_LOG=${KEEP_LOG:-}
+
+PROBE_BASE=20000                 # host ports of the measured container
+BG_BASE=30000                    # host port area of the background containers
+HOST_ADDR=192.0.2.1              # "the host's address", on a veth inside the bench netns
+case $PORT_FORM in range | list) STEP=1 ;; sparse) STEP=2 ;; *) echo "PORT_FORM must be range, list or sparse" >&2; exit 2 ;; esac
+BG_TOTAL=$((BG_CONTAINERS * BG_PORTS))
+BG_LAST=$((BG_BASE + (BG_TOTAL - 1) * STEP))
+((PROBE_BASE + PORTS * STEP <= BG_BASE)) || { echo "PORTS too large" >&2; exit 2; }
+((BG_LAST <= 65535)) || { echo "BG_CONTAINERS*BG_PORTS too large" >&2; exit 2; }
+
+cd "$(dirname "$0")/.."
+REPO=$PWD
+[ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
+T0=$EPOCHREALTIME
+say() { printf '[%5.1fs] %s\n' "$(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN {print b - a}')" "$*" >&2; }
+
+apt_install() { # installs packages; `apt-get update` only if the first try fails
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 300 apt-get install -y -qq "$@" >/dev/null 2>&1 \
+        || { timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 300 apt-get install -y -qq "$@" >/dev/null 2>&1; }
+}
+need=()
+command -v iperf3 >/dev/null || need+=(iperf3)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v nft >/dev/null || need+=(nftables)
+if ((${#need[@]})); then
+    say "installing ${need[*]}"
+    apt_install "${need[@]}" || { echo "cannot install ${need[*]}" >&2; exit 1; }
+fi
+IPERF=$(command -v iperf3)
+cargo build --release -q -p runtimed -p runtimectl
+RTD=$REPO/target/release/runtimed
+RTC=$REPO/target/release/runtimectl
+
+TMP=$(mktemp -d /tmp/rtnet.XXXXXX)
+NS=rtnet-$$                      # runtimed's "host" netns, also its cgroup parent
+PNS=rtnet-pd-$$                  # podman's netns, also its cgroup parent
+SOCK=$TMP/runtimed.sock
+DPID=""
+LOOP_PID=""
+PD_OK=""                         # set once podman's storage exists under $TMP
+PD_CREATED=()                    # host paths podman made that did not exist before
+
+RTCMD=(env "RUNTIMED_HOST=unix://$SOCK" "$RTC")  # for `timeout`, which cannot run functions
+rtc() { "${RTCMD[@]}" "$@"; }
+
+cleanup() {
+    set +e
+    if [ -n "$PD_OK" ] && [ -e "/run/netns/$PNS" ]; then
+        # The containers' netns (/run/netns/netns-*) are podman's; delete any it leaves.
+        local ids boxes=""
+        ids=$(pd ps -aq 2>/dev/null)
+        [ -n "$ids" ] && boxes=$(pd inspect --format '{{.NetworkSettings.SandboxKey}}' $ids 2>/dev/null)
+        pd rm -af -t 0 >/dev/null 2>&1
+        pd network prune -f >/dev/null 2>&1
+        for b in $boxes; do [ -e "$b" ] && ip netns del "$(basename "$b")" 2>/dev/null; done
+    fi
+    [ -n "$LOOP_PID" ] && kill "$LOOP_PID" 2>/dev/null && wait "$LOOP_PID" 2>/dev/null
+    if [ -S "$SOCK" ]; then
+        ids=$(rtc ps -aq 2>/dev/null)
+        [ -n "$ids" ] && rtc rm -f $ids >/dev/null 2>&1
+    fi
+    if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
+        kill -TERM "$DPID"
+        for _ in $(seq 50); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$DPID" 2>/dev/null
+        wait "$DPID" 2>/dev/null
+    fi
+    [ -n "$KEEP_LOG" ] && cp "$TMP/runtimed.log" "$KEEP_LOG" 2>/dev/null
+    ip netns del "$NS" 2>/dev/null
+    ip netns del "$PNS" 2>/dev/null
+    # Leftover cgroups of this run (deepest first); kill stragglers so rmdir works.
+    for d in $(find /sys/fs/cgroup -maxdepth 2 -type d \( -name "$NS" -o -name "$PNS" \) 2>/dev/null); do
+        find "$d" -depth -type d | while read -r c; do
+            xargs -r kill -KILL <"$c/cgroup.procs" 2>/dev/null
+            rmdir "$c" 2>/dev/null || { sleep 0.2; rmdir "$c" 2>/dev/null; }
+        done
+    done
+    # Unmount anything left under $TMP, deepest first.
+    awk -v t="$TMP" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null
+    done
+    rm -rf "$TMP"
+    for p in "${PD_CREATED[@]}"; do rm -rf "$p"; done
+}
+trap cleanup EXIT
+trap "exit 130" INT TERM
+
+# --- runtimed, isolated ------------------------------------------------------------
+say "starting runtimed in netns $NS"
+ip netns add "$NS"
+ip -n "$NS" link set lo up
+# No dummy driver in every kernel: a veth pair with both ends in the netns.
+ip -n "$NS" link add rtnet0 type veth peer name rtnet1
+ip -n "$NS" addr add "$HOST_ADDR/24" dev rtnet0
+ip -n "$NS" link set rtnet1 up
+ip -n "$NS" link set rtnet0 up
+nsenter --net="/run/netns/$NS" "$RTD" --root "$TMP/root" --run-dir "$TMP/run" \
+    --socket "$SOCK" --cgroup-parent "$NS" --log-level "$DAEMON_LOG" 2>"$TMP/runtimed.log" &
+DPID=$!
+for _ in $(seq 150); do [ -S "$SOCK" ] && break; sleep 0.1; done
+[ -S "$SOCK" ] || { echo "runtimed did not start:" >&2; cat "$TMP/runtimed.log" >&2; exit 1; }
+# The socket is bound before the busybox image is built; wait until it answers.
+for _ in $(seq 150); do rtc images 2>/dev/null | grep -q busybox && break; sleep 0.1; done
+rtc run --rm busybox true   # warm-up / sanity
+
+# --- helpers -------------------------------------------------------------------------
+pflags() { # $1 first host port, $2 count -> -p flags (container port = host port)
+    local a=$1 n=$2 b=$(($1 + $2 - 1)) p
+    if ((n == 1)); then
+        echo "-p $a:$a"
+    elif [ "$PORT_FORM" != range ]; then
+        for ((p = a; p < a + n * STEP; p += STEP)); do printf -- '-p %d:%d ' "$p" "$p"; done
+    else
+        echo "-p $a-$b:$a-$b"
+    fi
+}
+rt_run() { local name=$1; shift; rtc run -d --name "$name" "$@" busybox sleep 600; }
+rt_rm() { rtc rm -f "$1"; }
+
+# Times `ENGINE run -d --name probe -p.. IMAGE sleep 600` (wall time, after
+# WARM untimed runs), each run followed by an untimed `rm -f`.
+# Prints "median min max" in ms.
+start_cell() { # $1 engine (rt|pd), $2 ports, $3 runs, $4 warm-up runs
+    local eng=$1 n=$2 runs=$3 warm=$4 i s e flags samples=()
+    flags=$(pflags "$PROBE_BASE" "$n")
+    for ((i = 1; i <= warm + runs; i++)); do
+        s=$EPOCHREALTIME
+        # shellcheck disable=SC2086
+        "${eng}_run" probe $flags >/dev/null || return 1
+        e=$EPOCHREALTIME
+        "${eng}_rm" probe >/dev/null || return 1
+        if ((i > warm)); then samples+=($((${e/./} - ${s/./}))); fi
+    done
+    printf '%s\n' "${samples[@]}" | sort -n | awk '{a[NR] = $1}
+        END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
+             printf "%.1f %.1f %.1f\n", m / 1e3, a[1] / 1e3, a[NR] / 1e3}'
+}
+bg_up() { # $1 engine: BG_CONTAINERS containers with BG_PORTS ports each
+    local b
+    for ((b = 0; b < BG_CONTAINERS; b++)); do
+        # shellcheck disable=SC2046
+        "${1}_run" "bg$b" $(pflags $((BG_BASE + b * BG_PORTS * STEP)) "$BG_PORTS") >/dev/null || return 1
+    done
+}
+declare -A CELL   # CELL[engine,ports,background] = "median min max"
+
+# --- 1. start latency, runtimed ------------------------------------------------------------
+nft_published() { # elements of the daemon's any-address port map
+    ip netns exec "$NS" nft -j list map ip runtimed dnat_any_port 2>/dev/null | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(sum(len(o["map"].get("elem", [])) for o in d["nftables"] if "map" in o))' 2>/dev/null || echo "?"
+}
+say "runtimed: start latency, 0 ports already published ($RUNS runs per cell)"
+CELL[rt,1,0]=$(start_cell rt 1 "$RUNS" "$WARMUP")
+CELL[rt,$PORTS,0]=$(start_cell rt "$PORTS" "$RUNS" "$WARMUP")
+say "runtimed: publishing $BG_TOTAL ports in $BG_CONTAINERS background containers"
+s=$EPOCHREALTIME
+bg_up rt
+RT_BG_MS=$(awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.0f", (b - a) * 1000}')
+RT_NFT=$(nft_published)
+say "runtimed: start latency, $BG_TOTAL ports already published (nft map holds $RT_NFT)"
+CELL[rt,1,$BG_TOTAL]=$(start_cell rt 1 "$RUNS" "$WARMUP")
+CELL[rt,$PORTS,$BG_TOTAL]=$(start_cell rt "$PORTS" "$RUNS" "$WARMUP")
+
+# --- 2. throughput ---------------------------------------------------------------------------
+say "building the iperf3 image from $IPERF"
+IMG=$TMP/iperf-rootfs
+mkdir -p "$IMG"/{bin,proc,sys,dev,tmp,etc}
+chmod 1777 "$IMG/tmp"
+cp /bin/busybox "$IMG/bin/busybox"
+for a in $(/bin/busybox --list); do
+    [ "$a" = busybox ] || ln -sf busybox "$IMG/bin/$a"
+done
+BB_TAR=$TMP/busybox.tar                  # also podman's image
+tar -C "$IMG" -cf "$BB_TAR" .
+# The binary and every library ldd lists, the dynamic loader included, at their paths.
+for f in "$IPERF" $(ldd "$IPERF" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}'); do
+    cp -L --parents "$f" "$IMG/"
+done
+tar -C "$IMG" -cf "$TMP/iperf.tar" .
+rtc image import iperf "$TMP/iperf.tar" >/dev/null
+rtc run -d --name srv -p 5201:5201 iperf "$IPERF" -s >/dev/null
+rtc run -d --name cli iperf sleep 600 >/dev/null
+SRV_IP=$(rtc inspect srv | python3 -c 'import json, sys; print(json.load(sys.stdin)[0]["NetworkSettings"]["Networks"]["bridge"]["IPAddress"])')
+# Wait until the server listens (0A = LISTEN, 1451 = 5201); a probe
+# connection would occupy iperf3's single test slot.
+for _ in $(seq 100); do
+    rtc exec srv cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$2 ~ /:1451$/ && $4 == "0A" {f = 1} END {exit !f}' && break
+    sleep 0.1
+done
+gbps() { # iperf3 -J on stdin -> "Gbit/s retransmits"
+    python3 -c '
+import json, sys
+try:
+    d = json.load(sys.stdin)
+except Exception:
+    print("n/a (no JSON)"); sys.exit()
+if d.get("error"):
+    print("error: " + d["error"]); sys.exit()
+e = d["end"]
+print("%.2f %s" % (e["sum_received"]["bits_per_second"] / 1e9, e["sum_sent"].get("retransmits", "-")))'
+}
+TPUT=()
+measure() { # $1 label, rest: command printing iperf3 JSON
+    local label=$1; shift
+    say "iperf3: $label"
+    local out res
+    out=$(timeout $((IPERF_TIME + 30)) "$@" 2>"$TMP/iperf.err") || true
+    res=$(gbps <<<"$out")
+    case $res in n/a*) res="$res: $(tail -n1 "$TMP/iperf.err")" ;; esac
+    TPUT+=("$label|$res")
+}
+IC=(-t "$IPERF_TIME" -J)
+measure "host -> container IP ($SRV_IP:5201)" ip netns exec "$NS" "$IPERF" -c "$SRV_IP" "${IC[@]}"
+measure "host -> published port $HOST_ADDR:5201 (DNAT)" ip netns exec "$NS" "$IPERF" -c "$HOST_ADDR" "${IC[@]}"
+measure "host -> published port 127.0.0.1:5201 (DNAT)" ip netns exec "$NS" "$IPERF" -c 127.0.0.1 "${IC[@]}"
+measure "container -> container IP, same bridge" "${RTCMD[@]}" exec cli "$IPERF" -c "$SRV_IP" "${IC[@]}"
+measure "container -> published port $HOST_ADDR:5201 (hairpin)" "${RTCMD[@]}" exec cli "$IPERF" -c "$HOST_ADDR" "${IC[@]}"
+ip netns exec "$NS" "$IPERF" -s -1 -p 5301 >/dev/null 2>&1 &
+LOOP_PID=$!
+for _ in $(seq 50); do ip netns exec "$NS" ss -Hltn 'sport = :5301' | grep -q . && break; sleep 0.1; done
+measure "reference: loopback in the bench netns, no container" ip netns exec "$NS" "$IPERF" -c 127.0.0.1 -p 5301 "${IC[@]}"
+wait "$LOOP_PID" 2>/dev/null || true
+LOOP_PID=""
+
+# --- 3. podman -------------------------------------------------------------------------------
+PD_WHY=""
+PD_VER=""
+PD_RUNS=$PODMAN_RUNS
+PDIR=$TMP/podman
+PCONF=$TMP/containers.conf
+PD_GLOBAL=(--root "$PDIR/root" --runroot "$PDIR/run" --storage-driver overlay)
+pd() { timeout 120 nsenter --net="/run/netns/$PNS" env CONTAINERS_CONF="$PCONF" podman "${PD_GLOBAL[@]}" "$@"; }
+pd_run() { local name=$1; shift; pd run -d --name "$name" --cgroup-parent "/$PNS" "$@" localhost/rtnet-busybox sleep 600; }
+pd_rm() { pd rm -f -t 0 "$1"; }
+
+podman_setup() { # returns 1 with PD_WHY set when podman cannot be benchmarked
+    if [ "$PODMAN" = 0 ]; then PD_WHY="skipped (PODMAN=0)"; return 1; fi
+    if ! command -v podman >/dev/null || ! command -v iptables >/dev/null; then
+        say "installing podman (and iptables, which netavark needs)"
+        apt_install podman iptables || { PD_WHY="podman could not be installed (apt-get install podman iptables failed)"; return 1; }
+    fi
+    PD_VER=$(podman --version 2>/dev/null | awk '{print $NF}')
+    local p
+    for p in /run/containers /var/lib/containers /dev/shm/libpod_lock; do
+        [ -e "$p" ] || PD_CREATED+=("$p")
+    done
+    # No systemd here: cgroupfs. podman's default rlimits for root (nofile
+    # 1048576...) exceed this host's hard limits; runc then fails with EPERM.
+    cat >"$PCONF" <<EOF
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$PDIR/events.log"
+tmp_dir = "$PDIR/tmp"
+runtime = "runc"
+[network]
+network_backend = "netavark"
+network_config_dir = "$PDIR/net"
+EOF
+    mkdir -p "$PDIR"
+    ip netns add "$PNS"
+    ip -n "$PNS" link set lo up
+    PD_OK=1
+    local err=$TMP/podman.err
+    if ! pd import "$BB_TAR" localhost/rtnet-busybox >/dev/null 2>"$err"; then
+        PD_WHY="podman import failed: $(tail -n1 "$err")"; return 1
+    fi
+    if ! pd run --rm --cgroup-parent "/$PNS" -p "$PROBE_BASE:$PROBE_BASE" localhost/rtnet-busybox true >/dev/null 2>"$err"; then
+        PD_WHY="podman cannot run a container here: $(tail -n1 "$err")"; return 1
+    fi
+    PD_VER="$PD_VER/$(pd info --format '{{.Host.NetworkBackend}}' 2>/dev/null || echo '?')"
+    # Bounded time: fewer runs when a start is slow.
+    s=$EPOCHREALTIME
+    pd_run probe >/dev/null && pd_rm probe >/dev/null || { PD_WHY="podman run -d failed"; return 1; }
+    if awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN {exit !(b - a > 2)}'; then
+        PD_RUNS=$((PODMAN_RUNS < 5 ? PODMAN_RUNS : 5))
+    fi
+}
+podman_bench() {
+    say "podman: start latency, 0 ports already published ($PD_RUNS runs per cell)"
+    CELL[pd,1,0]=$(start_cell pd 1 "$PD_RUNS" 1) || return 1
+    CELL[pd,$PORTS,0]=$(start_cell pd "$PORTS" "$PD_RUNS" 1) || return 1
+    say "podman: publishing $BG_TOTAL ports in $BG_CONTAINERS background containers"
+    s=$EPOCHREALTIME
+    bg_up pd || return 1
+    PD_BG_MS=$(awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.0f", (b - a) * 1000}')
+    PD_LISTEN=$(ip netns exec "$PNS" ss -Hltn | wc -l)
+    say "podman: start latency, $BG_TOTAL ports already published ($PD_LISTEN host ports bound)"
+    CELL[pd,1,$BG_TOTAL]=$(start_cell pd 1 "$PD_RUNS" 1) || return 1
+    CELL[pd,$PORTS,$BG_TOTAL]=$(start_cell pd "$PORTS" "$PD_RUNS" 1) || return 1
+}
+PD_BG_MS=""
+if podman_setup; then
+    podman_bench || PD_WHY="a podman run failed during the measurement"
+fi
+
+# --- report ---------------------------------------------------------------------------------
+cell() { # "median min max" -> "median (min-max)"
+    [ -n "${1:-}" ] || { echo "-"; return; }
+    set -- $1
+    printf '%s (%s-%s)' "$1" "$2" "$3"
+}
+flat() { # $1 engine -> max/min of its four medians
+    local a b c d
+    a=${CELL[$1,1,0]%% *} b=${CELL[$1,$PORTS,0]%% *} c=${CELL[$1,1,$BG_TOTAL]%% *} d=${CELL[$1,$PORTS,$BG_TOTAL]%% *}
+    awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN {
+        mx = a; mn = a
+        if (b > mx) mx = b; if (c > mx) mx = c; if (d > mx) mx = d
+        if (b < mn) mn = b; if (c < mn) mn = c; if (d < mn) mn = d
+        printf "%.2fx (largest/smallest median, spread %.1f ms)", mx / mn, mx - mn}'
+}
+PD_COLS=0
+[ -z "$PD_WHY" ] && PD_COLS=1
+echo
+echo "== container start: \`run -d -p ... busybox sleep 600\`, wall ms, median (min-max) =="
+echo "   ports as: $PORT_FORM; other ports: $BG_CONTAINERS containers x $BG_PORTS ports in $BG_BASE-$BG_LAST"
+F='%-22s %-21s %-21s'
+if ((PD_COLS)); then
+    printf "$F | %-21s %-21s\n" "" "runtimed ($RUNS runs)" "" "podman $PD_VER ($PD_RUNS runs)" ""
+    printf "$F | %-21s %-21s\n" "already published:" "0" "$BG_TOTAL" "0" "$BG_TOTAL"
+    for n in 1 "$PORTS"; do
+        printf "$F | %-21s %-21s\n" "$n port(s)" "$(cell "${CELL[rt,$n,0]}")" "$(cell "${CELL[rt,$n,$BG_TOTAL]}")" \
+            "$(cell "${CELL[pd,$n,0]:-}")" "$(cell "${CELL[pd,$n,$BG_TOTAL]:-}")"
+    done
+else
+    printf "$F\n" "" "runtimed ($RUNS runs)" ""
+    printf "$F\n" "already published:" "0" "$BG_TOTAL"
+    for n in 1 "$PORTS"; do
+        printf "$F\n" "$n port(s)" "$(cell "${CELL[rt,$n,0]}")" "$(cell "${CELL[rt,$n,$BG_TOTAL]}")"
+    done
+fi
+echo "flatness, runtimed: $(flat rt)"
+((PD_COLS)) && echo "flatness, podman:   $(flat pd)"
+echo "publishing the $BG_TOTAL background ports took: runtimed ${RT_BG_MS} ms (nft map: $RT_NFT elements)${PD_BG_MS:+, podman $PD_BG_MS ms}"
+[ -n "$PD_WHY" ] && echo "podman: $PD_WHY"
+echo
+echo "== TCP throughput: iperf3 -t $IPERF_TIME, 1 stream, $(nproc) CPUs (runtimed, $BG_TOTAL other ports published) =="
+printf '%-58s %8s %6s\n' "path" "Gbit/s" "retr"
+for t in "${TPUT[@]}"; do
+    label=${t%%|*} res=${t#*|}
+    case $res in
+        [0-9]*) printf '%-58s %8s %6s\n' "$label" ${res% *} ${res#* } ;;
+        *) printf '%-58s %s\n' "$label" "${res:-no output}" ;;
+    esac
+done
+echo
+say "done"
