@@ -1,29 +1,34 @@
 #!/usr/bin/env bash
 # Networking benchmark (not a test). Prints, in one run:
-#  1. container start time (`run -d ... busybox sleep 600`, wall time of the
-#     command, median of RUNS; each run is followed by an untimed `rm -f`)
-#     with 1 and with PORTS published ports, while 0 and while
+#  1. container start time (`run -d -p ... busybox sleep 600`, wall time of
+#     the command, median of RUNS; each run is followed by an untimed
+#     `rm -f`) with 1 and with PORTS published ports, while 0 and while
 #     BG_CONTAINERS x BG_PORTS other ports are already published. Our DNAT is
-#     map-based, so the four figures should be flat;
-#  2. TCP throughput (iperf3, single stream, IPERF_TIME s each): host ->
-#     container IP, host -> published port (a host address and 127.0.0.1),
-#     container -> container on the bridge, container -> published port
-#     (hairpin), and the netns' loopback as a ceiling;
-#  3. the same start figures for rootful podman (its default network), when
-#     podman can be installed and works here.
+#     map-based (one nft transaction of map elements per container), so the
+#     four figures should be flat;
+#  2. TCP throughput (iperf3 inside containers, 1 stream, IPERF_TIME s each):
+#     host -> container IP, host -> published port (a host address and
+#     127.0.0.1), container -> container on the bridge, container -> published
+#     port (hairpin), and the netns' own loopback as a ceiling;
+#  3. the same start figures for rootful podman (its default network,
+#     netavark), if podman can be installed and runs here.
 # runtimed runs as in bench/start-latency.sh: own netns, dirs, socket and
-# cgroup parent. podman runs in a netns of its own too (nsenter --net, so its
-# bridge and iptables rules stay there), with storage under $TMP. Traffic only
-# goes to loopback and to addresses inside these namespaces. Everything is
-# cleaned up on exit.
+# cgroup parent. podman gets a netns of its own too (nsenter --net, so its
+# bridge and iptables rules stay there), storage under $TMP and a cgroup
+# parent of its own. Traffic only goes to loopback and to addresses inside
+# these namespaces. Everything is cleaned up on exit.
 # Usage (as root, from anywhere in a clone):  sudo bench/networking.sh
 # Env: RUNS (15), WARMUP (2), PORTS (200), BG_CONTAINERS (10), BG_PORTS (200),
-#      PORT_FORM (range: one `-p A-B:A-B`; list: one `-p P:P` per port;
-#      sparse: one `-p P:P` per port, every other port, so that podman cannot
-#      merge them into a range and netavark writes one rule per port),
-#      IPERF_TIME (5), PODMAN (1; 0 skips it), PODMAN_RUNS (RUNS; cut to 5 if a
-#      podman start takes over 2 s), DAEMON_LOG (warn; RUNTIMED_LOG wins),
-#      KEEP_LOG (a path to copy the daemon log to on exit).
+#      PORT_FORM: range (default, one `-p A-B:A-B`), list (one `-p P:P` per
+#        port; podman merges them back into a range) or sparse (one `-p P:P`
+#        per port, every other port: podman cannot merge them, netavark then
+#        writes iptables rules per port),
+#      IPERF_TIME (5), PODMAN (1; 0 skips podman), PODMAN_RUNS (RUNS),
+#      PODMAN_BUDGET (120: seconds podman may take; a cell stops early past
+#        a fifth of it, and the "already published" half is skipped if
+#        publishing the background ports would take over half of it),
+#      DAEMON_LOG (warn; RUNTIMED_LOG wins), KEEP_LOG (path to copy the
+#      daemon log to on exit).
 set -euo pipefail
 export LC_ALL=C   # EPOCHREALTIME with a '.'
 
@@ -36,6 +41,7 @@ PORT_FORM=${PORT_FORM:-range}
 IPERF_TIME=${IPERF_TIME:-5}
 PODMAN=${PODMAN:-1}
 PODMAN_RUNS=${PODMAN_RUNS:-$RUNS}
+PODMAN_BUDGET=${PODMAN_BUDGET:-120}
 DAEMON_LOG=${DAEMON_LOG:-warn}
 KEEP_LOG=${KEEP_LOG:-}
 
@@ -53,6 +59,7 @@ REPO=$PWD
 [ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
 T0=$EPOCHREALTIME
 say() { printf '[%5.1fs] %s\n' "$(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN {print b - a}')" "$*" >&2; }
+usec() { echo "${EPOCHREALTIME/./}"; }
 
 apt_install() { # installs packages; `apt-get update` only if the first try fails
     export DEBIAN_FRONTEND=noninteractive
@@ -78,22 +85,34 @@ PNS=rtnet-pd-$$                  # podman's netns, also its cgroup parent
 SOCK=$TMP/runtimed.sock
 DPID=""
 LOOP_PID=""
-PD_OK=""                         # set once podman's storage exists under $TMP
-PD_CREATED=()                    # host paths podman made that did not exist before
+PD_OK=""                         # set once podman's netns and storage exist
+PD_CREATED=()                    # host paths podman makes that did not exist before
+PD_NETNS_BEFORE=""               # /run/netns before podman ran
 
 RTCMD=(env "RUNTIMED_HOST=unix://$SOCK" "$RTC")  # for `timeout`, which cannot run functions
 rtc() { "${RTCMD[@]}" "$@"; }
 
+# podman: its own netns, storage, config and cgroup parent. The timeout is a
+# last resort only: a podman killed while holding one of its locks leaves it
+# held (the run's time is bounded by PODMAN_BUDGET instead).
+PDIR=$TMP/podman
+PCONF=$TMP/containers.conf
+PD_TIMEOUT=600
+pd() {
+    timeout "$PD_TIMEOUT" nsenter --net="/run/netns/$PNS" env CONTAINERS_CONF="$PCONF" \
+        podman --root "$PDIR/root" --runroot "$PDIR/run" --storage-driver overlay "$@"
+}
+
 cleanup() {
     set +e
-    if [ -n "$PD_OK" ] && [ -e "/run/netns/$PNS" ]; then
-        # The containers' netns (/run/netns/netns-*) are podman's; delete any it leaves.
-        local ids boxes=""
-        ids=$(pd ps -aq 2>/dev/null)
-        [ -n "$ids" ] && boxes=$(pd inspect --format '{{.NetworkSettings.SandboxKey}}' $ids 2>/dev/null)
+    if [ -n "$PD_OK" ]; then
+        PD_TIMEOUT=60
         pd rm -af -t 0 >/dev/null 2>&1
-        pd network prune -f >/dev/null 2>&1
-        for b in $boxes; do [ -e "$b" ] && ip netns del "$(basename "$b")" 2>/dev/null; done
+        # What podman leaves when it fails or is stopped: its containers'
+        # netns, named netns-<uuid>, that appeared while we ran.
+        for n in $(ls /run/netns 2>/dev/null); do
+            case $n in netns-*) grep -qx "$n" <<<"$PD_NETNS_BEFORE" || ip netns del "$n" 2>/dev/null ;; esac
+        done
     fi
     [ -n "$LOOP_PID" ] && kill "$LOOP_PID" 2>/dev/null && wait "$LOOP_PID" 2>/dev/null
     if [ -S "$SOCK" ]; then
@@ -109,7 +128,8 @@ cleanup() {
     [ -n "$KEEP_LOG" ] && cp "$TMP/runtimed.log" "$KEEP_LOG" 2>/dev/null
     ip netns del "$NS" 2>/dev/null
     ip netns del "$PNS" 2>/dev/null
-    # Leftover cgroups of this run (deepest first); kill stragglers so rmdir works.
+    # Leftover cgroups of this run (deepest first); kill stragglers (podman's
+    # conmon lives there too) so rmdir works.
     for d in $(find /sys/fs/cgroup -maxdepth 2 -type d \( -name "$NS" -o -name "$PNS" \) 2>/dev/null); do
         find "$d" -depth -type d | while read -r c; do
             xargs -r kill -KILL <"$c/cgroup.procs" 2>/dev/null
@@ -130,7 +150,7 @@ trap "exit 130" INT TERM
 say "starting runtimed in netns $NS"
 ip netns add "$NS"
 ip -n "$NS" link set lo up
-# No dummy driver in every kernel: a veth pair with both ends in the netns.
+# Not every kernel has the dummy driver: a veth pair with both ends in the netns.
 ip -n "$NS" link add rtnet0 type veth peer name rtnet1
 ip -n "$NS" addr add "$HOST_ADDR/24" dev rtnet0
 ip -n "$NS" link set rtnet1 up
@@ -146,24 +166,28 @@ rtc run --rm busybox true   # warm-up / sanity
 
 # --- helpers -------------------------------------------------------------------------
 pflags() { # $1 first host port, $2 count -> -p flags (container port = host port)
-    local a=$1 n=$2 b=$(($1 + $2 - 1)) p
+    local a=$1 n=$2 p
     if ((n == 1)); then
         echo "-p $a:$a"
-    elif [ "$PORT_FORM" != range ]; then
-        for ((p = a; p < a + n * STEP; p += STEP)); do printf -- '-p %d:%d ' "$p" "$p"; done
+    elif [ "$PORT_FORM" = range ]; then
+        echo "-p $a-$((a + n - 1)):$a-$((a + n - 1))"
     else
-        echo "-p $a-$b:$a-$b"
+        for ((p = a; p < a + n * STEP; p += STEP)); do printf -- '-p %d:%d ' "$p" "$p"; done
     fi
 }
 rt_run() { local name=$1; shift; rtc run -d --name "$name" "$@" busybox sleep 600; }
 rt_rm() { rtc rm -f "$1"; }
+pd_run() { local name=$1; shift; pd run -d --name "$name" --cgroup-parent "/$PNS" "$@" localhost/rtnet-busybox sleep 600; }
+pd_rm() { pd rm -f -t 0 "$1"; }
 
 # Times `ENGINE run -d --name probe -p.. IMAGE sleep 600` (wall time, after
-# WARM untimed runs), each run followed by an untimed `rm -f`.
-# Prints "median min max" in ms.
-start_cell() { # $1 engine (rt|pd), $2 ports, $3 runs, $4 warm-up runs
-    local eng=$1 n=$2 runs=$3 warm=$4 i s e flags samples=()
+# WARM untimed runs), each run followed by an untimed `rm -f`. Stops early,
+# with at least one timed run, once BUDGET seconds (0: none) have passed.
+# Prints "median min max count", times in ms.
+start_cell() { # $1 engine (rt|pd), $2 ports, $3 runs, $4 warm-up runs, $5 budget
+    local eng=$1 n=$2 runs=$3 warm=$4 budget=${5:-0} i s e t0 flags samples=()
     flags=$(pflags "$PROBE_BASE" "$n")
+    t0=$(usec)
     for ((i = 1; i <= warm + runs; i++)); do
         s=$EPOCHREALTIME
         # shellcheck disable=SC2086
@@ -171,19 +195,17 @@ start_cell() { # $1 engine (rt|pd), $2 ports, $3 runs, $4 warm-up runs
         e=$EPOCHREALTIME
         "${eng}_rm" probe >/dev/null || return 1
         if ((i > warm)); then samples+=($((${e/./} - ${s/./}))); fi
+        if ((budget > 0 && ${#samples[@]} > 0 && $(usec) - t0 > budget * 1000000)); then break; fi
     done
     printf '%s\n' "${samples[@]}" | sort -n | awk '{a[NR] = $1}
         END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-             printf "%.1f %.1f %.1f\n", m / 1e3, a[1] / 1e3, a[NR] / 1e3}'
+             printf "%.1f %.1f %.1f %d\n", m / 1e3, a[1] / 1e3, a[NR] / 1e3, NR}'
 }
-bg_up() { # $1 engine: BG_CONTAINERS containers with BG_PORTS ports each
-    local b
-    for ((b = 0; b < BG_CONTAINERS; b++)); do
-        # shellcheck disable=SC2046
-        "${1}_run" "bg$b" $(pflags $((BG_BASE + b * BG_PORTS * STEP)) "$BG_PORTS") >/dev/null || return 1
-    done
+bg_start() { # $1 engine, $2 index: background container number $2
+    # shellcheck disable=SC2046
+    "${1}_run" "bg$2" $(pflags $((BG_BASE + $2 * BG_PORTS * STEP)) "$BG_PORTS") >/dev/null
 }
-declare -A CELL   # CELL[engine,ports,background] = "median min max"
+declare -A CELL   # CELL[engine,ports,already published] = "median min max count"
 
 # --- 1. start latency, runtimed ------------------------------------------------------------
 nft_published() { # elements of the daemon's any-address port map
@@ -196,9 +218,9 @@ say "runtimed: start latency, 0 ports already published ($RUNS runs per cell)"
 CELL[rt,1,0]=$(start_cell rt 1 "$RUNS" "$WARMUP")
 CELL[rt,$PORTS,0]=$(start_cell rt "$PORTS" "$RUNS" "$WARMUP")
 say "runtimed: publishing $BG_TOTAL ports in $BG_CONTAINERS background containers"
-s=$EPOCHREALTIME
-bg_up rt
-RT_BG_MS=$(awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.0f", (b - a) * 1000}')
+s=$(usec)
+for ((b = 0; b < BG_CONTAINERS; b++)); do bg_start rt "$b"; done
+RT_BG_MS=$((($(usec) - s) / 1000))
 RT_NFT=$(nft_published)
 say "runtimed: start latency, $BG_TOTAL ports already published (nft map holds $RT_NFT)"
 CELL[rt,1,$BG_TOTAL]=$(start_cell rt 1 "$RUNS" "$WARMUP")
@@ -244,9 +266,8 @@ print("%.2f %s" % (e["sum_received"]["bits_per_second"] / 1e9, e["sum_sent"].get
 }
 TPUT=()
 measure() { # $1 label, rest: command printing iperf3 JSON
-    local label=$1; shift
+    local label=$1 out res; shift
     say "iperf3: $label"
-    local out res
     out=$(timeout $((IPERF_TIME + 30)) "$@" 2>"$TMP/iperf.err") || true
     res=$(gbps <<<"$out")
     case $res in n/a*) res="$res: $(tail -n1 "$TMP/iperf.err")" ;; esac
@@ -266,16 +287,11 @@ wait "$LOOP_PID" 2>/dev/null || true
 LOOP_PID=""
 
 # --- 3. podman -------------------------------------------------------------------------------
-PD_WHY=""
+PD_WHY=""        # why podman is not in the table at all
+PD_BG_WHY=""     # why its "already published" half is missing
 PD_VER=""
-PD_RUNS=$PODMAN_RUNS
-PDIR=$TMP/podman
-PCONF=$TMP/containers.conf
-PD_GLOBAL=(--root "$PDIR/root" --runroot "$PDIR/run" --storage-driver overlay)
-pd() { timeout 120 nsenter --net="/run/netns/$PNS" env CONTAINERS_CONF="$PCONF" podman "${PD_GLOBAL[@]}" "$@"; }
-pd_run() { local name=$1; shift; pd run -d --name "$name" --cgroup-parent "/$PNS" "$@" localhost/rtnet-busybox sleep 600; }
-pd_rm() { pd rm -f -t 0 "$1"; }
-
+PD_BG_MS=""
+PD_T0=$(usec)
 podman_setup() { # returns 1 with PD_WHY set when podman cannot be benchmarked
     if [ "$PODMAN" = 0 ]; then PD_WHY="skipped (PODMAN=0)"; return 1; fi
     if ! command -v podman >/dev/null || ! command -v iptables >/dev/null; then
@@ -283,12 +299,12 @@ podman_setup() { # returns 1 with PD_WHY set when podman cannot be benchmarked
         apt_install podman iptables || { PD_WHY="podman could not be installed (apt-get install podman iptables failed)"; return 1; }
     fi
     PD_VER=$(podman --version 2>/dev/null | awk '{print $NF}')
-    local p
+    local p err=$TMP/podman.err
     for p in /run/containers /var/lib/containers /dev/shm/libpod_lock; do
         [ -e "$p" ] || PD_CREATED+=("$p")
     done
     # No systemd here: cgroupfs. podman's default rlimits for root (nofile
-    # 1048576...) exceed this host's hard limits; runc then fails with EPERM.
+    # 1048576, ...) can exceed the host's hard limits; runc then fails (EPERM).
     cat >"$PCONF" <<EOF
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
@@ -303,10 +319,10 @@ network_backend = "netavark"
 network_config_dir = "$PDIR/net"
 EOF
     mkdir -p "$PDIR"
-    ip netns add "$PNS"
+    PD_NETNS_BEFORE=$(ls /run/netns 2>/dev/null || true)
+    ip netns add "$PNS" || { PD_WHY="cannot create netns $PNS"; return 1; }
     ip -n "$PNS" link set lo up
     PD_OK=1
-    local err=$TMP/podman.err
     if ! pd import "$BB_TAR" localhost/rtnet-busybox >/dev/null 2>"$err"; then
         PD_WHY="podman import failed: $(tail -n1 "$err")"; return 1
     fi
@@ -314,58 +330,66 @@ EOF
         PD_WHY="podman cannot run a container here: $(tail -n1 "$err")"; return 1
     fi
     PD_VER="$PD_VER/$(pd info --format '{{.Host.NetworkBackend}}' 2>/dev/null || echo '?')"
-    # Bounded time: fewer runs when a start is slow.
-    s=$EPOCHREALTIME
-    pd_run probe >/dev/null && pd_rm probe >/dev/null || { PD_WHY="podman run -d failed"; return 1; }
-    if awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN {exit !(b - a > 2)}'; then
-        PD_RUNS=$((PODMAN_RUNS < 5 ? PODMAN_RUNS : 5))
-    fi
 }
 podman_bench() {
-    say "podman: start latency, 0 ports already published ($PD_RUNS runs per cell)"
-    CELL[pd,1,0]=$(start_cell pd 1 "$PD_RUNS" 1) || return 1
-    CELL[pd,$PORTS,0]=$(start_cell pd "$PORTS" "$PD_RUNS" 1) || return 1
+    local cb=$((PODMAN_BUDGET / 5)) t1 est b
+    say "podman: start latency, 0 ports already published (up to $PODMAN_RUNS runs or ${cb}s per cell)"
+    CELL[pd,1,0]=$(start_cell pd 1 "$PODMAN_RUNS" 1 "$cb") || return 1
+    CELL[pd,$PORTS,0]=$(start_cell pd "$PORTS" "$PODMAN_RUNS" 0 "$cb") || return 1
+    # The background ports, if they fit in half the budget (judged by the first container).
     say "podman: publishing $BG_TOTAL ports in $BG_CONTAINERS background containers"
-    s=$EPOCHREALTIME
-    bg_up pd || return 1
-    PD_BG_MS=$(awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN {printf "%.0f", (b - a) * 1000}')
-    PD_LISTEN=$(ip netns exec "$PNS" ss -Hltn | wc -l)
-    say "podman: start latency, $BG_TOTAL ports already published ($PD_LISTEN host ports bound)"
-    CELL[pd,1,$BG_TOTAL]=$(start_cell pd 1 "$PD_RUNS" 1) || return 1
-    CELL[pd,$PORTS,$BG_TOTAL]=$(start_cell pd "$PORTS" "$PD_RUNS" 1) || return 1
+    s=$(usec)
+    bg_start pd 0 || return 1
+    t1=$((($(usec) - s) / 1000))
+    est=$((t1 * BG_CONTAINERS / 1000))
+    if ((est > PODMAN_BUDGET / 2)); then
+        PD_BG_WHY="publishing $BG_TOTAL ports would take at least ${est}s (one container with $BG_PORTS took $((t1 / 1000))s); skipped, raise PODMAN_BUDGET (now ${PODMAN_BUDGET}s) to run it"
+        return 0
+    fi
+    for ((b = 1; b < BG_CONTAINERS; b++)); do bg_start pd "$b" || return 1; done
+    PD_BG_MS=$((($(usec) - s) / 1000))
+    say "podman: start latency, $BG_TOTAL ports already published ($(ip netns exec "$PNS" ss -Hltn | wc -l) host ports bound)"
+    CELL[pd,1,$BG_TOTAL]=$(start_cell pd 1 "$PODMAN_RUNS" 0 "$cb") || return 1
+    CELL[pd,$PORTS,$BG_TOTAL]=$(start_cell pd "$PORTS" "$PODMAN_RUNS" 0 "$cb") || return 1
 }
-PD_BG_MS=""
 if podman_setup; then
-    podman_bench || PD_WHY="a podman run failed during the measurement"
+    podman_bench || PD_WHY="a podman command failed during the measurement"
 fi
+PD_S=$((($(usec) - PD_T0) / 1000000))
 
 # --- report ---------------------------------------------------------------------------------
-cell() { # "median min max" -> "median (min-max)"
+cell() { # "median min max count" [nominal count] -> "median (min-max)[ n=count]"
     [ -n "${1:-}" ] || { echo "-"; return; }
-    set -- $1
-    printf '%s (%s-%s)' "$1" "$2" "$3"
+    local m lo hi n
+    read -r m lo hi n <<<"$1"
+    if awk -v m="$m" 'BEGIN {exit !(m >= 1000)}'; then
+        printf '%.0f (%.0f-%.0f)' "$m" "$lo" "$hi"
+    else
+        printf '%s (%s-%s)' "$m" "$lo" "$hi"
+    fi
+    ((n == ${2:-$n})) || printf ' n=%s' "$n"
+    echo
 }
-flat() { # $1 engine -> max/min of its four medians
-    local a b c d
-    a=${CELL[$1,1,0]%% *} b=${CELL[$1,$PORTS,0]%% *} c=${CELL[$1,1,$BG_TOTAL]%% *} d=${CELL[$1,$PORTS,$BG_TOTAL]%% *}
-    awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" 'BEGIN {
-        mx = a; mn = a
-        if (b > mx) mx = b; if (c > mx) mx = c; if (d > mx) mx = d
-        if (b < mn) mn = b; if (c < mn) mn = c; if (d < mn) mn = d
-        printf "%.2fx (largest/smallest median, spread %.1f ms)", mx / mn, mx - mn}'
+flat() { # $1 engine -> largest/smallest of its medians
+    local k meds=()
+    for k in "1,0" "$PORTS,0" "1,$BG_TOTAL" "$PORTS,$BG_TOTAL"; do
+        [ -n "${CELL[$1,$k]:-}" ] && meds+=("${CELL[$1,$k]%% *}")
+    done
+    printf '%s\n' "${meds[@]}" | awk 'NR == 1 {mx = $1; mn = $1} {if ($1 > mx) mx = $1; if ($1 < mn) mn = $1}
+        END {printf "%.2fx (largest/smallest of %d medians; spread %.1f ms)", mx / mn, NR, mx - mn}'
 }
 PD_COLS=0
 [ -z "$PD_WHY" ] && PD_COLS=1
 echo
 echo "== container start: \`run -d -p ... busybox sleep 600\`, wall ms, median (min-max) =="
 echo "   ports as: $PORT_FORM; other ports: $BG_CONTAINERS containers x $BG_PORTS ports in $BG_BASE-$BG_LAST"
-F='%-22s %-21s %-21s'
+F='%-20s %-24s %-24s'
 if ((PD_COLS)); then
-    printf "$F | %-21s %-21s\n" "" "runtimed ($RUNS runs)" "" "podman $PD_VER ($PD_RUNS runs)" ""
-    printf "$F | %-21s %-21s\n" "already published:" "0" "$BG_TOTAL" "0" "$BG_TOTAL"
+    printf "$F | %-24s %-24s\n" "" "runtimed ($RUNS runs)" "" "podman $PD_VER (<=$PODMAN_RUNS runs)" ""
+    printf "$F | %-24s %-24s\n" "already published:" "0" "$BG_TOTAL" "0" "$BG_TOTAL"
     for n in 1 "$PORTS"; do
-        printf "$F | %-21s %-21s\n" "$n port(s)" "$(cell "${CELL[rt,$n,0]}")" "$(cell "${CELL[rt,$n,$BG_TOTAL]}")" \
-            "$(cell "${CELL[pd,$n,0]:-}")" "$(cell "${CELL[pd,$n,$BG_TOTAL]:-}")"
+        printf "$F | %-24s %-24s\n" "$n port(s)" "$(cell "${CELL[rt,$n,0]}")" "$(cell "${CELL[rt,$n,$BG_TOTAL]}")" \
+            "$(cell "${CELL[pd,$n,0]:-}" "$PODMAN_RUNS")" "$(cell "${CELL[pd,$n,$BG_TOTAL]:-}" "$PODMAN_RUNS")"
     done
 else
     printf "$F\n" "" "runtimed ($RUNS runs)" ""
@@ -375,16 +399,18 @@ else
     done
 fi
 echo "flatness, runtimed: $(flat rt)"
-((PD_COLS)) && echo "flatness, podman:   $(flat pd)"
+if ((PD_COLS)); then echo "flatness, podman:   $(flat pd)"; fi
 echo "publishing the $BG_TOTAL background ports took: runtimed ${RT_BG_MS} ms (nft map: $RT_NFT elements)${PD_BG_MS:+, podman $PD_BG_MS ms}"
-[ -n "$PD_WHY" ] && echo "podman: $PD_WHY"
+if [ -n "$PD_WHY" ]; then echo "podman: $PD_WHY"; fi
+if [ -n "$PD_BG_WHY" ]; then echo "podman: $PD_BG_WHY"; fi
+if ((PD_COLS)); then echo "podman part took ${PD_S}s"; fi
 echo
 echo "== TCP throughput: iperf3 -t $IPERF_TIME, 1 stream, $(nproc) CPUs (runtimed, $BG_TOTAL other ports published) =="
 printf '%-58s %8s %6s\n' "path" "Gbit/s" "retr"
 for t in "${TPUT[@]}"; do
     label=${t%%|*} res=${t#*|}
     case $res in
-        [0-9]*) printf '%-58s %8s %6s\n' "$label" ${res% *} ${res#* } ;;
+        [0-9]*) printf '%-58s %8s %6s\n' "$label" "${res% *}" "${res#* }" ;;
         *) printf '%-58s %s\n' "$label" "${res:-no output}" ;;
     esac
 done
