@@ -238,7 +238,9 @@ impl Manager {
 
     /// Unpublishes ports and frees every endpoint of a container.
     pub(super) async fn release_network(&self, rec: &ContainerRecord) {
-        if let Err(e) = self.inner.networks.unpublish(&rec.ports).await {
+        // Ports are published only while running; exit already removed them.
+        let published = if rec.state == State::Running { rec.ports.as_slice() } else { &[] };
+        if let Err(e) = self.inner.networks.unpublish(published).await {
             tracing::warn!(id = rec.short_id(), "unpublish ports: {e}");
         }
         for ep in &rec.endpoints {
