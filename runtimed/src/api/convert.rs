@@ -64,12 +64,7 @@ fn config_from_spec(image: &str, s: &ContainerSpec) -> pb::ContainerConfig {
         read_only: s.read_only,
         network: s.network.name(),
         auto_remove: s.auto_remove,
-        ports: s.ports.iter().map(|p| pb::PortBinding {
-            host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-            host_port: p.host_port.into(),
-            container_port: p.container_port.into(),
-            protocol: proto_name(p.proto).into(),
-        }).collect(),
+        ports: s.ports.iter().map(|p| binding(p.proto, p.host_ip, p.host_port, p.container_port)).collect(),
         ip: s.ip.map(|ip| ip.to_string()).unwrap_or_default(),
         mac_address: s.mac.as_ref().map(format_mac).unwrap_or_default(),
         network_aliases: s.aliases.clone(),
@@ -111,11 +106,16 @@ fn port_request(p: &pb::PortBinding) -> Result<PortRequest> {
 }
 
 pub fn port_binding(p: &PortMap) -> pb::PortBinding {
+    binding(p.proto, p.host_ip, p.host_port, p.container_port)
+}
+
+/// Requested (host port 0 = any) and assigned ports share one wire form.
+fn binding(proto: Proto, host_ip: Option<Ipv4Addr>, host_port: u16, container_port: u16) -> pb::PortBinding {
     pb::PortBinding {
-        host_ip: p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-        host_port: p.host_port.into(),
-        container_port: p.container_port.into(),
-        protocol: proto_name(p.proto).into(),
+        host_ip: host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        host_port: host_port.into(),
+        container_port: container_port.into(),
+        protocol: proto_name(proto).into(),
     }
 }
 

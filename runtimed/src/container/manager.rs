@@ -172,7 +172,11 @@ impl Manager {
         let mut rec = ContainerRecord::new(id.clone(), name, image_ref.to_string(), spec);
         rec.image_id = image.id.clone();
         let paths = self.paths(&id);
-        let _ports = self.inner.ports_lock.lock().await;
+        // Only creates that publish ports need to exclude each other.
+        let _ports = match rec.spec.ports.is_empty() {
+            true => None,
+            false => Some(self.inner.ports_lock.lock().await),
+        };
         let prepared = self.prepare(&mut rec, &paths).await;
         let stored = match prepared {
             Ok(()) => self.inner.store.insert_container(&rec).await,

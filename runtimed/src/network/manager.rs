@@ -74,24 +74,26 @@ impl Networks {
         f(&self.firewall).map_err(|e| Error::internal(format!("firewall: {e}")))
     }
 
-    /// Publishes one container's ports in one transaction. `nft` runs as a
-    /// process, so off the async workers.
+    /// Publishes one container's ports in one transaction.
     pub async fn publish(&self, ports: &[PortMap]) -> Result<()> {
-        if ports.is_empty() {
-            return Ok(());
-        }
-        let (this, ports) = (self.clone(), ports.to_vec());
-        tokio::task::spawn_blocking(move || this.with_firewall(|fw| fw.publish(&ports)))
-            .await
-            .map_err(Error::internal)?
+        self.ports_change(ports, Firewall::publish).await
     }
 
     pub async fn unpublish(&self, ports: &[PortMap]) -> Result<()> {
+        self.ports_change(ports, Firewall::unpublish).await
+    }
+
+    /// `nft` runs as a process, so port changes run off the async workers.
+    async fn ports_change(
+        &self,
+        ports: &[PortMap],
+        change: fn(&Firewall, &[PortMap]) -> crate::firewall::Result<()>,
+    ) -> Result<()> {
         if ports.is_empty() {
             return Ok(());
         }
         let (this, ports) = (self.clone(), ports.to_vec());
-        tokio::task::spawn_blocking(move || this.with_firewall(|fw| fw.unpublish(&ports)))
+        tokio::task::spawn_blocking(move || this.with_firewall(|fw| change(fw, &ports)))
             .await
             .map_err(Error::internal)?
     }
