@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages runtimed and its tests need (idempotent).
 set -euo pipefail
-PKGS=(busybox-static libseccomp-dev pkg-config nftables iproute2 util-linux tar python3-venv)
+# protobuf-compiler: etcd-client's build script; etcd-server: the overlay tests' cluster store.
+PKGS=(busybox-static libseccomp-dev pkg-config nftables iproute2 util-linux tar python3-venv protobuf-compiler etcd-server)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -11,4 +12,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
+  # Tests start etcd themselves inside their namespaces; the packaged
+  # service is not needed.
+  if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
 fi

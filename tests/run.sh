@@ -18,9 +18,10 @@ cargo test --workspace -- --test-threads "${TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # Every test cleans up after itself; prove it.
-leaks=$( (ip netns list | grep -E '^rt[0-9]+x' || true; grep -E ' /tmp/rt[0-9]+x' /proc/self/mountinfo || true) | head -5)
+leaks=$( (ip netns list | grep -E '^(rt|ext|ul)[0-9]+x' || true; grep -E ' /tmp/rt[0-9]+x' /proc/self/mountinfo || true
+          pgrep -a -f 'etcd --name e1 --data-dir /tmp/etcd[0-9]+x' || true) | head -5)
 if [ -n "$leaks" ]; then echo "tests leaked resources:"; echo "$leaks"; exit 1; fi
-echo "no leaked namespaces or mounts"
+echo "no leaked namespaces, mounts or etcd servers"
 # One closing line for the whole workspace (cargo prints one per target).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -76,12 +76,23 @@ pub enum Command {
     Network(NetworkCommand),
     /// List a container's published ports.
     Port { container: String },
+    /// Cluster nodes (daemons started with --cluster-store).
+    #[command(subcommand)]
+    Node(NodeCommand),
+}
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// List the nodes, their addresses and whether they are alive.
+    #[command(alias = "list")]
+    Ls(FormatArg),
 }
 
 #[derive(Subcommand)]
 pub enum NetworkCommand {
     /// Create a network.
     Create {
+        /// bridge, or overlay (a network spanning the cluster's nodes).
         #[arg(short, long, default_value = "bridge")]
         driver: String,
         #[arg(long)]

@@ -23,6 +23,21 @@ pub struct DaemonConfig {
     /// nftables table owned by this daemon (one per daemon on a host).
     #[arg(long, global = true, default_value = "runtimed")]
     pub nft_table: String,
+    /// Join a cluster whose shared state is in etcd
+    /// (`etcd://HOST:PORT[,HOST:PORT...]`); needed for overlay networks.
+    #[arg(long, global = true)]
+    pub cluster_store: Option<String>,
+    /// This node's underlay address, as the other nodes reach it (its VXLAN
+    /// tunnel endpoint). Required with --cluster-store.
+    #[arg(long, global = true)]
+    pub advertise: Option<std::net::Ipv4Addr>,
+    /// Name of this node in the cluster (default: the hostname).
+    #[arg(long, global = true)]
+    pub node_name: Option<String>,
+    /// Seconds after which a node that stopped renewing its lease leaves the
+    /// cluster (its addresses and FDB entries everywhere go with it).
+    #[arg(long, global = true, default_value = "15")]
+    pub node_ttl: i64,
     /// Log filter when RUNTIMED_LOG is not set.
     #[arg(long, global = true, default_value = "info")]
     pub log_level: String,

@@ -22,6 +22,9 @@ pub enum Error {
     /// The container's command exists but cannot be executed (exit code 126).
     #[error("{0}")]
     CannotExecute(String),
+    /// The cluster store cannot be reached (overlay networks).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("store: {0}")]
     Store(#[from] sled::Error),
     #[error("{context}: {source}")]
@@ -59,6 +62,7 @@ impl From<Error> for Status {
             Error::AlreadyExists(_) => (Code::AlreadyExists, None),
             Error::InvalidArgument(_) => (Code::InvalidArgument, None),
             Error::FailedPrecondition(_) => (Code::FailedPrecondition, None),
+            Error::Unavailable(_) => (Code::Unavailable, None),
             Error::CommandNotFound(_) => (Code::InvalidArgument, Some(127)),
             Error::CannotExecute(_) => (Code::PermissionDenied, Some(126)),
             Error::Store(_) | Error::Io { .. } | Error::Internal(_) => (Code::Internal, None),

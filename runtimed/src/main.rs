@@ -5,6 +5,7 @@
 //! single-threaded process that outlives the daemon.
 
 mod api;
+mod cluster;
 mod config;
 mod container;
 mod error;

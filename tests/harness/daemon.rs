@@ -19,18 +19,26 @@ pub struct Daemon {
     pub ns: Netns,
     pub dir: PathBuf,
     pub cgroup_parent: String,
+    /// Flags added to every start (e.g. the cluster store).
+    pub extra_args: Vec<String>,
     child: Option<Child>,
 }
 
 impl Daemon {
     /// A fresh namespace, directories and daemon, ready to serve.
     pub fn start() -> Daemon {
+        Daemon::start_with(|_| {}, Vec::new())
+    }
+
+    /// A daemon whose namespace `wire` links up first, started with `extra_args`.
+    pub fn start_with(wire: impl FnOnce(&Netns), extra_args: Vec<String>) -> Daemon {
         let name = unique("rt");
         let ns = Netns::new(&name);
+        wire(&ns);
         let dir = PathBuf::from(format!("/tmp/{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
-        let mut d = Daemon { ns, dir, cgroup_parent: format!("{name}-cg"), child: None };
+        let mut d = Daemon { ns, dir, cgroup_parent: format!("{name}-cg"), extra_args, child: None };
         d.spawn();
         d
     }
@@ -66,6 +74,7 @@ impl Daemon {
             .arg(self.socket())
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)

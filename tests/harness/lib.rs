@@ -5,6 +5,7 @@
 //! and never touch the machine's network. Everything is removed on drop,
 //! whether the test passed or panicked.
 
+mod cluster;
 mod daemon;
 mod image;
 mod netns;
@@ -13,6 +14,7 @@ mod world;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub use cluster::{Cluster, Etcd, Node};
 pub use daemon::{Daemon, Output};
 pub use image::import_tools;
 pub use netns::Netns;

@@ -5,7 +5,7 @@ mod image;
 mod network;
 mod system;
 
-use crate::cli::{Cli, Command, ImageCommand, NetworkCommand};
+use crate::cli::{Cli, Command, ImageCommand, NetworkCommand, NodeCommand};
 use crate::client::Client;
 use crate::error::Result;
 
@@ -29,6 +29,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Image(ImageCommand::Rm { images }) => image::rm(&client, images).await,
         Command::Version(f) => system::version(&client, f.format).await,
         Command::Info(f) => system::info(&client, f.format).await,
+        Command::Node(NodeCommand::Ls(f)) => system::nodes(&client, f.format).await,
         Command::Port { container } => container::port(&client, container).await,
         Command::Network(NetworkCommand::Create { driver, subnet, gateway, internal, opt, name }) => {
             network::create(&client, name, driver, subnet, gateway, internal, opt).await

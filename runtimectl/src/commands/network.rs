@@ -18,9 +18,9 @@ fn network_json(n: &pb::NetworkInfo) -> Value {
         .map(|c| (c.id.clone(), json!({ "Name": c.name, "IPv4Address": c.ip_address, "MacAddress": c.mac_address })))
         .collect();
     json!({
-        "Id": n.id, "Name": n.name, "Driver": n.driver, "Internal": n.internal,
+        "Id": n.id, "Name": n.name, "Driver": n.driver, "Scope": n.scope, "Internal": n.internal,
         "IPAM": { "Subnet": n.subnet, "Gateway": n.gateway },
-        "Options": { "bridge": n.bridge, "mtu": n.mtu },
+        "Options": { "bridge": n.bridge, "mtu": n.mtu, "vni": n.vni },
         "Created": output::rfc3339(n.created_at),
         "Containers": containers,
     })
@@ -60,9 +60,12 @@ pub async fn ls(client: &Client, format: Format) -> Result<i32> {
     }
     let rows: Vec<Vec<String>> = nets
         .iter()
-        .map(|n| vec![n.id[..12.min(n.id.len())].to_string(), n.name.clone(), n.driver.clone(), n.subnet.clone(), n.bridge.clone()])
+        .map(|n| {
+            let id = n.id[..12.min(n.id.len())].to_string();
+            vec![id, n.name.clone(), n.driver.clone(), n.scope.clone(), n.subnet.clone(), n.bridge.clone()]
+        })
         .collect();
-    output::print_table(&["NETWORK ID", "NAME", "DRIVER", "SUBNET", "BRIDGE"], &rows);
+    output::print_table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET", "BRIDGE"], &rows);
     Ok(0)
 }
 

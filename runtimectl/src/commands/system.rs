@@ -42,6 +42,28 @@ pub async fn info(client: &Client, format: Format) -> Result<i32> {
     Ok(0)
 }
 
+/// `node ls`: the cluster's nodes; `*` marks the one answering.
+pub async fn nodes(client: &Client, format: Format) -> Result<i32> {
+    let nodes = client.system().list_nodes(pb::ListNodesRequest {}).await?.into_inner().nodes;
+    if format == Format::Json {
+        let docs: Vec<_> = nodes
+            .iter()
+            .map(|n| json!({ "Name": n.name, "Address": n.address, "Alive": n.alive, "Self": n.self_, "Joined": output::rfc3339(n.joined_at) }))
+            .collect();
+        println!("{}", serde_json::Value::Array(docs));
+        return Ok(0);
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            let name = if n.self_ { format!("{} *", n.name) } else { n.name.clone() };
+            vec![name, n.address.clone(), if n.alive { "alive" } else { "down" }.to_string()]
+        })
+        .collect();
+    output::print_table(&["NAME", "ADDRESS", "STATUS"], &rows);
+    Ok(0)
+}
+
 pub async fn events(client: &Client, format: Format) -> Result<i32> {
     let mut stream = client.system().events(pb::EventsRequest {}).await?.into_inner();
     while let Some(event) = stream.next().await {

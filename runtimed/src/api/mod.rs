@@ -15,6 +15,7 @@ use runtime_proto::v1::{containers_server, images_server, networks_server, syste
 use tokio::net::{UnixListener, UnixStream};
 use tokio_stream::wrappers::UnixListenerStream;
 
+use crate::cluster::{Cluster, ClusterConfig};
 use crate::config::DaemonConfig;
 use crate::container::Manager;
 use crate::events::Events;
@@ -29,10 +30,12 @@ pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
     let store = Store::open(&cfg.store_dir()).context("open the state store")?;
     let images = ImageStore::new(cfg.images_dir(), store.clone())?;
     images.ensure_busybox().await.context("build the default image")?;
-    let networks = Networks::new(store.clone(), Firewall::new(cfg.nft_table.clone()), cfg.bridge_name.clone())?;
+    let cluster = join_cluster(&cfg).await?;
+    let networks = Networks::new(store.clone(), Firewall::new(cfg.nft_table.clone()), cfg.bridge_name.clone(), cluster)?;
     networks.init().await.context("set up networks")?;
-    let manager = Manager::new(cfg.clone(), store, images, Events::new(), networks)?;
+    let manager = Manager::new(cfg.clone(), store, images, Events::new(), networks.clone())?;
     manager.reconcile().await.context("reconcile containers")?;
+    networks.start_cluster(manager.overlay_endpoints()?);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<containers_server::ContainersServer<containers::ContainersApi>>().await;
@@ -92,4 +95,20 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// The cluster client when `--cluster-store` is given.
+async fn join_cluster(cfg: &DaemonConfig) -> anyhow::Result<Option<Cluster>> {
+    let Some(url) = &cfg.cluster_store else {
+        return Ok(None);
+    };
+    let advertise = cfg.advertise.context("--cluster-store needs --advertise ADDRESS (this node's underlay address)")?;
+    let node = match &cfg.node_name {
+        Some(n) => n.clone(),
+        None => nix::unistd::gethostname().context("hostname")?.to_string_lossy().into_owned(),
+    };
+    anyhow::ensure!(cfg.node_ttl >= 2, "--node-ttl must be at least 2 seconds");
+    let endpoints = ClusterConfig::parse_store(url)?;
+    let cluster = Cluster::connect(ClusterConfig { endpoints, advertise, node, ttl: cfg.node_ttl }).await?;
+    Ok(Some(cluster))
 }

@@ -37,9 +37,6 @@ impl NetworksApi {
 }
 
 fn request(r: pb::CreateNetworkRequest) -> Result<NetworkRequest, Error> {
-    if !r.driver.is_empty() && r.driver != "bridge" {
-        return Err(Error::InvalidArgument(format!("network driver {} is not supported (use bridge)", r.driver)));
-    }
     let subnet = match r.subnet.as_str() {
         "" => None,
         s => Some(s.parse().map_err(|_| Error::InvalidArgument(format!("invalid subnet {s}: use CIDR like 10.90.0.0/24")))?),
@@ -58,7 +55,7 @@ fn request(r: pb::CreateNetworkRequest) -> Result<NetworkRequest, Error> {
             other => return Err(Error::InvalidArgument(format!("unknown network option {other}"))),
         }
     }
-    Ok(NetworkRequest { name: r.name, subnet, gateway, internal: r.internal, mtu })
+    Ok(NetworkRequest { name: r.name, driver: r.driver, subnet, gateway, internal: r.internal, mtu })
 }
 
 #[tonic::async_trait]

@@ -63,6 +63,24 @@ impl System for SystemApi {
         }))
     }
 
+    async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
+        let cluster = self.m.networks().cluster_handle().ok_or_else(|| {
+            Status::failed_precondition("this daemon is not part of a cluster (start it with --cluster-store and --advertise)")
+        })?;
+        let nodes = cluster
+            .nodes()
+            .into_iter()
+            .map(|(m, alive)| pb::NodeInfo {
+                self_: m.name == cluster.node(),
+                name: m.name,
+                address: m.address.to_string(),
+                alive,
+                joined_at: m.joined_at,
+            })
+            .collect();
+        Ok(Response::new(pb::ListNodesResponse { nodes }))
+    }
+
     type EventsStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
 
     async fn events(&self, _: Request<pb::EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {

@@ -5,8 +5,9 @@ use std::net::Ipv4Addr;
 
 use super::manager::Manager;
 use super::ContainerRecord;
+use crate::cluster::ClusterEndpoint;
 use crate::error::{Error, Result};
-use crate::network::manager::AttachRequest;
+use crate::network::manager::{dns_names, AttachRequest};
 use crate::network::{Endpoint, NetworkMode};
 
 impl Manager {
@@ -27,7 +28,7 @@ impl Manager {
             return Err(Error::AlreadyExists(format!("container {} is already connected to network {}", rec.name, net.name)));
         }
         let ifname = next_ifname(&rec);
-        let req = AttachRequest { ip, mac: None, aliases };
+        let req = AttachRequest { name: rec.name.clone(), ip, mac: None, aliases };
         let paths = self.paths(&rec.id);
         let ep = self.networks().attach(&net, &rec.id, &paths.netns, &ifname, &req).await?;
         rec.endpoints.push(ep.clone());
@@ -62,12 +63,24 @@ impl Manager {
         Ok(())
     }
 
+    /// This node's endpoints on overlay networks, as the cluster stores them.
+    pub fn overlay_endpoints(&self) -> Result<Vec<ClusterEndpoint>> {
+        let mut out = Vec::new();
+        for rec in self.inner.store.containers.list()? {
+            for ep in &rec.endpoints {
+                if self.networks().resolve(&ep.network_id).is_ok_and(|n| n.is_overlay()) {
+                    let names = dns_names(&rec.name, &rec.id, &ep.aliases);
+                    out.extend(self.networks().cluster_endpoint(ep, &rec.id, names));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Makes the container's name and aliases resolvable on the endpoint's
     /// network.
     pub(super) fn dns_register(&self, rec: &ContainerRecord, ep: &Endpoint) {
-        let mut names = vec![rec.name.clone(), rec.short_id().to_string()];
-        names.extend(ep.aliases.iter().cloned());
-        self.networks().dns_add(ep, &names);
+        self.networks().dns_add(ep, &dns_names(&rec.name, &rec.id, &ep.aliases));
     }
 }
 

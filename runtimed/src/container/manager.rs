@@ -19,6 +19,7 @@ use crate::events::Events;
 use crate::image::{ImageRecord, ImageStore};
 use crate::firewall::PortMap;
 use crate::network::manager::AttachRequest;
+use crate::network::record::GATEWAY_NETWORK;
 use crate::network::{netns, ports, NetworkMode, Networks};
 use crate::store::Store;
 use crate::util::{now_nanos, random_id};
@@ -231,12 +232,27 @@ impl Manager {
         if net.internal && !rec.spec.ports.is_empty() {
             return Err(Error::InvalidArgument(format!("ports cannot be published on internal network {}", net.name)));
         }
-        let req = AttachRequest { ip: rec.spec.ip, mac: rec.spec.mac, aliases: rec.spec.aliases.clone() };
+        let req = AttachRequest {
+            name: rec.name.clone(),
+            ip: rec.spec.ip,
+            mac: rec.spec.mac,
+            aliases: rec.spec.aliases.clone(),
+        };
         let ep = self.inner.networks.attach(&net, &rec.id, &paths.netns, "eth0", &req).await?;
         rec.endpoints.push(ep.clone());
         self.dns_register(rec, &ep);
+        // Overlay containers leave (and are reached on published ports)
+        // through the local gateway bridge, on eth1.
+        let mut target = ep.ip;
+        if net.is_overlay() {
+            let gw = self.inner.networks.resolve(GATEWAY_NETWORK)?;
+            let gw_req = AttachRequest { name: rec.name.clone(), ..Default::default() };
+            let gw_ep = self.inner.networks.attach(&gw, &rec.id, &paths.netns, "eth1", &gw_req).await?;
+            target = gw_ep.ip;
+            rec.endpoints.push(gw_ep);
+        }
         let taken: Vec<PortMap> = self.inner.store.containers.list()?.into_iter().flat_map(|c| c.ports).collect();
-        rec.ports = ports::assign(&rec.spec.ports, ep.ip, &taken)?;
+        rec.ports = ports::assign(&rec.spec.ports, target, &taken)?;
         Ok(())
     }
 

@@ -70,6 +70,19 @@ impl Records {
         }
     }
 
+    /// Replaces every name at once (an overlay network's names come from
+    /// the cluster state).
+    pub fn reset(&self, entries: impl IntoIterator<Item = (String, Ipv4Addr)>) {
+        let mut fresh: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+        for (name, addr) in entries {
+            let addrs = fresh.entry(normalize(&name)).or_default();
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        *self.write() = fresh;
+    }
+
     /// Drops `addr` from every name (a container left the network) and names left empty.
     pub fn remove_addr(&self, addr: Ipv4Addr) {
         self.write().retain(|_, addrs| {

@@ -1,5 +1,6 @@
-//! Networks: the default bridge and user-defined bridge networks, their
-//! bridges and firewall rules, and container endpoints on them.
+//! Networks: the default bridge, user-defined bridge networks and overlay
+//! networks (see `overlay.rs`), their bridges and firewall rules, and
+//! container endpoints on them.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -11,8 +12,10 @@ use ipnet::Ipv4Net;
 use super::dns::{self, DnsServer, Records};
 use super::ipam::{Ipam, Pool};
 use super::netlink::Netlink;
-use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_MTU, DEFAULT_NETWORK};
+use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_MTU, DEFAULT_NETWORK, GATEWAY_BRIDGE, GATEWAY_NETWORK};
 use super::subnet::{self, InUse};
+use crate::cluster::ops::OverlayRequest;
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::firewall::{Firewall, NetworkRules, PortMap};
 use crate::store::Store;
@@ -22,6 +25,8 @@ use crate::util::{now_nanos, random_id};
 #[derive(Debug, Clone, Default)]
 pub struct NetworkRequest {
     pub name: String,
+    /// "bridge" (or empty) or "overlay".
+    pub driver: String,
     pub subnet: Option<Ipv4Net>,
     pub gateway: Option<Ipv4Addr>,
     pub internal: bool,
@@ -31,6 +36,8 @@ pub struct NetworkRequest {
 /// What a container asks of one network.
 #[derive(Debug, Clone, Default)]
 pub struct AttachRequest {
+    /// The container's name (overlay endpoints carry it for DNS).
+    pub name: String,
     pub ip: Option<Ipv4Addr>,
     pub mac: Option<[u8; 6]>,
     pub aliases: Vec<String>,
@@ -38,10 +45,13 @@ pub struct AttachRequest {
 
 #[derive(Clone)]
 pub struct Networks {
-    store: Store,
+    pub(super) store: Store,
     ipam: Ipam,
-    host: Netlink,
+    pub(super) host: Netlink,
     firewall: Firewall,
+    pub(super) cluster: Option<Cluster>,
+    /// One overlay data-plane change at a time.
+    pub(super) overlay_lock: Arc<tokio::sync::Mutex<()>>,
     fw_lock: Arc<Mutex<()>>,
     default_bridge: String,
     /// Name records and the DNS server of each user-defined network.
@@ -55,12 +65,14 @@ struct NetworkDns {
 }
 
 impl Networks {
-    pub fn new(store: Store, firewall: Firewall, default_bridge: String) -> Result<Self> {
+    pub fn new(store: Store, firewall: Firewall, default_bridge: String, cluster: Option<Cluster>) -> Result<Self> {
         Ok(Networks {
             ipam: store.ipam.clone(),
             store,
             host: Netlink::host()?,
             firewall,
+            cluster,
+            overlay_lock: Arc::new(tokio::sync::Mutex::new(())),
             fw_lock: Arc::new(Mutex::new(())),
             default_bridge,
             dns: Arc::new(Mutex::new(HashMap::new())),
@@ -69,7 +81,7 @@ impl Networks {
 
     /// Runs one firewall change at a time: some of them read the table
     /// before writing it.
-    fn with_firewall<T>(&self, f: impl FnOnce(&Firewall) -> crate::firewall::Result<T>) -> Result<T> {
+    pub(super) fn with_firewall<T>(&self, f: impl FnOnce(&Firewall) -> crate::firewall::Result<T>) -> Result<T> {
         let _one_at_a_time = self.fw_lock.lock().expect("firewall lock");
         f(&self.firewall).map_err(|e| Error::internal(format!("firewall: {e}")))
     }
@@ -130,7 +142,12 @@ impl Networks {
             let req = NetworkRequest { name: DEFAULT_NETWORK.into(), ..Default::default() };
             self.create_with_bridge(req, self.default_bridge.clone()).await?;
         }
-        for net in self.store.networks.list()? {
+        if self.cluster.is_some() && self.find(GATEWAY_NETWORK)?.is_none() {
+            let req = NetworkRequest { name: GATEWAY_NETWORK.into(), ..Default::default() };
+            self.create_with_bridge(req, GATEWAY_BRIDGE.into()).await?;
+        }
+        // Overlay data planes come up with their first local container.
+        for net in self.store.networks.list()?.into_iter().filter(|n| !n.is_overlay()) {
             self.setup(&net).await?;
         }
         Ok(())
@@ -159,6 +176,11 @@ impl Networks {
         validate_name(&req.name)?;
         if self.find(&req.name)?.is_some() {
             return Err(Error::AlreadyExists(format!("network with name {} already exists", req.name)));
+        }
+        match req.driver.as_str() {
+            "" | "bridge" => {}
+            "overlay" => return self.create_overlay(req).await,
+            other => return Err(Error::InvalidArgument(format!("network driver {other} is not supported (use bridge or overlay)"))),
         }
         let id = random_id();
         let bridge = format!("rt-{}", &id[..10]);
@@ -197,11 +219,27 @@ impl Networks {
             internal: req.internal,
             mtu,
             created_at: now_nanos(),
+            vni: None,
         };
         if let Err(e) = self.setup(&rec).await {
             self.teardown(&rec).await;
             return Err(e);
         }
+        self.store.networks.put(&rec.id, &rec).await?;
+        Ok(rec)
+    }
+
+    async fn create_overlay(&self, req: NetworkRequest) -> Result<NetworkRecord> {
+        let cluster = self.cluster()?;
+        if req.internal {
+            return Err(Error::InvalidArgument("overlay networks cannot be internal".into()));
+        }
+        if let Some(mtu) = req.mtu.filter(|m| !(68..=65535).contains(m)) {
+            return Err(Error::InvalidArgument(format!("invalid mtu {mtu}: use 68 to 65535")));
+        }
+        let local = self.in_use().await?.nets;
+        let ask = OverlayRequest { name: req.name, subnet: req.subnet, gateway: req.gateway, mtu: req.mtu };
+        let rec = cluster.create_network(&ask, &local).await?;
         self.store.networks.put(&rec.id, &rec).await?;
         Ok(rec)
     }
@@ -238,7 +276,7 @@ impl Networks {
 
     /// Serves the network's names on its gateway address, port 53,
     /// forwarding other names to the host's resolvers.
-    async fn start_dns(&self, net: &NetworkRecord) -> Result<()> {
+    pub(super) async fn start_dns(&self, net: &NetworkRecord) -> Result<()> {
         if !net.has_dns() || self.dns.lock().expect("dns lock").get(&net.id).is_some_and(|d| d.server.is_some()) {
             return Ok(());
         }
@@ -253,7 +291,7 @@ impl Networks {
         Ok(())
     }
 
-    fn records(&self, network_id: &str) -> Records {
+    pub(super) fn records(&self, network_id: &str) -> Records {
         self.dns.lock().expect("dns lock").entry(network_id.to_string()).or_default().records.clone()
     }
 
@@ -265,7 +303,7 @@ impl Networks {
         }
     }
 
-    async fn teardown(&self, net: &NetworkRecord) {
+    pub(super) async fn teardown(&self, net: &NetworkRecord) {
         let dns = self.dns.lock().expect("dns lock").remove(&net.id);
         if let Some(server) = dns.and_then(|d| d.server) {
             server.shutdown().await;
@@ -281,8 +319,14 @@ impl Networks {
     /// Removes a network nobody uses; the default network stays.
     pub async fn remove(&self, reference: &str) -> Result<NetworkRecord> {
         let net = self.resolve(reference)?;
-        if net.name == DEFAULT_NETWORK {
-            return Err(Error::FailedPrecondition("the default network bridge cannot be removed".into()));
+        if net.name == DEFAULT_NETWORK || net.name == GATEWAY_NETWORK {
+            return Err(Error::FailedPrecondition(format!("the network {} is the daemon's own and cannot be removed", net.name)));
+        }
+        if net.is_overlay() {
+            self.cluster()?.remove_network(&net).await?;
+            self.store.networks.remove(&net.id).await?;
+            self.overlay_down_if_unused(&net).await;
+            return Ok(net);
         }
         let users = self.ipam.allocations(&net.id)?;
         if let Some((ip, owner)) = users.first() {
@@ -309,9 +353,7 @@ impl Networks {
         ifname: &str,
         req: &AttachRequest,
     ) -> Result<Endpoint> {
-        let pool = Pool { network_id: &net.id, network_name: &net.name, subnet: net.subnet, gateway: net.gateway };
-        let ip = self.ipam.allocate(&pool, req.ip, container_id)?;
-        let ep = Endpoint {
+        let endpoint = |ip| Endpoint {
             network_id: net.id.clone(),
             network: net.name.clone(),
             ifname: ifname.to_string(),
@@ -320,12 +362,33 @@ impl Networks {
             mac: req.mac.unwrap_or_else(|| mac_from_ip(ip)),
             aliases: req.aliases.clone(),
         };
+        let ep = if net.is_overlay() {
+            let names = dns_names(&req.name, container_id, &req.aliases);
+            let cluster = self.cluster()?;
+            let taken = cluster
+                .allocate(net, req.ip, |ip| {
+                    self.cluster_endpoint(&endpoint(ip), container_id, names.clone()).expect("cluster present")
+                })
+                .await?;
+            endpoint(taken.ip)
+        } else {
+            let pool = Pool { network_id: &net.id, network_name: &net.name, subnet: net.subnet, gateway: net.gateway };
+            endpoint(self.ipam.allocate(&pool, req.ip, container_id)?)
+        };
         if let Err(e) = self.plug(net, &ep, netns).await {
-            let _ = self.ipam.release(&net.id, ip);
+            let _ = self.release(&ep).await;
             return Err(e);
         }
         self.ipam.flush().await?;
         Ok(ep)
+    }
+
+    /// Frees the endpoint's address, in the cluster for overlay networks.
+    async fn release(&self, ep: &Endpoint) -> Result<()> {
+        match &self.cluster {
+            Some(c) if self.resolve(&ep.network_id).is_ok_and(|n| n.is_overlay()) => c.release(&ep.network_id, ep.ip).await,
+            _ => self.ipam.release(&ep.network_id, ep.ip),
+        }
     }
 
     /// Re-creates the interface of a stored endpoint (after a reboot wiped
@@ -335,13 +398,22 @@ impl Networks {
         self.plug(&net, ep, netns).await
     }
 
+    /// Overlay containers route only their subnet through the overlay; their
+    /// default route is the gateway bridge's (on eth1), whose ports are
+    /// isolated from each other so it connects no two overlay networks.
     async fn plug(&self, net: &NetworkRecord, ep: &Endpoint, netns: &Path) -> Result<()> {
-        let bridge = self.host.ensure_bridge(&net.bridge, net.gateway_net(), net.mtu).await?;
+        let (bridge, mtu) = if net.is_overlay() {
+            self.overlay_up(net).await?
+        } else {
+            (self.host.ensure_bridge(&net.bridge, net.gateway_net(), net.mtu).await?, net.mtu)
+        };
         let peer = format!("{}p", ep.host_ifname);
-        self.host.add_veth_to_bridge(&ep.host_ifname, &peer, bridge, net.mtu, netns).await?;
+        let gw_bridge = net.name == GATEWAY_NETWORK;
+        self.host.add_veth_to_bridge(&ep.host_ifname, &peer, bridge, mtu, netns, gw_bridge).await?;
         let inside = Netlink::in_netns(netns)?;
         let addr = Ipv4Net::new(ep.ip, net.subnet.prefix_len()).map_err(Error::internal)?;
-        let gateway = (ep.ifname == "eth0" && !net.internal).then_some(net.gateway);
+        let routed = (ep.ifname == "eth0" || gw_bridge) && !net.internal && !net.is_overlay();
+        let gateway = routed.then_some(net.gateway);
         let res = inside.configure_interface(&peer, &ep.ifname, ep.mac, addr, gateway).await;
         if res.is_err() {
             let _ = self.host.delete_link(&ep.host_ifname).await;
@@ -353,9 +425,27 @@ impl Networks {
     pub async fn detach(&self, ep: &Endpoint) -> Result<()> {
         self.records(&ep.network_id).remove_addr(ep.ip);
         self.host.delete_link(&ep.host_ifname).await?;
-        self.ipam.release(&ep.network_id, ep.ip)?;
+        let overlay = self.resolve(&ep.network_id).ok().filter(|n| n.is_overlay());
+        if let Err(e) = self.release(ep).await {
+            if overlay.is_none() {
+                return Err(e);
+            }
+            // The address goes with this session's lease.
+            tracing::warn!("release {} on {}: {e}", ep.ip, ep.network);
+        }
+        if let Some(net) = overlay {
+            self.overlay_down_if_unused(&net).await;
+        }
         self.ipam.flush().await
     }
+}
+
+/// The names an endpoint answers to: container name, short id, aliases.
+pub fn dns_names(name: &str, container_id: &str, aliases: &[String]) -> Vec<String> {
+    let mut names = vec![name.to_string(), container_id[..12.min(container_id.len())].to_string()];
+    names.extend(aliases.iter().cloned());
+    names.retain(|n| !n.is_empty());
+    names
 }
 
 /// Host-side veth name: short, unique per container and interface.

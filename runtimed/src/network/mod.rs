@@ -5,9 +5,11 @@ pub mod dns;
 pub mod ipam;
 pub mod manager;
 pub mod netlink;
+pub mod overlay;
 pub mod ports;
 pub mod record;
 mod subnet;
+pub mod vxlan;
 
 pub use manager::Networks;
 pub use record::{Endpoint, NetworkRecord};

@@ -14,14 +14,14 @@ use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteM
 
 use crate::error::{Error, Result};
 
-fn nl_err(what: impl std::fmt::Display) -> impl FnOnce(rtnetlink::Error) -> Error {
+pub(super) fn nl_err(what: impl std::fmt::Display) -> impl FnOnce(rtnetlink::Error) -> Error {
     move |e| Error::internal(format!("netlink: {what}: {e}"))
 }
 
 /// A netlink connection bound to one network namespace.
 #[derive(Clone)]
 pub struct Netlink {
-    handle: Handle,
+    pub(super) handle: Handle,
 }
 
 impl Netlink {
@@ -62,7 +62,7 @@ impl Netlink {
         }
     }
 
-    async fn require_index(&self, name: &str) -> Result<u32> {
+    pub(super) async fn require_index(&self, name: &str) -> Result<u32> {
         self.link_index(name).await?.ok_or_else(|| Error::internal(format!("link {name} disappeared")))
     }
 
@@ -89,31 +89,42 @@ impl Netlink {
         Ok(index)
     }
 
-    async fn set(&self, msg: LinkMessage, what: &str) -> Result<()> {
+    pub(super) async fn set(&self, msg: LinkMessage, what: &str) -> Result<()> {
         self.handle.link().set(msg).execute().await.map_err(nl_err(format!("set {what}")))
     }
 
     /// Creates a veth pair with the host end plugged into `bridge` (up,
     /// hairpin on, so a container can reach itself through a published port)
     /// and moves the peer into the namespace `netns`.
-    pub async fn add_veth_to_bridge(&self, host: &str, peer: &str, bridge: u32, mtu: u32, netns: &Path) -> Result<()> {
+    /// `isolated` ports cannot talk to each other, only to the bridge itself
+    /// and non-isolated ports (the gateway bridge of overlay networks).
+    pub async fn add_veth_to_bridge(
+        &self,
+        host: &str,
+        peer: &str,
+        bridge: u32,
+        mtu: u32,
+        netns: &Path,
+        isolated: bool,
+    ) -> Result<()> {
         let msg = LinkVeth::new(host, peer).mtu(mtu).build();
         self.handle.link().add(msg).execute().await.map_err(nl_err(format!("add veth {host}")))?;
-        let res = self.plug(host, peer, bridge, netns).await;
+        let res = self.plug(host, peer, bridge, mtu, netns, isolated).await;
         if res.is_err() {
             let _ = self.delete_link(host).await;
         }
         res
     }
 
-    async fn plug(&self, host: &str, peer: &str, bridge: u32, netns: &Path) -> Result<()> {
+    async fn plug(&self, host: &str, peer: &str, bridge: u32, mtu: u32, netns: &Path, isolated: bool) -> Result<()> {
         let host_idx = self.require_index(host).await?;
         let peer_idx = self.require_index(peer).await?;
         self.set(LinkUnspec::new_with_index(host_idx).controller(bridge).up().build(), host).await?;
-        let port = LinkBridgePort::new(host_idx).hairpin(true).build();
+        let port = LinkBridgePort::new(host_idx).hairpin(true).isolated(isolated).build();
         self.handle.link().set_port(port).execute().await.map_err(nl_err(format!("hairpin {host}")))?;
         let ns = std::fs::File::open(netns).map_err(|e| Error::io(format!("open {}", netns.display()), e))?;
-        self.set(LinkUnspec::new_with_index(peer_idx).setns_by_fd(ns.as_raw_fd()).build(), peer).await
+        // The veth builder sets the MTU of the host end only.
+        self.set(LinkUnspec::new_with_index(peer_idx).mtu(mtu).setns_by_fd(ns.as_raw_fd()).build(), peer).await
     }
 
     /// Inside a container namespace: renames `from` to `to`, sets MAC,

@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 /// Name of the default network and its bridge.
 pub const DEFAULT_NETWORK: &str = "bridge";
 pub const DEFAULT_MTU: u32 = 1500;
+/// The local bridge network giving overlay containers egress and published
+/// ports (docker's `docker_gwbridge`).
+pub const GATEWAY_NETWORK: &str = "gwbridge";
+pub const GATEWAY_BRIDGE: &str = "runtime_gw";
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub struct NetworkRecord {
@@ -20,8 +24,12 @@ pub struct NetworkRecord {
     pub bridge: String,
     /// No traffic in or out of the bridge but between its containers.
     pub internal: bool,
+    /// 0 for overlay networks: each node derives it from its underlay.
     pub mtu: u32,
     pub created_at: i64,
+    /// VXLAN id of an overlay network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
 }
 
 impl NetworkRecord {
@@ -32,7 +40,11 @@ impl NetworkRecord {
 
     /// User-defined networks get name resolution, like docker's.
     pub fn has_dns(&self) -> bool {
-        self.name != DEFAULT_NETWORK
+        self.name != DEFAULT_NETWORK && self.name != GATEWAY_NETWORK
+    }
+
+    pub fn is_overlay(&self) -> bool {
+        self.vni.is_some()
     }
 }
 

@@ -1,0 +1,155 @@
+//! What the cluster store holds and this node's cached copy of it.
+//!
+//! Key layout (all under [`PREFIX`]):
+//! - `members/<node>`: a node that joined once (kept, so `node ls` can say
+//!   it is down);
+//! - `alive/<node>`: present while the node's lease lives;
+//! - `networks/<name>`: an overlay network (a [`NetworkRecord`]);
+//! - `vnis/<vni>` and `subnets/<cidr>`: claims that make VXLAN ids and
+//!   subnets unique (created in the same transaction as the network);
+//! - `endpoints/<network id>/<ip>`: an address in use, with the container
+//!   and node holding it. Written under the holder's lease, so a dead node's
+//!   addresses (and its FDB entries everywhere) go away with its lease.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::network::NetworkRecord;
+
+pub const PREFIX: &str = "/runtimed/";
+
+pub fn member_key(node: &str) -> String {
+    format!("{PREFIX}members/{node}")
+}
+pub fn alive_key(node: &str) -> String {
+    format!("{PREFIX}alive/{node}")
+}
+pub fn network_key(name: &str) -> String {
+    format!("{PREFIX}networks/{name}")
+}
+pub fn vnis_prefix() -> String {
+    format!("{PREFIX}vnis/")
+}
+pub fn vni_key(vni: u32) -> String {
+    format!("{}{vni}", vnis_prefix())
+}
+pub fn subnet_key(subnet: &ipnet::Ipv4Net) -> String {
+    format!("{PREFIX}subnets/{}", subnet.to_string().replace('/', "_"))
+}
+pub fn endpoints_prefix(network_id: &str) -> String {
+    format!("{PREFIX}endpoints/{network_id}/")
+}
+pub fn endpoint_key(network_id: &str, ip: Ipv4Addr) -> String {
+    format!("{}{ip}", endpoints_prefix(network_id))
+}
+
+/// A node as registered.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Member {
+    pub name: String,
+    /// Underlay address: the VXLAN tunnel endpoint of this node.
+    pub address: Ipv4Addr,
+    pub joined_at: i64,
+}
+
+/// An address taken on an overlay network.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct ClusterEndpoint {
+    pub network_id: String,
+    pub ip: Ipv4Addr,
+    pub mac: [u8; 6],
+    pub container_id: String,
+    /// Names it resolves by: container name, short id, aliases.
+    pub names: Vec<String>,
+    pub node: String,
+    pub vtep: Ipv4Addr,
+}
+
+/// This node's copy of the store, kept current by the watch.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterState {
+    pub members: BTreeMap<String, Member>,
+    pub alive: BTreeSet<String>,
+    pub networks: BTreeMap<String, NetworkRecord>,
+    /// `(network id, ip)` -> endpoint.
+    pub endpoints: BTreeMap<(String, Ipv4Addr), ClusterEndpoint>,
+    /// Whether the copy reflects the store (false until the first full read
+    /// and while the store is unreachable).
+    pub synced: bool,
+}
+
+impl ClusterState {
+    /// Applies a put (`Some(value)`) or delete of `key`; unknown keys are
+    /// ignored so newer nodes may add kinds of keys.
+    pub fn apply(&mut self, key: &str, value: Option<&[u8]>) {
+        let Some(rest) = key.strip_prefix(PREFIX) else { return };
+        let Some((kind, name)) = rest.split_once('/') else { return };
+        match kind {
+            "members" => update(&mut self.members, name.to_string(), value),
+            "alive" => {
+                if value.is_some() {
+                    self.alive.insert(name.to_string());
+                } else {
+                    self.alive.remove(name);
+                }
+            }
+            "networks" => update(&mut self.networks, name.to_string(), value),
+            "endpoints" => {
+                let Some((net, ip)) = name.split_once('/') else { return };
+                let Ok(ip) = ip.parse() else { return };
+                update(&mut self.endpoints, (net.to_string(), ip), value);
+            }
+            _ => {}
+        }
+    }
+
+    pub fn network_endpoints<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = &'a ClusterEndpoint> + 'a {
+        self.endpoints.values().filter(move |e| e.network_id == network_id)
+    }
+}
+
+fn update<K: Ord, V: serde::de::DeserializeOwned>(map: &mut BTreeMap<K, V>, key: K, value: Option<&[u8]>) {
+    match value.map(serde_json::from_slice::<V>) {
+        Some(Ok(v)) => {
+            map.insert(key, v);
+        }
+        Some(Err(e)) => tracing::warn!("cluster store: unreadable value: {e}"),
+        None => {
+            map.remove(&key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn applies_puts_and_deletes() {
+        let mut s = ClusterState::default();
+        let m = Member { name: "n1".into(), address: Ipv4Addr::new(10, 0, 0, 1), joined_at: 1 };
+        s.apply(&member_key("n1"), Some(&serde_json::to_vec(&m).unwrap()));
+        s.apply(&alive_key("n1"), Some(b"{}"));
+        let ep = ClusterEndpoint {
+            network_id: "abc".into(),
+            ip: Ipv4Addr::new(10, 0, 1, 2),
+            mac: [2, 0x42, 10, 0, 1, 2],
+            container_id: "c1".into(),
+            names: vec!["web".into()],
+            node: "n1".into(),
+            vtep: m.address,
+        };
+        s.apply(&endpoint_key("abc", ep.ip), Some(&serde_json::to_vec(&ep).unwrap()));
+        assert_eq!(s.members["n1"], m);
+        assert!(s.alive.contains("n1"));
+        assert_eq!(s.network_endpoints("abc").count(), 1);
+        s.apply(&alive_key("n1"), None);
+        s.apply(&endpoint_key("abc", ep.ip), None);
+        s.apply("/other/key", Some(b"x"));
+        assert!(s.alive.is_empty());
+        assert_eq!(s.network_endpoints("abc").count(), 0);
+        assert_eq!(subnet_key(&"10.0.1.0/24".parse().unwrap()), "/runtimed/subnets/10.0.1.0_24");
+    }
+}

@@ -1,0 +1,173 @@
+//! Overlay networks on this node. The network itself lives in the cluster
+//! store; here it is mirrored into the local store (so `network ls` and
+//! restarts see it without etcd) and, while a local container uses it,
+//! carried by a bridge with the gateway address and a VXLAN device. A task
+//! follows the cluster state and keeps the VXLAN device's static FDB and
+//! neighbour entries and the network's DNS names equal to what the store
+//! says runs on the other nodes.
+
+use std::collections::HashSet;
+
+use super::manager::Networks;
+use super::record::NetworkRecord;
+use super::vxlan::Remote;
+use crate::cluster::{Cluster, ClusterEndpoint, ClusterState};
+use crate::error::{Error, Result};
+use crate::firewall::NetworkRules;
+
+/// Bytes VXLAN adds: outer Ethernet, IPv4, UDP and VXLAN headers.
+const VXLAN_OVERHEAD: u32 = 50;
+
+impl Networks {
+    pub(super) fn cluster(&self) -> Result<&Cluster> {
+        self.cluster.as_ref().ok_or_else(|| {
+            Error::FailedPrecondition(
+                "overlay networks need a cluster: start runtimed with --cluster-store etcd://HOST:PORT --advertise ADDRESS"
+                    .into(),
+            )
+        })
+    }
+
+    pub fn cluster_handle(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
+    }
+
+    /// The bridge and VXLAN device of `net`, created if missing; returns the
+    /// bridge's index and the MTU containers get.
+    pub(super) async fn overlay_up(&self, net: &NetworkRecord) -> Result<(u32, u32)> {
+        let cluster = self.cluster()?;
+        let vni = net.vni.ok_or_else(|| Error::internal(format!("network {} has no VXLAN id", net.name)))?;
+        let _one = self.overlay_lock.lock().await;
+        let (underlay, underlay_mtu) = self.host.link_of_address(cluster.advertise()).await?;
+        let mtu = if net.mtu == 0 { underlay_mtu - VXLAN_OVERHEAD } else { net.mtu };
+        let bridge = self.host.ensure_bridge(&net.bridge, net.gateway_net(), mtu).await?;
+        self.host.ensure_vxlan(&vxlan_name(vni), vni, underlay, cluster.advertise(), bridge, mtu).await?;
+        let rules = NetworkRules { bridge: net.bridge.clone(), subnet: net.subnet, internal: false };
+        self.with_firewall(|fw| fw.add_network(&rules))?;
+        self.start_dns(net).await?;
+        self.sync_network(net, &cluster.snapshot()).await;
+        Ok((bridge, mtu))
+    }
+
+    /// Removes the data plane of `net` once no local container uses it.
+    pub(super) async fn overlay_down_if_unused(&self, net: &NetworkRecord) {
+        let _one = self.overlay_lock.lock().await;
+        let used = self.store.containers.list().map(|all| {
+            all.iter().any(|c| c.endpoints.iter().any(|e| e.network_id == net.id))
+        });
+        if !matches!(used, Ok(false)) {
+            return;
+        }
+        if let Some(vni) = net.vni {
+            if let Err(e) = self.host.delete_link(&vxlan_name(vni)).await {
+                tracing::warn!("{e}");
+            }
+        }
+        self.teardown(net).await;
+    }
+
+    /// The record other nodes see for a local endpoint.
+    pub fn cluster_endpoint(&self, ep: &super::Endpoint, container_id: &str, names: Vec<String>) -> Option<ClusterEndpoint> {
+        let cluster = self.cluster.as_ref()?;
+        Some(ClusterEndpoint {
+            network_id: ep.network_id.clone(),
+            ip: ep.ip,
+            mac: ep.mac,
+            container_id: container_id.to_string(),
+            names,
+            node: cluster.node().to_string(),
+            vtep: cluster.advertise(),
+        })
+    }
+
+    /// Joins the cluster with this node's endpoints and follows it.
+    pub fn start_cluster(&self, local: Vec<ClusterEndpoint>) {
+        let Some(cluster) = self.cluster.clone() else { return };
+        cluster.start(local);
+        let this = self.clone();
+        let mut changes = cluster.subscribe();
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let snap = cluster.snapshot();
+                if snap.synced {
+                    this.follow(&snap).await;
+                }
+            }
+        });
+    }
+
+    /// Mirrors overlay networks into the local store and reprograms every
+    /// local overlay data plane.
+    async fn follow(&self, snap: &ClusterState) {
+        if let Err(e) = self.mirror(snap).await {
+            tracing::warn!("mirror overlay networks: {e}");
+        }
+        for net in snap.networks.values() {
+            self.sync_network(net, snap).await;
+        }
+    }
+
+    async fn mirror(&self, snap: &ClusterState) -> Result<()> {
+        let local = self.store.networks.list()?;
+        let known: HashSet<&str> = local.iter().map(|n| n.id.as_str()).collect();
+        for net in snap.networks.values().filter(|n| !known.contains(n.id.as_str())) {
+            tracing::info!(network = net.name, vni = net.vni, "overlay network appeared");
+            self.store.networks.put(&net.id, net).await?;
+        }
+        let live: HashSet<&str> = snap.networks.values().map(|n| n.id.as_str()).collect();
+        for net in local.iter().filter(|n| n.is_overlay() && !live.contains(n.id.as_str())) {
+            tracing::info!(network = net.name, "overlay network removed");
+            self.store.networks.remove(&net.id).await?;
+            self.overlay_down_if_unused(net).await;
+        }
+        Ok(())
+    }
+
+    /// Programs the VXLAN device of `net` (if this node carries it) with the
+    /// endpoints of other nodes, and the DNS names with all endpoints.
+    async fn sync_network(&self, net: &NetworkRecord, snap: &ClusterState) {
+        let (Some(vni), Some(cluster)) = (net.vni, self.cluster.as_ref()) else { return };
+        if !snap.synced {
+            return;
+        }
+        let index = match self.host.link_index(&vxlan_name(vni)).await {
+            Ok(Some(i)) => i,
+            _ => return,
+        };
+        let records = self.records(&net.id);
+        records.reset(snap.network_endpoints(&net.id).flat_map(|e| e.names.iter().map(|n| (n.clone(), e.ip))));
+        let wanted: Vec<Remote> = snap
+            .network_endpoints(&net.id)
+            .filter(|e| e.node != cluster.node())
+            .map(|e| Remote { mac: e.mac, ip: e.ip, vtep: e.vtep })
+            .collect();
+        if let Err(e) = self.program(index, &wanted).await {
+            tracing::warn!(network = net.name, "program VXLAN entries: {e}");
+        }
+    }
+
+    /// Deletes stale FDB and neighbour entries, then adds missing ones.
+    async fn program(&self, index: u32, wanted: &[Remote]) -> Result<()> {
+        let (fdb, neigh) = self.host.remotes(index).await?;
+        for (mac, vtep) in &fdb {
+            if !wanted.iter().any(|r| r.mac == *mac && r.vtep == *vtep) {
+                self.host.delete_fdb(index, *mac, *vtep).await?;
+            }
+        }
+        for (ip, mac) in &neigh {
+            if !wanted.iter().any(|r| r.ip == *ip && r.mac == *mac) {
+                self.host.delete_neighbour(index, *ip).await?;
+            }
+        }
+        for r in wanted {
+            if !fdb.contains(&(r.mac, r.vtep)) || !neigh.contains(&(r.ip, r.mac)) {
+                self.host.add_remote(index, r).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub fn vxlan_name(vni: u32) -> String {
+    format!("ovx{vni}")
+}
