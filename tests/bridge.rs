@@ -1,6 +1,10 @@
 //! Bridge networking with real traffic: the six flows of the reference page,
 //! port publishing, user-defined networks, DNS and teardown.
 
+use std::net::{Ipv4Addr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use integration_tests::{bin_dir, import_tools, sh, Bg, Daemon, Netns, World, EXT_IP, HOST_IP};
@@ -77,12 +81,20 @@ fn fails_in(d: &Daemon, container: &str, url: &str) -> bool {
     body(&d.ctl(&["exec", container, "sh", "-c", &http_cmd(url)]).stdout).is_none()
 }
 
-/// Resolves a name inside a container with busybox nslookup (its own DNS
-/// client: the static busybox cannot use glibc's resolver).
+/// Looks a name up inside a container with busybox nslookup (its own DNS
+/// client: the static busybox cannot use glibc's resolver): the server it
+/// asked and the address it got.
+fn lookup_in(d: &Daemon, container: &str, name: &str) -> (String, Option<String>) {
+    let out = d.ctl(&["exec", container, "nslookup", name]).stdout;
+    let server = out.lines().find_map(|l| l.strip_prefix("Server:")).unwrap_or_default().trim().to_string();
+    let answer = out.split_once("Name:").and_then(|(_, answer)| {
+        answer.lines().find_map(|l| l.trim().strip_prefix("Address:").map(|a| a.trim().to_string()))
+    });
+    (server, answer)
+}
+
 fn resolve_in(d: &Daemon, container: &str, name: &str) -> Option<String> {
-    let out = d.ctl(&["exec", container, "nslookup", name]);
-    let answer = out.stdout.split_once("Name:")?.1.to_string();
-    answer.lines().find_map(|l| l.trim().strip_prefix("Address:").map(|a| a.trim().to_string()))
+    lookup_in(d, container, name).1
 }
 
 fn start_web(d: &Daemon, name: &str, extra: &[&str]) {
@@ -310,19 +322,155 @@ fn removal_leaves_no_links_addresses_rules_or_namespaces() {
     assert!(d.leftovers().is_empty(), "leftovers: {:?}", d.leftovers());
 }
 
+/// Asks the `udp-echo` server at `target` (HOST:PORT) from a network
+/// namespace, until it answers; returns the answer.
+fn udp_ask_from(ns: &Netns, target: &str) -> String {
+    let ask = format!("{} ask {target} ping", bin_dir().join("udp-echo").display());
+    eventually(&format!("udp {target} from {}", ns.name), || {
+        let out = std::process::Command::new("ip").args(["netns", "exec", &ns.name, "sh", "-c", &ask]).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    })
+}
+
+/// The same from inside a container of the `tools` image.
+fn udp_ask_in(d: &Daemon, container: &str, target: &str) -> String {
+    eventually(&format!("udp {target} from {container}"), || {
+        let out = d.ctl(&["exec", container, "udp-echo", "ask", target, "ping"]);
+        (out.code == 0).then_some(out.stdout)
+    })
+}
+
 #[test]
 fn udp_ports_are_published_too() {
     let w = World::new();
     let d = &w.d;
     import_tools(d);
     d.ok(&["run", "-d", "--name", "echo", "-p", "5300:53/udp", "tools", "udp-echo", "serve", "53"]);
-    let ask = format!("{} ask {HOST_IP}:5300 ping", bin_dir().join("udp-echo").display());
-    let answer = eventually("udp echo", || {
-        let out = std::process::Command::new("ip").args(["netns", "exec", &w.ext.name, "sh", "-c", &ask]).output().ok()?;
-        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-    });
-    assert_eq!(answer, "echo:ping\n");
+    d.ok(&["run", "-d", "--name", "peer", "tools", "sleep", "600"]);
+    d.ok(&["network", "create", "other"]);
+    d.ok(&["run", "-d", "--name", "stranger", "--network", "other", "tools", "sleep", "600"]);
+    let target = format!("{HOST_IP}:5300");
+    // External host -> host IP:port.
+    assert_eq!(udp_ask_from(&w.ext, &target), "echo:ping\n");
+    // The host itself -> its own address, and -> 127.0.0.1.
+    assert_eq!(udp_ask_from(&d.ns, &target), "echo:ping\n");
+    assert_eq!(udp_ask_from(&d.ns, "127.0.0.1:5300"), "echo:ping\n");
+    // A container on the same bridge -> host IP:port (hairpin), and itself.
+    assert_eq!(udp_ask_in(d, "peer", &target), "echo:ping\n");
+    assert_eq!(udp_ask_in(d, "echo", &target), "echo:ping\n");
+    // A container on another network -> host IP:port.
+    assert_eq!(udp_ask_in(d, "stranger", &target), "echo:ping\n");
     assert_eq!(d.ok(&["port", "echo"]), "53/udp -> 0.0.0.0:5300\n");
+}
+
+/// What the fake DNS server answers to every A question.
+const FAKE_ANSWER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
+
+/// A DNS server on `ip`:53 in a namespace, answering every A question with
+/// FAKE_ANSWER (and other questions with no records), until dropped.
+struct FakeDns {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeDns {
+    fn start(ns: &Netns, ip: &str) -> FakeDns {
+        let (path, bind) = (ns.path(), format!("{ip}:53"));
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let (ready, started) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            // setns moves only this thread into the namespace.
+            let ns = std::fs::File::open(&path).expect("open netns");
+            assert_eq!(unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) }, 0, "setns {path}");
+            let sock = UdpSocket::bind(&bind).expect("bind DNS server");
+            sock.set_read_timeout(Some(Duration::from_millis(100))).expect("read timeout");
+            ready.send(()).expect("ready");
+            let mut buf = [0u8; 512];
+            while !stopping.load(Ordering::SeqCst) {
+                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                    if let Some(reply) = dns_reply(&buf[..n]) {
+                        let _ = sock.send_to(&reply, peer);
+                    }
+                }
+            }
+        });
+        started.recv().expect("the DNS server thread failed");
+        FakeDns { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for FakeDns {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The answer to a one-question DNS query: FAKE_ANSWER for type A.
+fn dns_reply(query: &[u8]) -> Option<Vec<u8>> {
+    if query.len() < 12 || query[4..6] != [0, 1] {
+        return None;
+    }
+    // The question: labels up to the root label, then type and class.
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += 1 + query[end] as usize;
+    }
+    let question = query.get(12..end + 5)?;
+    let is_a = question[question.len() - 4..question.len() - 2] == [0, 1];
+    let mut reply = query[..2].to_vec();
+    // QR and the query's RD; RA; one question, an answer for A.
+    reply.extend_from_slice(&[0x80 | (query[2] & 1), 0x80, 0, 1, 0, is_a as u8, 0, 0, 0, 0]);
+    reply.extend_from_slice(question);
+    if is_a {
+        // Name (pointer to the question's), type A, class IN, TTL 60, 4 bytes.
+        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        reply.extend_from_slice(&FAKE_ANSWER.octets());
+    }
+    Some(reply)
+}
+
+/// The nameserver lines of a container's /etc/resolv.conf.
+fn nameservers(d: &Daemon, container: &str) -> Vec<String> {
+    let resolv = d.ok(&["exec", container, "cat", "/etc/resolv.conf"]);
+    resolv.lines().filter(|l| l.starts_with("nameserver")).map(String::from).collect()
+}
+
+#[test]
+fn dns_add_host_and_hostname_reach_the_container() {
+    let w = World::new();
+    let d = &w.d;
+    // The external machine serves DNS; containers reach it masqueraded.
+    let _dns = FakeDns::start(&w.ext, EXT_IP);
+    d.ok(&[
+        "run", "-d", "--name", "named", "--add-host", "db.example:10.1.2.3", "--hostname", "myhost", "--dns", EXT_IP,
+        "busybox", "sleep", "600",
+    ]);
+    let ip = ip_of(d, "named");
+    let hosts = d.ok(&["exec", "named", "cat", "/etc/hosts"]);
+    assert!(hosts.lines().any(|l| l == "10.1.2.3\tdb.example"), "--add-host: {hosts}");
+    assert!(hosts.lines().any(|l| l == format!("{ip}\tmyhost")), "own address under --hostname: {hosts}");
+    assert!(hosts.lines().any(|l| l.starts_with("127.0.0.1") && l.contains("localhost")), "{hosts}");
+    assert_eq!(d.ok(&["exec", "named", "cat", "/etc/hostname"]), "myhost\n");
+    assert_eq!(d.ok(&["exec", "named", "hostname"]), "myhost\n");
+    assert_eq!(nameservers(d, "named"), [format!("nameserver {EXT_IP}")]);
+    // Names are resolved by the --dns server.
+    let by_fake_dns = (EXT_IP.to_string(), Some(FAKE_ANSWER.to_string()));
+    assert_eq!(lookup_in(d, "named", "anything.example"), by_fake_dns);
+
+    // On a user-defined network --dns replaces the network's own DNS server
+    // (its gateway) in resolv.conf; other containers still use the gateway.
+    d.ok(&["network", "create", "--subnet", "10.99.5.0/24", "net1"]);
+    d.ok(&["run", "-d", "--name", "plain", "--network", "net1", "busybox", "sleep", "600"]);
+    d.ok(&["run", "-d", "--name", "custom", "--network", "net1", "--dns", EXT_IP, "busybox", "sleep", "600"]);
+    assert_eq!(nameservers(d, "custom"), [format!("nameserver {EXT_IP}")]);
+    assert_eq!(nameservers(d, "plain"), ["nameserver 10.99.5.1"]);
+    assert_eq!(lookup_in(d, "custom", "anything.example"), by_fake_dns);
+    // The network's DNS server still answers the container's name to others.
+    assert_eq!(resolve_in(d, "plain", "custom"), Some(ip_of(d, "custom")));
 }
 
 #[test]
