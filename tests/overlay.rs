@@ -46,3 +46,171 @@ fn two_nodes_share_an_overlay_network() {
     let mtu = n1.ok(&["exec", "a1", "cat", "/sys/class/net/eth0/mtu"]);
     assert_eq!(mtu.trim(), "1450", "underlay MTU minus VXLAN's 50 bytes");
 }
+
+/// busybox httpd answering `name` on port 80.
+fn web(d: &Daemon, name: &str, extra: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(extra);
+    let serve = format!("mkdir -p /www && echo {name} > /www/index.html && exec httpd -f -p 80 -h /www");
+    args.extend_from_slice(&["busybox", "sh", "-c", &serve]);
+    d.ok(&args);
+}
+
+/// `GET /` from inside a container with busybox nc; the body if a 200.
+fn fetch_in(d: &Daemon, container: &str, host: &str, port: u16) -> Option<String> {
+    let cmd = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 {host} {port}");
+    let out = d.ctl(&["exec", container, "sh", "-c", &cmd]).stdout;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.contains(" 200 ").then(|| body.trim().to_string())
+}
+
+/// MACs the VXLAN device of `network` sends to a remote node.
+fn fdb_macs(d: &Daemon, network: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&d.ok(&["network", "inspect", network])).unwrap();
+    let vni = v[0]["Options"]["vni"].as_u64().expect("vni");
+    d.ns.exec(&format!("bridge fdb show dev ovx{vni} | grep ' dst ' || true"))
+}
+
+fn mac_on(d: &Daemon, container: &str, network: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", container])).unwrap();
+    v[0]["NetworkSettings"]["Networks"][network]["MacAddress"].as_str().expect("mac").to_string()
+}
+
+#[test]
+fn three_nodes_talk_by_name_and_networks_stay_apart() {
+    let c = Cluster::new(3);
+    let (n1, n2, n3) = (&c.node(1).d, &c.node(2).d, &c.node(3).d);
+    n1.ok(&["network", "create", "--driver", "overlay", "net1"]);
+    n2.ok(&["network", "create", "--driver", "overlay", "--subnet", "10.0.42.0/24", "net2"]);
+    eventually(10, "both networks on n3", || {
+        let ls = n3.ok(&["network", "ls"]);
+        ls.contains("net1") && ls.contains("net2") && ls.contains("global")
+    });
+    sleeper(n1, "a1", "net1");
+    web(n2, "a2", &["--network", "net1", "--network-alias", "www"]);
+    web(n3, "a3", &["--network", "net1"]);
+    web(n2, "b2", &["--network", "net2"]);
+    sleeper(n3, "b3", "net2");
+    eventually(10, "a1 pings a2 and a3 by name", || pings(n1, "a1", "a2") && pings(n1, "a1", "a3"));
+    eventually(10, "TCP to a2 by alias", || fetch_in(n1, "a1", "www", 80).as_deref() == Some("a2"));
+    eventually(10, "TCP to a3 by address", || {
+        fetch_in(n1, "a1", &ip_on(n3, "a3", "net1"), 80).as_deref() == Some("a3")
+    });
+    eventually(10, "b3 reaches b2 on net2", || fetch_in(n3, "b3", "b2", 80).as_deref() == Some("b2"));
+    let b2 = ip_on(n2, "b2", "net2");
+    assert!(b2.starts_with("10.0.42."), "{b2}");
+    // net1 cannot reach net2: across nodes, on the same node, or by name.
+    assert!(fetch_in(n1, "a1", &b2, 80).is_none(), "a1 (n1, net1) reached b2 (n2, net2)");
+    assert!(fetch_in(n3, "a3", &ip_on(n3, "b3", "net2"), 80).is_none() && !pings(n3, "a3", &ip_on(n3, "b3", "net2")));
+    assert!(!pings(n2, "a2", &b2), "a2 reached b2 on the same node");
+    assert!(!pings(n1, "a1", "b2"), "net2's names resolve on net1");
+    // Removal is refused while any node has a container on the network.
+    let out = n1.ctl(&["network", "rm", "net2"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("in use"), "{out:?}");
+}
+
+#[test]
+fn overlay_containers_have_egress_and_published_ports() {
+    let c = Cluster::new(2);
+    let (n1, n2) = (&c.node(1).d, &c.node(2).d);
+    n1.ok(&["network", "create", "--driver", "overlay", "net1"]);
+    eventually(10, "net1 on n2", || n2.ok(&["network", "ls"]).contains("net1"));
+    web(n2, "web", &["--network", "net1", "-p", "8080:80"]);
+    sleeper(n1, "client", "net1");
+    // Published on n2's underlay address, fetched from a container on n1
+    // (its egress goes out through n1's gateway bridge).
+    let url_host = &c.node(2).addr;
+    eventually(10, "published port from another node", || {
+        fetch_in(n1, "client", url_host, 8080).as_deref() == Some("web")
+    });
+    let route = n1.ok(&["exec", "client", "ip", "route"]);
+    assert!(route.contains("default via") && route.contains("dev eth1"), "egress on eth1: {route}");
+    assert!(pings(n1, "client", integration_tests::ETCD_IP), "the underlay (outside world) answers");
+}
+
+#[test]
+fn concurrent_starts_on_two_nodes_never_share_an_address() {
+    let c = Cluster::new(2);
+    c.node(1).d.ok(&["network", "create", "--driver", "overlay", "--subnet", "10.0.50.0/28", "small"]);
+    eventually(10, "small on n2", || c.node(2).d.ok(&["network", "ls"]).contains("small"));
+    let names: Vec<(usize, String)> = (0..10).map(|i| (1 + i % 2, format!("c{i}"))).collect();
+    std::thread::scope(|s| {
+        for (node, name) in &names {
+            let d = &c.node(*node).d;
+            s.spawn(move || sleeper(d, name, "small"));
+        }
+    });
+    let mut ips: Vec<String> = names.iter().map(|(node, name)| ip_on(&c.node(*node).d, name, "small")).collect();
+    ips.sort();
+    let before = ips.len();
+    ips.dedup();
+    assert_eq!(ips.len(), before, "an address was handed out twice: {ips:?}");
+    // A /28 has 13 addresses for containers; three more fit, then it is full.
+    for i in 0..3 {
+        sleeper(&c.node(1).d, &format!("x{i}"), "small");
+    }
+    let out = c.node(2).d.ctl(&["run", "-d", "--network", "small", "busybox", "true"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("no free address"), "{out:?}");
+}
+
+#[test]
+fn a_dead_node_leaves_the_others_fdb() {
+    let mut c = Cluster::new(2);
+    c.node(1).d.ok(&["network", "create", "--driver", "overlay", "net1"]);
+    eventually(10, "net1 on n2", || c.node(2).d.ok(&["network", "ls"]).contains("net1"));
+    sleeper(&c.node(1).d, "a1", "net1");
+    sleeper(&c.node(2).d, "a2", "net1");
+    let mac = mac_on(&c.node(2).d, "a2", "net1");
+    eventually(10, "n1 knows a2's MAC", || fdb_macs(&c.node(1).d, "net1").contains(&mac));
+    c.node_mut(2).d.kill9();
+    let ttl = integration_tests::NODE_TTL;
+    eventually(ttl + 10, "a2's entry gone from n1 after the lease", || !fdb_macs(&c.node(1).d, "net1").contains(&mac));
+    let nodes = c.node(1).d.ok(&["node", "ls"]);
+    assert!(nodes.lines().any(|l| l.starts_with("n2 ") && l.contains("down")), "{nodes}");
+    // Back up: it re-registers and its container is reachable again.
+    c.node_mut(2).d.spawn();
+    eventually(10, "a2 back in n1's FDB", || fdb_macs(&c.node(1).d, "net1").contains(&mac));
+    eventually(10, "a1 pings a2 again", || pings(&c.node(1).d, "a1", "a2"));
+}
+
+#[test]
+fn etcd_outage_keeps_traffic_and_catches_up() {
+    let mut c = Cluster::new(2);
+    c.node(1).d.ok(&["network", "create", "--driver", "overlay", "net1"]);
+    eventually(10, "net1 on n2", || c.node(2).d.ok(&["network", "ls"]).contains("net1"));
+    sleeper(&c.node(1).d, "a1", "net1");
+    sleeper(&c.node(1).d, "gone", "net1");
+    sleeper(&c.node(2).d, "a2", "net1");
+    let gone = mac_on(&c.node(1).d, "gone", "net1");
+    eventually(10, "a1 pings a2", || pings(&c.node(1).d, "a1", "a2"));
+    eventually(10, "n2 knows gone", || fdb_macs(&c.node(2).d, "net1").contains(&gone));
+
+    c.etcd.stop();
+    let a2 = ip_on(&c.node(2).d, "a2", "net1");
+    assert!(pings(&c.node(1).d, "a1", &a2), "running containers keep talking");
+    let out = c.node(1).d.ctl(&["run", "-d", "--name", "late", "--network", "net1", "busybox", "sleep", "60"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("cluster store"), "a clear error: {out:?}");
+    assert!(c.node(1).d.ctl(&["inspect", "late"]).code != 0, "nothing left of the failed create");
+    c.node(1).d.ok(&["rm", "-f", "gone"]);
+
+    c.etcd.start();
+    eventually(20, "n2 drops the container removed during the outage", || {
+        !fdb_macs(&c.node(2).d, "net1").contains(&gone)
+    });
+    sleeper(&c.node(1).d, "late", "net1");
+    eventually(10, "a2 reaches the new container", || pings(&c.node(2).d, "a2", "late"));
+}
+
+#[test]
+fn overlay_needs_a_cluster() {
+    let d = Daemon::start();
+    let out = d.ctl(&["network", "create", "--driver", "overlay", "net1"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("--cluster-store"), "{out:?}");
+    let out = d.ctl(&["node", "ls"]);
+    assert_ne!(out.code, 0);
+    assert!(out.stderr.contains("not part of a cluster"), "{out:?}");
+}

@@ -14,7 +14,7 @@ mod world;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub use cluster::{Cluster, Etcd, Node};
+pub use cluster::{Cluster, Etcd, Node, ETCD_IP, NODE_TTL};
 pub use daemon::{Daemon, Output};
 pub use image::import_tools;
 pub use netns::Netns;

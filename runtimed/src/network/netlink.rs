@@ -22,6 +22,8 @@ pub(super) fn nl_err(what: impl std::fmt::Display) -> impl FnOnce(rtnetlink::Err
 #[derive(Clone)]
 pub struct Netlink {
     pub(super) handle: Handle,
+    /// The kernel runs one dump at a time per socket (EBUSY otherwise).
+    dumping: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Netlink {
@@ -29,7 +31,16 @@ impl Netlink {
     pub fn host() -> Result<Netlink> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| Error::io("netlink socket", e))?;
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink::with(handle))
+    }
+
+    fn with(handle: Handle) -> Netlink {
+        Netlink { handle, dumping: Default::default() }
+    }
+
+    /// Holds the socket's one dump slot while listing.
+    pub(super) async fn dump_slot(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.dumping.lock().await
     }
 
     /// A connection inside the namespace at `path`. The socket is opened on
@@ -48,7 +59,7 @@ impl Netlink {
         .join()
         .map_err(|_| Error::internal("netns thread panicked"))??;
         tokio::spawn(conn);
-        Ok(Netlink { handle })
+        Ok(Netlink::with(handle))
     }
 
     pub async fn link_index(&self, name: &str) -> Result<Option<u32>> {
@@ -170,6 +181,7 @@ impl Netlink {
     /// Every IPv4 address of the namespace with its link index.
     pub async fn addresses(&self) -> Result<Vec<(u32, Ipv4Net)>> {
         let mut out = Vec::new();
+        let _slot = self.dump_slot().await;
         let mut stream = self.handle.address().get().execute();
         while let Some(msg) = stream.try_next().await.map_err(nl_err("list addresses"))? {
             for attr in &msg.attributes {
@@ -188,6 +200,7 @@ impl Netlink {
     pub async fn routes(&self) -> Result<Vec<Ipv4Net>> {
         let mut out = Vec::new();
         let req = RouteMessageBuilder::<Ipv4Addr>::new().build();
+        let _slot = self.dump_slot().await;
         let mut stream = self.handle.route().get(req).execute();
         while let Some(msg) = stream.try_next().await.map_err(nl_err("list routes"))? {
             if msg.header.destination_prefix_length == 0 || msg.header.table != 254 {

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use super::manager::Networks;
-use super::record::NetworkRecord;
+use super::record::{format_mac, NetworkRecord};
 use super::vxlan::Remote;
 use crate::cluster::{Cluster, ClusterEndpoint, ClusterState};
 use crate::error::{Error, Result};
@@ -151,6 +151,7 @@ impl Networks {
         let (fdb, neigh) = self.host.remotes(index).await?;
         for (mac, vtep) in &fdb {
             if !wanted.iter().any(|r| r.mac == *mac && r.vtep == *vtep) {
+                tracing::debug!(index, mac = format_mac(mac), %vtep, "drop FDB entry");
                 self.host.delete_fdb(index, *mac, *vtep).await?;
             }
         }
@@ -161,6 +162,7 @@ impl Networks {
         }
         for r in wanted {
             if !fdb.contains(&(r.mac, r.vtep)) || !neigh.contains(&(r.ip, r.mac)) {
+                tracing::debug!(index, ip = %r.ip, mac = format_mac(&r.mac), vtep = %r.vtep, "add FDB and neighbour entries");
                 self.host.add_remote(index, r).await?;
             }
         }

@@ -71,6 +71,7 @@ impl Netlink {
     /// entries with a destination, matched with neighbour entries by MAC.
     pub async fn remotes(&self, index: u32) -> Result<(Vec<([u8; 6], Ipv4Addr)>, Vec<(Ipv4Addr, [u8; 6])>)> {
         let mut fdb = Vec::new();
+        let _slot = self.dump_slot().await;
         let mut dump = self.handle.neighbours().get().set_address_family(AddressFamily::Bridge).execute();
         while let Some(msg) = dump.try_next().await.map_err(nl_err("list fdb"))? {
             if msg.header.ifindex == index {
@@ -139,9 +140,12 @@ fn lladdr(msg: &NeighbourMessage) -> Option<[u8; 6]> {
     })
 }
 
+/// The destination address; in AF_BRIDGE (FDB) messages the library
+/// leaves it as raw bytes.
 fn destination(msg: &NeighbourMessage) -> Option<Ipv4Addr> {
     msg.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
+        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from),
         _ => None,
     })
 }
