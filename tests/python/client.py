@@ -3,6 +3,8 @@
 
 usage: client.py PROTO_ROOT SOCKET
 """
+import atexit
+import shutil
 import sys
 import tempfile
 
@@ -14,6 +16,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 def generate(proto_root):
     out = tempfile.mkdtemp(prefix="rtpy-")
+    atexit.register(shutil.rmtree, out, True)
     rc = protoc.main([
         "protoc", f"-I{proto_root}", f"--python_out={out}", f"--grpc_python_out={out}",
         "runtime/v1/runtime.proto",
