@@ -22,6 +22,8 @@ leaks=$( (ip netns list | grep -E '^(rt|ext|ul)[0-9]+x' || true; grep -E ' /tmp/
           pgrep -a -f 'etcd --name e1 --data-dir /tmp/etcd[0-9]+x' || true) | head -5)
 if [ -n "$leaks" ]; then echo "tests leaked resources:"; echo "$leaks"; exit 1; fi
 echo "no leaked namespaces, mounts or etcd servers"
+# The multi-node demo's Vagrantfile and scripts (no VMs are started).
+vagrant/check.sh || status=1
 # One closing line for the whole workspace (cargo prints one per target).
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
 exit "$status"

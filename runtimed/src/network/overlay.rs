@@ -102,6 +102,8 @@ impl Networks {
         if let Err(e) = self.mirror(snap).await {
             tracing::warn!("mirror overlay networks: {e}");
         }
+        // Not while a data plane is being set up or torn down.
+        let _one = self.overlay_lock.lock().await;
         for net in snap.networks.values() {
             self.sync_network(net, snap).await;
         }
@@ -125,6 +127,7 @@ impl Networks {
 
     /// Programs the VXLAN device of `net` (if this node carries it) with the
     /// endpoints of other nodes, and the DNS names with all endpoints.
+    /// Callers hold `overlay_lock`.
     async fn sync_network(&self, net: &NetworkRecord, snap: &ClusterState) {
         let (Some(vni), Some(cluster)) = (net.vni, self.cluster.as_ref()) else { return };
         if !snap.synced {
