@@ -45,6 +45,15 @@ fn two_nodes_share_an_overlay_network() {
     assert!(pings(n2, "a2", "a1"), "and back");
     let mtu = n1.ok(&["exec", "a1", "cat", "/sys/class/net/eth0/mtu"]);
     assert_eq!(mtu.trim(), "1450", "underlay MTU minus VXLAN's 50 bytes");
+
+    // The data plane goes with a node's last container; the network with rm.
+    assert!(n1.ns.exec("ip -o link").contains("ovx256"));
+    n1.ok(&["rm", "-f", "a1"]);
+    let links = n1.ns.exec("ip -o link");
+    assert!(!links.contains("ovx256") && !links.contains("ovbr256"), "{links}");
+    n2.ok(&["rm", "-f", "a2"]);
+    n2.ok(&["network", "rm", "net1"]);
+    eventually(10, "net1 gone on n1", || !n1.ok(&["network", "ls"]).contains("net1"));
 }
 
 /// busybox httpd answering `name` on port 80.
@@ -153,6 +162,11 @@ fn concurrent_starts_on_two_nodes_never_share_an_address() {
     let out = c.node(2).d.ctl(&["run", "-d", "--network", "small", "busybox", "true"]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("no free address"), "{out:?}");
+    // rm frees the address for any node.
+    let freed = ip_on(&c.node(1).d, "x0", "small");
+    c.node(1).d.ok(&["rm", "-f", "x0"]);
+    sleeper(&c.node(2).d, "y", "small");
+    assert_eq!(ip_on(&c.node(2).d, "y", "small"), freed);
 }
 
 #[test]
@@ -213,4 +227,30 @@ fn overlay_needs_a_cluster() {
     let out = d.ctl(&["node", "ls"]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("not part of a cluster"), "{out:?}");
+}
+
+#[test]
+fn a_node_cut_off_from_etcd_catches_up() {
+    let c = Cluster::new(2);
+    let (n1, n2) = (&c.node(1).d, &c.node(2).d);
+    n1.ok(&["network", "create", "--driver", "overlay", "net1"]);
+    eventually(10, "net1 on n2", || n2.ok(&["network", "ls"]).contains("net1"));
+    sleeper(n1, "old", "net1");
+    sleeper(n2, "b", "net1");
+    let old = mac_on(n1, "old", "net1");
+    eventually(10, "n2 knows old", || fdb_macs(n2, "net1").contains(&old));
+
+    // n2 loses etcd (not the underlay: VXLAN still flows); n1 changes things.
+    c.cut_from_etcd(2);
+    n1.ok(&["rm", "-f", "old"]);
+    n1.ok(&["run", "-d", "--name", "new", "--network", "net1", "--ip", "10.0.0.77", "busybox", "sleep", "600"]);
+    let new = mac_on(n1, "new", "net1");
+    assert!(fdb_macs(n2, "net1").contains(&old), "n2 cannot have heard of it yet");
+
+    c.heal(2);
+    eventually(20, "n2 reconciled", || {
+        let fdb = fdb_macs(n2, "net1");
+        fdb.contains(&new) && !fdb.contains(&old)
+    });
+    eventually(10, "b reaches new by its static address", || pings(n2, "b", "10.0.0.77"));
 }

@@ -106,6 +106,18 @@ impl Cluster {
     pub fn node_mut(&mut self, i: usize) -> &mut Node {
         &mut self.nodes[i - 1]
     }
+
+    /// Node `i` and etcd stop hearing each other (both directions), while
+    /// the underlay still bridges VXLAN between the nodes.
+    pub fn cut_from_etcd(&self, i: usize) {
+        self.node(i).d.ns.exec(&format!("ip route add blackhole {ETCD_IP}/32"));
+        self.underlay.exec(&format!("ip route add blackhole {}/32", self.node(i).addr));
+    }
+
+    pub fn heal(&self, i: usize) {
+        self.node(i).d.ns.exec(&format!("ip route del blackhole {ETCD_IP}/32"));
+        self.underlay.exec(&format!("ip route del blackhole {}/32", self.node(i).addr));
+    }
 }
 
 fn node(underlay: &Netns, i: usize) -> Node {
