@@ -94,7 +94,7 @@ fn network_none_has_only_loopback_up_and_host_sees_host_links() {
     assert!(addr.contains("127.0.0.1/8"), "{addr}");
     let host = d.ok(&["run", "--rm", "--network", "host", "busybox", "ip", "-o", "link"]);
     assert!(host.contains("rtveth0"), "host mode sees the host's links: {host}");
-    let c = inspect(&d, &d.ok(&["create", "--network", "none", "busybox"]).trim().to_string());
+    let c = inspect(&d, d.ok(&["create", "--network", "none", "busybox"]).trim());
     let sandbox = c["NetworkSettings"]["SandboxKey"].as_str().unwrap().to_string();
     assert!(std::path::Path::new(&sandbox).exists());
     d.ok(&["rm", c["Id"].as_str().unwrap()]);

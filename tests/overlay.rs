@@ -136,6 +136,13 @@ fn overlay_containers_have_egress_and_published_ports() {
     let route = n1.ok(&["exec", "client", "ip", "route"]);
     assert!(route.contains("default via") && route.contains("dev eth1"), "egress on eth1: {route}");
     assert!(pings(n1, "client", integration_tests::ETCD_IP), "the underlay (outside world) answers");
+    // A container on the default bridge joins the overlay as eth1, and leaves.
+    n1.ok(&["run", "-d", "--name", "plain", "busybox", "sleep", "600"]);
+    n1.ok(&["network", "connect", "net1", "plain"]);
+    let web = ip_on(n2, "web", "net1");
+    eventually(10, "connected container reaches web", || fetch_in(n1, "plain", &web, 80).as_deref() == Some("web"));
+    n1.ok(&["network", "disconnect", "net1", "plain"]);
+    assert!(fetch_in(n1, "plain", &web, 80).is_none());
 }
 
 #[test]
@@ -187,6 +194,7 @@ fn a_dead_node_leaves_the_others_fdb() {
     c.node_mut(2).d.spawn();
     eventually(10, "a2 back in n1's FDB", || fdb_macs(&c.node(1).d, "net1").contains(&mac));
     eventually(10, "a1 pings a2 again", || pings(&c.node(1).d, "a1", "a2"));
+    eventually(10, "n2's DNS answers again after its restart", || pings(&c.node(2).d, "a2", "a1"));
 }
 
 #[test]

@@ -16,6 +16,12 @@ pub struct World {
     pub ext: Netns,
 }
 
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl World {
     pub fn new() -> World {
         let d = Daemon::start();

@@ -59,6 +59,9 @@ impl Manager {
         let ep = rec.endpoints.remove(pos);
         self.networks().detach(&ep).await?;
         self.inner.store.containers.put(&rec.id, &rec).await?;
+        if net.is_overlay() {
+            self.networks().overlay_down_if_unused(&net).await;
+        }
         self.inner.events.emit("disconnect", &rec.id, &rec.name, &[("network", net.name)]);
         Ok(())
     }

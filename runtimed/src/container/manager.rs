@@ -150,7 +150,7 @@ impl Manager {
             .into_iter()
             .filter(|c| all || c.state == State::Running)
             .collect();
-        list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        list.sort_by_key(|c| std::cmp::Reverse(c.created_at));
         Ok(list)
     }
 

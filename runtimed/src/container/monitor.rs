@@ -143,5 +143,5 @@ fn shim_alive(pid: i32, id: &str) -> bool {
     }
     let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
-    args.iter().any(|a| *a == b"shim") && args.iter().any(|a| *a == id.as_bytes())
+    args.iter().any(|a| *a == b"shim") && args.contains(&id.as_bytes())
 }

@@ -146,9 +146,15 @@ impl Networks {
             let req = NetworkRequest { name: GATEWAY_NETWORK.into(), ..Default::default() };
             self.create_with_bridge(req, GATEWAY_BRIDGE.into()).await?;
         }
-        // Overlay data planes come up with their first local container.
-        for net in self.store.networks.list()?.into_iter().filter(|n| !n.is_overlay()) {
-            self.setup(&net).await?;
+        for net in self.store.networks.list()? {
+            if !net.is_overlay() {
+                self.setup(&net).await?;
+            } else if self.host.link_index(&net.bridge).await?.is_some() {
+                // Carried here before the restart: its DNS server must run again.
+                if let Err(e) = self.overlay_up(&net).await {
+                    tracing::warn!(network = net.name, "overlay network: {e}");
+                }
+            }
         }
         Ok(())
     }
