@@ -26,7 +26,8 @@ NODE=$(hostname -s)
 say() { echo "==> [$NODE] $*"; }
 
 # --- packages ----------------------------------------------------------------------
-pkgs=(build-essential pkg-config libseccomp-dev nftables iproute2 busybox-static curl ca-certificates python3)
+# protobuf-compiler: etcd-client's build script needs protoc.
+pkgs=(build-essential pkg-config protobuf-compiler libseccomp-dev nftables iproute2 busybox-static curl ca-certificates python3)
 [ "$ROLE" = store ] && pkgs+=(etcd-server)
 say "installing ${pkgs[*]}"
 apt-get update -qq

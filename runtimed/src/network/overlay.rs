@@ -114,6 +114,10 @@ impl Networks {
         let local = self.store.networks.list()?;
         let known: HashSet<&str> = local.iter().map(|n| n.id.as_str()).collect();
         for net in snap.networks.values().filter(|n| !known.contains(n.id.as_str())) {
+            if local.iter().any(|l| l.name == net.name) {
+                tracing::warn!(network = net.name, "a local network has the name of this overlay network; the overlay is not usable here");
+                continue;
+            }
             tracing::info!(network = net.name, vni = net.vni, "overlay network appeared");
             self.store.networks.put(&net.id, net).await?;
         }
