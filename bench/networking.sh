@@ -55,30 +55,14 @@ BG_LAST=$((BG_BASE + (BG_TOTAL - 1) * STEP))
 ((PROBE_BASE + PORTS * STEP <= BG_BASE)) || { echo "PORTS too large" >&2; exit 2; }
 ((BG_LAST <= 65535)) || { echo "BG_CONTAINERS*BG_PORTS too large" >&2; exit 2; }
 
-cd "$(dirname "$0")/.."
-REPO=$PWD
-[ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
-T0=$EPOCHREALTIME
-say() { printf '[%5.1fs] %s\n' "$(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN {print b - a}')" "$*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init
 usec() { echo "${EPOCHREALTIME/./}"; }
 
-apt_install() { # installs packages; `apt-get update` only if the first try fails
-    export DEBIAN_FRONTEND=noninteractive
-    timeout 300 apt-get install -y -qq "$@" >/dev/null 2>&1 \
-        || { timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 300 apt-get install -y -qq "$@" >/dev/null 2>&1; }
-}
-need=()
-command -v iperf3 >/dev/null || need+=(iperf3)
-[ -x /bin/busybox ] || need+=(busybox-static)
-command -v nft >/dev/null || need+=(nftables)
-if ((${#need[@]})); then
-    say "installing ${need[*]}"
-    apt_install "${need[@]}" || { echo "cannot install ${need[*]}" >&2; exit 1; }
-fi
+install_missing iperf3=iperf3 /bin/busybox=busybox-static nft=nftables
 IPERF=$(command -v iperf3)
-cargo build --release -q -p runtimed -p runtimectl
-RTD=$REPO/target/release/runtimed
-RTC=$REPO/target/release/runtimectl
+build_release -q -p runtimed -p runtimectl
 
 TMP=$(mktemp -d /tmp/rtnet.XXXXXX)
 NS=rtnet-$$                      # runtimed's "host" netns, also its cgroup parent
@@ -111,58 +95,33 @@ cleanup() {
         pd rm -af -t 0 >/dev/null 2>&1
         # What podman leaves when it fails or is stopped: its containers'
         # netns, named netns-<uuid>, that appeared while we ran.
-        for n in $(ls /run/netns 2>/dev/null); do
-            case $n in netns-*) grep -qx "$n" <<<"$PD_NETNS_BEFORE" || ip netns del "$n" 2>/dev/null ;; esac
+        for n in /run/netns/netns-*; do
+            n=${n##*/}
+            [ "$n" = "netns-*" ] || grep -qx "$n" <<<"$PD_NETNS_BEFORE" || ip netns del "$n" 2>/dev/null
         done
     fi
     [ -n "$LOOP_PID" ] && kill "$LOOP_PID" 2>/dev/null && wait "$LOOP_PID" 2>/dev/null
-    if [ -S "$SOCK" ]; then
-        ids=$(rtc ps -aq 2>/dev/null)
-        [ -n "$ids" ] && rtc rm -f $ids >/dev/null 2>&1
-    fi
-    if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
-        kill -TERM "$DPID"
-        for _ in $(seq 50); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$DPID" 2>/dev/null
-        wait "$DPID" 2>/dev/null
-    fi
+    rtd_rm_all "$SOCK"
+    [ -n "$DPID" ] && stop_pid "$DPID"
     [ -n "$KEEP_LOG" ] && cp "$TMP/runtimed.log" "$KEEP_LOG" 2>/dev/null
-    ip netns del "$NS" 2>/dev/null
-    ip netns del "$PNS" 2>/dev/null
-    # Leftover cgroups of this run (deepest first); kill stragglers (podman's
-    # conmon lives there too) so rmdir works.
-    for d in $(find /sys/fs/cgroup -maxdepth 2 -type d \( -name "$NS" -o -name "$PNS" \) 2>/dev/null); do
-        find "$d" -depth -type d | while read -r c; do
-            xargs -r kill -KILL <"$c/cgroup.procs" 2>/dev/null
-            rmdir "$c" 2>/dev/null || { sleep 0.2; rmdir "$c" 2>/dev/null; }
-        done
-    done
-    # Unmount anything left under $TMP, deepest first.
-    awk -v t="$TMP" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
-        umount -l "$m" 2>/dev/null
-    done
-    rm -rf "$TMP"
+    del_netns "$NS" "$PNS"
+    rm_cgroups "$NS" "$PNS"   # podman's conmon lives in the latter too
+    rm_tmp "$TMP"
     for p in "${PD_CREATED[@]}"; do rm -rf "$p"; done
 }
-trap cleanup EXIT
-trap "exit 130" INT TERM
+on_exit cleanup
 
 # --- runtimed, isolated ------------------------------------------------------------
 say "starting runtimed in netns $NS"
-ip netns add "$NS"
-ip -n "$NS" link set lo up
+netns_add "$NS"
 # Not every kernel has the dummy driver: a veth pair with both ends in the netns.
 ip -n "$NS" link add rtnet0 type veth peer name rtnet1
 ip -n "$NS" addr add "$HOST_ADDR/24" dev rtnet0
 ip -n "$NS" link set rtnet1 up
 ip -n "$NS" link set rtnet0 up
-nsenter --net="/run/netns/$NS" "$RTD" --root "$TMP/root" --run-dir "$TMP/run" \
-    --socket "$SOCK" --cgroup-parent "$NS" --log-level "$DAEMON_LOG" 2>"$TMP/runtimed.log" &
-DPID=$!
-for _ in $(seq 150); do [ -S "$SOCK" ] && break; sleep 0.1; done
-[ -S "$SOCK" ] || { echo "runtimed did not start:" >&2; cat "$TMP/runtimed.log" >&2; exit 1; }
-# The socket is bound before the busybox image is built; wait until it answers.
-for _ in $(seq 150); do rtc images 2>/dev/null | grep -q busybox && break; sleep 0.1; done
+rtd_start "$NS" "$TMP" "$DAEMON_LOG"
+DPID=$RTD_PID
+rtd_wait "$TMP" "$DPID"
 rtc run --rm busybox true   # warm-up / sanity
 
 # --- helpers -------------------------------------------------------------------------
@@ -230,12 +189,8 @@ CELL[rt,$PORTS,bg]=$(start_cell rt "$PORTS" "$RUNS" "$WARMUP")
 # --- 2. throughput ---------------------------------------------------------------------------
 say "building the iperf3 image from $IPERF"
 IMG=$TMP/iperf-rootfs
-mkdir -p "$IMG"/{bin,proc,sys,dev,tmp,etc}
+busybox_rootfs "$IMG"
 chmod 1777 "$IMG/tmp"
-cp /bin/busybox "$IMG/bin/busybox"
-for a in $(/bin/busybox --list); do
-    [ "$a" = busybox ] || ln -sf busybox "$IMG/bin/$a"
-done
 BB_TAR=$TMP/busybox.tar                  # also podman's image
 tar -C "$IMG" -cf "$BB_TAR" .
 # The binary and every library ldd lists, the dynamic loader included, at their paths.
@@ -253,24 +208,12 @@ for _ in $(seq 100); do
     rtc exec srv cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '$2 ~ /:1451$/ && $4 == "0A" {f = 1} END {exit !f}' && break
     sleep 0.1
 done
-gbps() { # iperf3 -J on stdin -> "Gbit/s retransmits"
-    python3 -c '
-import json, sys
-try:
-    d = json.load(sys.stdin)
-except Exception:
-    print("n/a (no JSON)"); sys.exit()
-if d.get("error"):
-    print("error: " + d["error"]); sys.exit()
-e = d["end"]
-print("%.2f %s" % (e["sum_received"]["bits_per_second"] / 1e9, e["sum_sent"].get("retransmits", "-")))'
-}
 TPUT=()
 measure() { # $1 label, rest: command printing iperf3 JSON
     local label=$1 out res; shift
     say "iperf3: $label"
     out=$(timeout $((IPERF_TIME + 30)) "$@" 2>"$TMP/iperf.err") || true
-    res=$(gbps <<<"$out")
+    res=$(iperf_gbps "n/a (no JSON)" "error: " retr <<<"$out")   # "Gbit/s retransmits"
     case $res in n/a*) res="$res: $(tail -n1 "$TMP/iperf.err")" ;; esac
     TPUT+=("$label|$res")
 }
@@ -385,7 +328,8 @@ PD_COLS=0
 echo
 echo "== container start: \`run -d -p ... busybox sleep 600\`, wall ms, median (min-max) =="
 echo "   ports as: $PORT_FORM; other ports: $BG_CONTAINERS containers x $BG_PORTS ports in $BG_BASE-$BG_LAST"
-F='%-20s %-24s %-24s'
+F='%-20s %-24s %-24s'   # the runtimed columns of a row
+# shellcheck disable=SC2059 # F is a format
 if ((PD_COLS)); then
     printf "$F | %-24s %-24s\n" "" "runtimed ($RUNS runs)" "" "podman $PD_VER (<=$PODMAN_RUNS runs)" ""
     printf "$F | %-24s %-24s\n" "already published:" "0" "$BG_TOTAL" "0" "$PD_BG_PORTS"

@@ -40,36 +40,20 @@ KEEP_LOG=${KEEP_LOG:-}
 [[ $IPERF_TIME =~ ^[1-9][0-9]*$ && $REPEATS =~ ^[1-9][0-9]*$ ]] \
     || { echo "IPERF_TIME and REPEATS must be positive integers" >&2; exit 2; }
 
-cd "$(dirname "$0")/.."
-REPO=$PWD
-[ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
-T0=$EPOCHREALTIME
-say() { printf '[%5.1fs] %s\n' "$(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN {print b - a}')" "$*" >&2; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init
 
-apt_install() { # installs packages; `apt-get update` only if the first try fails
-    export DEBIAN_FRONTEND=noninteractive
-    timeout 300 apt-get install -y -qq "$@" >/dev/null 2>&1 \
-        || { timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 300 apt-get install -y -qq "$@" >/dev/null 2>&1; }
-}
-need=()
-command -v etcd >/dev/null || need+=(etcd-server)
-command -v iperf3 >/dev/null || need+=(iperf3)
-[ -x /bin/busybox ] || need+=(busybox-static)
-command -v nft >/dev/null || need+=(nftables)
-if ((${#need[@]})); then
-    say "installing ${need[*]}"
-    apt_install "${need[@]}" || { echo "cannot install ${need[*]}" >&2; exit 1; }
-fi
+install_missing etcd=etcd-server iperf3=iperf3 /bin/busybox=busybox-static nft=nftables
 command -v python3 >/dev/null || { echo "python3 is needed (JSON)" >&2; exit 1; }
 ETCD=$(command -v etcd)
 IPERF=$(command -v iperf3)
 if [ "$BUILD" != 0 ]; then
     say "building (release)"
-    cargo build --release --bins
+    build_release --bins
+else
+    release_bins
 fi
-RTD=$REPO/target/release/runtimed
-RTC=$REPO/target/release/runtimectl
-if [ ! -x "$RTD" ] || [ ! -x "$RTC" ]; then echo "no $RTD or $RTC" >&2; exit 1; fi
 CLUSTER=1
 if ! "$RTD" --help 2>/dev/null | grep -q -- '--cluster-store'; then
     if [ "$UNDERLAY_ONLY" = 0 ]; then
@@ -98,27 +82,12 @@ rtc() { # node, runtimectl args...
 }
 in_node() { local node=$1; shift; nsenter --net="/run/netns/${NS[$node]}" "$@"; }
 
-stop_pid() { # pid: TERM, up to 5 s, then KILL
-    local p=$1
-    kill -0 "$p" 2>/dev/null || return 0
-    kill -TERM "$p"
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$p" 2>/dev/null
-    wait "$p" 2>/dev/null
-}
-
 cleanup() {
     set +e
     for p in "${IPERF_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     # Containers first, while the daemons and the store are up, so that their
     # endpoints leave the store; then the network.
-    for n in "${NODES[@]}"; do
-        if [ -S "$(sock "$n")" ]; then
-            ids=$(rtc "$n" ps -aq 2>/dev/null)
-            # shellcheck disable=SC2086
-            [ -n "$ids" ] && rtc "$n" rm -f $ids >/dev/null 2>&1
-        fi
-    done
+    for n in "${NODES[@]}"; do rtd_rm_all "$(sock "$n")"; done
     [ -n "$NET_CREATED" ] && rtc n1 network rm "$NET" >/dev/null 2>&1
     for n in "${NODES[@]}"; do [ -n "${DPID[$n]:-}" ] && stop_pid "${DPID[$n]}"; done
     [ -n "$ETCD_PID" ] && stop_pid "$ETCD_PID"
@@ -127,34 +96,20 @@ cleanup() {
         for n in "${NODES[@]}"; do cp "$TMP/$n/runtimed.log" "$KEEP_LOG/runtimed-$n.log" 2>/dev/null; done
         cp "$TMP/etcd.log" "$KEEP_LOG/etcd.log" 2>/dev/null
     fi
-    for n in "${NODES[@]}"; do ip netns del "${NS[$n]}" 2>/dev/null; done
-    ip netns del "$UNS" 2>/dev/null
-    # Leftover cgroups of this run (deepest first); kill stragglers so rmdir works.
-    find /sys/fs/cgroup -maxdepth 2 -type d \( -name "${NS[n1]}" -o -name "${NS[n2]}" \) 2>/dev/null | while read -r d; do
-        find "$d" -depth -type d | while read -r c; do
-            xargs -r kill -KILL <"$c/cgroup.procs" 2>/dev/null
-            rmdir "$c" 2>/dev/null || { sleep 0.2; rmdir "$c" 2>/dev/null; }
-        done
-    done
-    # Unmount anything left under $TMP (the daemons' namespaces, layers), deepest first.
-    awk -v t="$TMP" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
-        umount -l "$m" 2>/dev/null
-    done
-    rm -rf "$TMP"
+    del_netns "${NS[@]}" "$UNS"
+    rm_cgroups "${NS[@]}"
+    rm_tmp "$TMP"
 }
-trap cleanup EXIT
-trap "exit 130" INT TERM
+on_exit cleanup
 
 # --- underlay: a bridge in its own namespace, one veth per node ----------------------------------
 say "underlay: netns $UNS (bridge $STORE_ADDR/24), nodes ${NS[n1]} (${ADDR[n1]}) and ${NS[n2]} (${ADDR[n2]})"
-ip netns add "$UNS"
-ip -n "$UNS" link set lo up
+netns_add "$UNS"
 ip -n "$UNS" link add ubr0 type bridge
 ip -n "$UNS" addr add "$STORE_ADDR/24" dev ubr0
 ip -n "$UNS" link set ubr0 up
 for n in "${NODES[@]}"; do
-    ip netns add "${NS[$n]}"
-    ip -n "${NS[$n]}" link set lo up
+    netns_add "${NS[$n]}"
     ip -n "$UNS" link add "u-$n" type veth peer name eth0 netns "${NS[$n]}"
     ip -n "$UNS" link set "u-$n" master ubr0 up
     ip -n "${NS[$n]}" addr add "${ADDR[$n]}/24" dev eth0
@@ -190,19 +145,10 @@ for n in "${NODES[@]}"; do
         say "runtimed $n in netns ${NS[$n]}, without cluster flags (this runtimed has none)"
         cluster=()
     fi
-    mkdir -p "$TMP/$n"
-    # nsenter itself, not in_node: $! must be the daemon (nsenter execs it).
-    nsenter --net="/run/netns/${NS[$n]}" "$RTD" --root "$TMP/$n/root" --run-dir "$TMP/$n/run" --socket "$(sock "$n")" \
-        --cgroup-parent "${NS[$n]}" --log-level "$DAEMON_LOG" "${cluster[@]}" \
-        2>"$TMP/$n/runtimed.log" &
-    DPID[$n]=$!
+    rtd_start "${NS[$n]}" "$TMP/$n" "$DAEMON_LOG" "${cluster[@]}"
+    DPID[$n]=$RTD_PID
 done
-for n in "${NODES[@]}"; do
-    for _ in $(seq 150); do [ -S "$(sock "$n")" ] && break; kill -0 "${DPID[$n]}" 2>/dev/null || break; sleep 0.1; done
-    [ -S "$(sock "$n")" ] || { echo "runtimed $n did not start:" >&2; cat "$TMP/$n/runtimed.log" >&2; exit 1; }
-    # The socket is bound before the busybox image is built; wait until it answers.
-    for _ in $(seq 150); do rtc "$n" images 2>/dev/null | grep -q busybox && break; sleep 0.1; done
-done
+for n in "${NODES[@]}"; do rtd_wait "$TMP/$n" "${DPID[$n]}" "$n"; done
 if ((CLUSTER)); then
     for _ in $(seq 50); do
         nodes=$(rtc n1 node ls 2>/dev/null) || true
@@ -213,17 +159,6 @@ if ((CLUSTER)); then
 fi
 
 # --- measurements ----------------------------------------------------------------------------
-gbps() { # iperf3 -J on stdin -> Gbit/s received, or "n/a: reason"
-    python3 -c '
-import json, sys
-try:
-    d = json.load(sys.stdin)
-except Exception:
-    print("n/a: no JSON from iperf3"); sys.exit()
-if d.get("error"):
-    print("n/a: " + d["error"]); sys.exit()
-print("%.2f" % (d["end"]["sum_received"]["bits_per_second"] / 1e9))'
-}
 median() { # numbers as arguments (others are ignored) -> median, or nothing
     printf '%s\n' "$@" | awk '/^[0-9.]+$/' | sort -g | awk '{a[NR] = $1}
         END {if (NR) printf "%.2f\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'
@@ -245,7 +180,7 @@ start_server() { # bind address, nsenter args...: an iperf3 server, in the backg
 run_client() { # server address, nsenter args... -> Gbit/s or n/a
     local addr=$1 out; shift
     out=$(timeout $((IPERF_TIME + 30)) nsenter "$@" "$IPERF" -c "$addr" -p 5201 -t "$IPERF_TIME" -J 2>>"$TMP/iperf-client.log") || true
-    gbps <<<"$out"
+    iperf_gbps "n/a: no JSON from iperf3" "n/a: " <<<"$out"
 }
 
 OV_WHY=""                        # why there is no overlay figure

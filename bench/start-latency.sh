@@ -11,17 +11,12 @@ set -euo pipefail
 
 RUNS=${RUNS:-40}
 WARMUP=${WARMUP:-3}
-cd "$(dirname "$0")/.."
-REPO=$PWD
-[ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init
 
-if ! command -v runc >/dev/null || ! command -v hyperfine >/dev/null || [ ! -x /bin/busybox ]; then
-    apt-get install -y -qq runc hyperfine busybox-static >/dev/null \
-        || { apt-get update -qq && apt-get install -y -qq runc hyperfine busybox-static >/dev/null; }
-fi
-cargo build --release -q -p runtimed -p runtimectl
-RTD=$REPO/target/release/runtimed
-RTC=$REPO/target/release/runtimectl
+install_missing runc=runc hyperfine=hyperfine /bin/busybox=busybox-static
+build_release -q -p runtimed -p runtimectl
 
 TMP=$(mktemp -d /tmp/rtbench.XXXXXX)
 NS=rtbench-$$
@@ -31,52 +26,25 @@ DPID=""
 
 cleanup() {
     set +e
-    if [ -S "$SOCK" ]; then
-        ids=$(env "$HOSTENV" "$RTC" ps -aq 2>/dev/null)
-        [ -n "$ids" ] && env "$HOSTENV" "$RTC" rm -f $ids >/dev/null 2>&1
-    fi
-    if [ -n "$DPID" ] && kill -0 "$DPID" 2>/dev/null; then
-        kill -TERM "$DPID"
-        for _ in $(seq 50); do kill -0 "$DPID" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$DPID" 2>/dev/null
-        wait "$DPID" 2>/dev/null
-    fi
+    rtd_rm_all "$SOCK"
+    [ -n "$DPID" ] && stop_pid "$DPID"
     runc --root "$TMP/runc-state" delete -f bench >/dev/null 2>&1
-    ip netns del "$NS" 2>/dev/null
-    # Leftover cgroups of this run (deepest first); kill stragglers so rmdir works.
-    for d in $(find /sys/fs/cgroup -maxdepth 2 -type d \( -name "rtbench-$$" -o -name "rtbench-runc-$$" \) 2>/dev/null); do
-        find "$d" -depth -type d | while read -r c; do
-            xargs -r kill -KILL <"$c/cgroup.procs" 2>/dev/null
-            rmdir "$c" 2>/dev/null || { sleep 0.2; rmdir "$c" 2>/dev/null; }
-        done
-    done
-    # Unmount anything left under $TMP, deepest first.
-    awk -v t="$TMP" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
-        umount -l "$m" 2>/dev/null
-    done
-    rm -rf "$TMP"
+    del_netns "$NS"
+    rm_cgroups "$NS" "rtbench-runc-$$"
+    rm_tmp "$TMP"
 }
-trap cleanup EXIT
-trap "exit 130" INT TERM
+on_exit cleanup
 
 # --- runtimed, isolated -------------------------------------------------------
 ip netns add "$NS"
-nsenter --net="/run/netns/$NS" "$RTD" --root "$TMP/root" --run-dir "$TMP/run" \
-    --socket "$SOCK" --cgroup-parent "$NS" --log-level warn 2>"$TMP/runtimed.log" &
-DPID=$!
-for _ in $(seq 150); do [ -S "$SOCK" ] && break; sleep 0.1; done
-[ -S "$SOCK" ] || { echo "runtimed did not start:" >&2; cat "$TMP/runtimed.log" >&2; exit 1; }
-# The socket is bound before the busybox image is built; wait until it answers.
-for _ in $(seq 150); do env "$HOSTENV" "$RTC" images 2>/dev/null | grep -q busybox && break; sleep 0.1; done
+rtd_start "$NS" "$TMP" warn
+DPID=$RTD_PID
+rtd_wait "$TMP" "$DPID"
 for _ in 1 2; do env "$HOSTENV" "$RTC" run --rm busybox true; done   # warm-up / sanity
 
 # --- runc bundle from the host's static busybox ------------------------------
 BUNDLE=$TMP/bundle
-mkdir -p "$BUNDLE"/rootfs/{bin,proc,sys,dev,tmp,etc}
-cp /bin/busybox "$BUNDLE/rootfs/bin/busybox"
-for a in $(/bin/busybox --list); do
-    [ "$a" = busybox ] || ln -sf busybox "$BUNDLE/rootfs/bin/$a"
-done
+busybox_rootfs "$BUNDLE/rootfs"
 (cd "$BUNDLE" && runc spec)
 python3 - "$BUNDLE/config.json" "/rtbench-runc-$$/c" <<'EOF'
 import json, sys

@@ -1,0 +1,205 @@
+# shellcheck shell=bash
+# bench/lib.sh: what the benchmarks in bench/ share. Sourced, not run:
+#     . "$(dirname "$0")/lib.sh"
+# Sourcing only defines functions; the scripts call them:
+#   setup    bench_init, say, apt_install, install_missing, build_release,
+#            release_bins, netns_add, busybox_rootfs
+#   runtimed rtd_start, rtd_wait, rtc_at (an isolated daemon: a netns of its
+#            own, which is also the name of its cgroup parent, and one
+#            directory D for the rest: D/root (--root), D/run (--run-dir),
+#            D/runtimed.sock (--socket), D/runtimed.log (its stderr))
+#   cleanup  on_exit, rtd_rm_all, stop_pid, del_netns, rm_cgroups, rm_tmp
+#            (for the exit trap: each one copes with what is already gone)
+#   measure  iperf_gbps
+# Globals: REPO and T0 (bench_init), RTD and RTC (release_bins), RTD_PID
+# (rtd_start).
+
+# bench_init: cd to the root of the clone (REPO), exit unless run as root,
+# start the clock of `say` (T0).
+bench_init() {
+    cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+    REPO=$PWD
+    [ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
+    T0=$EPOCHREALTIME
+}
+
+# say MESSAGE...: a progress line on stderr, stamped with the seconds since
+# bench_init (EPOCHREALTIME needs LC_ALL=C, for its '.').
+say() { printf '[%5.1fs] %s\n' "$(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN {print b - a}')" "$*" >&2; }
+
+# apt_install PACKAGE...: installs them, quietly; `apt-get update` only if
+# the first try fails.
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 300 apt-get install -y -qq "$@" >/dev/null 2>&1 \
+        || { timeout 300 apt-get update -qq >/dev/null 2>&1 && timeout 300 apt-get install -y -qq "$@" >/dev/null 2>&1; }
+}
+
+# install_missing COMMAND=PACKAGE...: installs (apt_install) the packages whose
+# command is not there (a COMMAND with a '/' is a path that must be
+# executable); exits if that fails.
+install_missing() {
+    local pair cmd want=()
+    for pair in "$@"; do
+        cmd=${pair%%=*}
+        if [[ $cmd == */* ]]; then
+            [ -x "$cmd" ] && continue
+        else
+            command -v "$cmd" >/dev/null && continue
+        fi
+        want+=("${pair#*=}")
+    done
+    ((${#want[@]})) || return 0
+    say "installing ${want[*]}"
+    apt_install "${want[@]}" || { echo "cannot install ${want[*]}" >&2; exit 1; }
+}
+
+# build_release CARGO_ARGS...: `cargo build --release CARGO_ARGS`, then
+# release_bins.
+build_release() {
+    cargo build --release "$@"
+    release_bins
+}
+
+# release_bins: RTD and RTC = target/release's runtimed and runtimectl;
+# exits if one of them is missing.
+release_bins() {
+    RTD=$REPO/target/release/runtimed
+    RTC=$REPO/target/release/runtimectl
+    if [ ! -x "$RTD" ] || [ ! -x "$RTC" ]; then echo "no $RTD or $RTC" >&2; exit 1; fi
+}
+
+# netns_add NAME: a new network namespace, its loopback up.
+netns_add() {
+    ip netns add "$1"
+    ip -n "$1" link set lo up
+}
+
+# busybox_rootfs DIR: a minimal root filesystem in DIR: the host's static
+# /bin/busybox, a link in /bin for each of its applets, and empty /proc, /sys,
+# /dev, /tmp and /etc.
+busybox_rootfs() {
+    local a
+    mkdir -p "$1"/{bin,proc,sys,dev,tmp,etc}
+    cp /bin/busybox "$1/bin/busybox"
+    for a in $(/bin/busybox --list); do
+        [ "$a" = busybox ] || ln -sf busybox "$1/bin/$a"
+    done
+}
+
+# iperf_gbps NO_JSON ERROR_PREFIX [retr]: the output of `iperf3 -J` on stdin
+# -> the Gbit/s received (%.2f), then, with "retr", a space and the sender's
+# retransmits ("-" if it has none); NO_JSON if stdin is no JSON, ERROR_PREFIX
+# followed by iperf3's error if it reports one.
+iperf_gbps() {
+    python3 -c '
+import json, sys
+no_json, error_prefix = sys.argv[1], sys.argv[2]
+retr = sys.argv[3:] == ["retr"]
+try:
+    d = json.load(sys.stdin)
+except Exception:
+    print(no_json); sys.exit()
+if d.get("error"):
+    print(error_prefix + d["error"]); sys.exit()
+e = d["end"]
+out = "%.2f" % (e["sum_received"]["bits_per_second"] / 1e9)
+if retr:
+    out += " %s" % e["sum_sent"].get("retransmits", "-")
+print(out)' "$@"
+}
+
+# rtd_start NETNS DIR LOG_LEVEL [RUNTIMED_ARGS...]: starts runtimed (RTD) in
+# the background inside netns NETNS, with cgroup parent NETNS, --log-level
+# LOG_LEVEL, its files in DIR (see the top) and RUNTIMED_ARGS; RTD_PID = its
+# pid (nsenter execs the daemon).
+rtd_start() {
+    local ns=$1 dir=$2 level=$3
+    shift 3
+    mkdir -p "$dir"
+    nsenter --net="/run/netns/$ns" "$RTD" --root "$dir/root" --run-dir "$dir/run" --socket "$dir/runtimed.sock" \
+        --cgroup-parent "$ns" --log-level "$level" "$@" 2>"$dir/runtimed.log" &
+    # shellcheck disable=SC2034 # for the caller
+    RTD_PID=$!
+}
+
+# rtd_wait DIR PID [NAME]: waits (15 s at most, less if PID dies) for the
+# socket of the runtimed in DIR, then (15 s more at most) until it answers
+# with the busybox image; exits with its log if the socket does not appear.
+# NAME names the daemon in that message.
+rtd_wait() {
+    local dir=$1 pid=$2 name=${3:-} sock=$1/runtimed.sock
+    for _ in $(seq 150); do [ -S "$sock" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    [ -S "$sock" ] || { echo "runtimed${name:+ $name} did not start:" >&2; cat "$dir/runtimed.log" >&2; exit 1; }
+    # The socket is bound before the busybox image is built; wait until it answers.
+    for _ in $(seq 150); do rtc_at "$sock" images 2>/dev/null | grep -q busybox && break; sleep 0.1; done
+}
+
+# rtc_at SOCKET ARGS...: runtimectl (RTC) ARGS against the runtimed at SOCKET.
+rtc_at() {
+    local sock=$1
+    shift
+    env "RUNTIMED_HOST=unix://$sock" "$RTC" "$@"
+}
+
+# on_exit FUNCTION: FUNCTION runs on exit; INT and TERM exit (130) through it.
+on_exit() {
+    # shellcheck disable=SC2064 # the name is expanded now, on purpose
+    trap "$1" EXIT
+    trap "exit 130" INT TERM
+}
+
+# rtd_rm_all SOCKET: force-removes every container of the runtimed at SOCKET,
+# if that socket exists (each runtimectl call bounded to 120 s).
+rtd_rm_all() {
+    local ids
+    [ -S "$1" ] || return 0
+    ids=$(timeout 120 env "RUNTIMED_HOST=unix://$1" "$RTC" ps -aq 2>/dev/null) || return 0
+    # shellcheck disable=SC2086 # one id a word
+    if [ -n "$ids" ]; then timeout 120 env "RUNTIMED_HOST=unix://$1" "$RTC" rm -f $ids >/dev/null 2>&1; fi
+}
+
+# stop_pid PID: TERM, up to 5 s, then KILL, and reap it (a child of this
+# shell); nothing if it is gone.
+stop_pid() {
+    local p=$1
+    kill -0 "$p" 2>/dev/null || return 0
+    kill -TERM "$p"
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+}
+
+# del_netns NAME...: deletes those network namespaces, if they exist.
+del_netns() {
+    local n
+    for n in "$@"; do ip netns del "$n" 2>/dev/null; done
+    return 0
+}
+
+# rm_cgroups NAME...: removes the cgroups of those names in the first two
+# levels of /sys/fs/cgroup (v2, or v1 per controller) and all below them,
+# deepest first, killing whatever still runs in them so that rmdir works.
+rm_cgroups() {
+    local n d c names=()
+    for n in "$@"; do
+        ((${#names[@]} == 0)) || names+=(-o)
+        names+=(-name "$n")
+    done
+    find /sys/fs/cgroup -maxdepth 2 -type d \( "${names[@]}" \) 2>/dev/null | while read -r d; do
+        find "$d" -depth -type d | while read -r c; do
+            xargs -r kill -KILL <"$c/cgroup.procs" 2>/dev/null
+            rmdir "$c" 2>/dev/null || { sleep 0.2; rmdir "$c" 2>/dev/null; }
+        done
+    done
+}
+
+# rm_tmp DIR: unmounts whatever is still mounted under DIR (deepest first:
+# daemons' namespaces, image layers), then deletes DIR.
+rm_tmp() {
+    local m
+    awk -v t="$1" 'index($5, t) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null
+    done
+    rm -rf "$1"
+}
