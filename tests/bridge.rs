@@ -461,16 +461,21 @@ fn dns_add_host_and_hostname_reach_the_container() {
     let by_fake_dns = (EXT_IP.to_string(), Some(FAKE_ANSWER.to_string()));
     assert_eq!(lookup_in(d, "named", "anything.example"), by_fake_dns);
 
-    // On a user-defined network --dns replaces the network's own DNS server
-    // (its gateway) in resolv.conf; other containers still use the gateway.
+    // On a user-defined network, as with docker's embedded DNS, the
+    // container keeps the network's DNS server (its gateway), which answers
+    // container names and forwards the rest to the container's --dns server.
     d.ok(&["network", "create", "--subnet", "10.99.5.0/24", "net1"]);
     d.ok(&["run", "-d", "--name", "plain", "--network", "net1", "busybox", "sleep", "600"]);
     d.ok(&["run", "-d", "--name", "custom", "--network", "net1", "--dns", EXT_IP, "busybox", "sleep", "600"]);
-    assert_eq!(nameservers(d, "custom"), [format!("nameserver {EXT_IP}")]);
+    assert_eq!(nameservers(d, "custom"), ["nameserver 10.99.5.1"]);
     assert_eq!(nameservers(d, "plain"), ["nameserver 10.99.5.1"]);
-    assert_eq!(lookup_in(d, "custom", "anything.example"), by_fake_dns);
-    // The network's DNS server still answers the container's name to others.
+    let via_gateway = ("10.99.5.1".to_string(), Some(FAKE_ANSWER.to_string()));
+    assert_eq!(lookup_in(d, "custom", "anything.example"), via_gateway);
+    assert_eq!(resolve_in(d, "custom", "plain"), Some(ip_of(d, "plain")), "container names still resolve");
     assert_eq!(resolve_in(d, "plain", "custom"), Some(ip_of(d, "custom")));
+    // --add-host also applies with the host's network.
+    let hosts = d.ok(&["run", "--rm", "--network", "host", "--add-host", "db.example:10.1.2.3", "busybox", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("10.1.2.3\tdb.example"), "{hosts}");
 }
 
 #[test]

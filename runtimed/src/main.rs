@@ -46,7 +46,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run_daemon(config: DaemonConfig) -> std::process::ExitCode {
-    init_tracing(&config.log_level);
+    if let Err(err) = init_tracing(&config.log_level) {
+        eprintln!("runtimed: invalid log filter: {err}");
+        return std::process::ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
@@ -64,8 +67,13 @@ fn run_daemon(config: DaemonConfig) -> std::process::ExitCode {
     }
 }
 
-fn init_tracing(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("RUNTIMED_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+/// RUNTIMED_LOG wins over --log-level; a filter that does not parse is an
+/// error rather than silently logging nothing.
+fn init_tracing(level: &str) -> Result<(), tracing_subscriber::filter::ParseError> {
+    let filter = match std::env::var("RUNTIMED_LOG") {
+        Ok(env) => tracing_subscriber::EnvFilter::try_new(env)?,
+        Err(_) => tracing_subscriber::EnvFilter::try_new(level)?,
+    };
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    Ok(())
 }

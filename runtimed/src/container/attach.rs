@@ -84,6 +84,7 @@ impl Manager {
     /// network.
     pub(super) fn dns_register(&self, rec: &ContainerRecord, ep: &Endpoint) {
         self.networks().dns_add(ep, &dns_names(&rec.name, &rec.id, &ep.aliases));
+        self.networks().dns_forwarders(ep, &rec.spec.dns);
     }
 }
 

@@ -17,7 +17,7 @@ pub fn write(
 ) -> Result<Vec<(PathBuf, &'static str)>> {
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let hosts = match rec.spec.network {
-        NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default() + &extra_hosts(rec),
         _ => hosts_file(rec, hostname),
     };
     let resolv = resolv_conf(&host_resolv, &rec.spec.dns, nameserver);
@@ -36,13 +36,16 @@ fn hosts_file(rec: &ContainerRecord, hostname: &str) -> String {
     for ep in &rec.endpoints {
         out.push_str(&format!("{}\t{hostname}\n", ep.ip));
     }
-    for (name, ip) in &rec.spec.extra_hosts {
-        out.push_str(&format!("{ip}\t{name}\n"));
-    }
-    out
+    out + &extra_hosts(rec)
 }
 
-/// `--dns` wins; then the network's own DNS server; then the host's
+/// `--add-host` lines.
+fn extra_hosts(rec: &ContainerRecord) -> String {
+    rec.spec.extra_hosts.iter().map(|(name, ip)| format!("{ip}\t{name}\n")).collect()
+}
+
+/// The network's own DNS server (which forwards to `--dns` servers for this
+/// container, as docker's embedded DNS does); else `--dns`; else the host's
 /// resolvers, minus loopback ones that mean nothing inside the container.
 fn resolv_conf(host: &str, dns: &[Ipv4Addr], network_dns: Option<Ipv4Addr>) -> String {
     let mut out = String::new();
@@ -52,10 +55,10 @@ fn resolv_conf(host: &str, dns: &[Ipv4Addr], network_dns: Option<Ipv4Addr>) -> S
             out.push('\n');
         }
     }
-    let servers: Vec<String> = if !dns.is_empty() {
-        dns.iter().map(|ip| ip.to_string()).collect()
-    } else if let Some(ip) = network_dns {
+    let servers: Vec<String> = if let Some(ip) = network_dns {
         vec![ip.to_string()]
+    } else if !dns.is_empty() {
+        dns.iter().map(|ip| ip.to_string()).collect()
     } else {
         host.lines()
             .filter_map(|l| l.trim().strip_prefix("nameserver"))
@@ -74,12 +77,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolv_conf_prefers_dns_flag_then_network_then_host() {
+    fn resolv_conf_prefers_network_then_dns_flag_then_host() {
         let host = "search example.org\nnameserver 127.0.0.53\nnameserver 192.0.2.1\n";
         assert_eq!(resolv_conf(host, &[], None), "search example.org\nnameserver 192.0.2.1\n");
         let gw = Ipv4Addr::new(10, 90, 0, 1);
         assert_eq!(resolv_conf(host, &[], Some(gw)), "search example.org\nnameserver 10.90.0.1\n");
         let dns = [Ipv4Addr::new(192, 0, 2, 53)];
-        assert_eq!(resolv_conf(host, &dns, Some(gw)), "search example.org\nnameserver 192.0.2.53\n");
+        assert_eq!(resolv_conf(host, &dns, Some(gw)), "search example.org\nnameserver 10.90.0.1\n");
+        assert_eq!(resolv_conf(host, &dns, None), "search example.org\nnameserver 192.0.2.53\n");
     }
 }

@@ -39,10 +39,12 @@ const MAX_UDP_PAYLOAD: u16 = 1232;
 /// How many times `start` retries when port 0 gave a UDP port whose TCP twin is taken.
 const BIND_ATTEMPTS: usize = 8;
 
-/// Names one network's DNS answers: lower-case name -> addresses.
+/// Names one network's DNS answers: lower-case name -> addresses; and the
+/// containers that forward elsewhere than the host's resolvers (`--dns`).
 #[derive(Clone, Default)]
 pub struct Records {
     names: Arc<RwLock<HashMap<String, Vec<Ipv4Addr>>>>,
+    forwarders: Arc<RwLock<HashMap<IpAddr, Vec<SocketAddr>>>>,
 }
 
 impl Records {
@@ -83,8 +85,24 @@ impl Records {
         *self.write() = fresh;
     }
 
+    /// Other names asked by `client` go to `upstreams` (empty: the default).
+    pub fn set_forwarders(&self, client: Ipv4Addr, upstreams: Vec<SocketAddr>) {
+        let mut map = self.forwarders.write().unwrap_or_else(|e| e.into_inner());
+        if upstreams.is_empty() {
+            map.remove(&IpAddr::V4(client));
+        } else {
+            map.insert(IpAddr::V4(client), upstreams);
+        }
+    }
+
+    fn forwarders_of(&self, client: IpAddr) -> Option<Vec<SocketAddr>> {
+        let map = self.forwarders.read().unwrap_or_else(|e| e.into_inner());
+        map.get(&client.to_canonical()).cloned()
+    }
+
     /// Drops `addr` from every name (a container left the network) and names left empty.
     pub fn remove_addr(&self, addr: Ipv4Addr) {
+        self.set_forwarders(addr, Vec::new());
         self.write().retain(|_, addrs| {
             addrs.retain(|a| *a != addr);
             !addrs.is_empty()
@@ -214,7 +232,7 @@ async fn serve_udp(socket: Arc<UdpSocket>, handler: Arc<Handler>, mut stop: watc
         let query = buf[..len].to_vec();
         let (socket, handler) = (socket.clone(), handler.clone());
         queries.spawn(async move {
-            if let Some(reply) = handler.answer(&query, Transport::Udp).await {
+            if let Some(reply) = handler.answer(&query, Transport::Udp, src.ip()).await {
                 if let Err(e) = socket.send_to(&reply, src).await {
                     debug!(%src, error = %e, "dns udp reply failed");
                 }
@@ -246,7 +264,7 @@ async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>, mut stop: watch
         }
         let handler = handler.clone();
         connections.spawn(async move {
-            if let Err(e) = serve_tcp_connection(stream, &handler).await {
+            if let Err(e) = serve_tcp_connection(stream, src.ip(), &handler).await {
                 trace!(%src, error = %e, "dns tcp connection closed");
             }
         });
@@ -255,13 +273,13 @@ async fn serve_tcp(listener: TcpListener, handler: Arc<Handler>, mut stop: watch
 }
 
 /// Answers the queries of one connection in order until the client closes or idles out.
-async fn serve_tcp_connection(mut stream: TcpStream, handler: &Handler) -> io::Result<()> {
+async fn serve_tcp_connection(mut stream: TcpStream, client: IpAddr, handler: &Handler) -> io::Result<()> {
     loop {
         let query = match timeout(TCP_IDLE_TIMEOUT, read_framed(&mut stream)).await {
             Ok(read) => read?,
             Err(_) => return Ok(()),
         };
-        if let Some(reply) = handler.answer(&query, Transport::Tcp).await {
+        if let Some(reply) = handler.answer(&query, Transport::Tcp, client).await {
             write_framed(&mut stream, &reply).await?;
         }
     }
@@ -298,7 +316,7 @@ struct Handler {
 
 impl Handler {
     /// The reply to one raw query, or `None` when it deserves no reply (not a query at all).
-    async fn answer(&self, raw: &[u8], transport: Transport) -> Option<Vec<u8>> {
+    async fn answer(&self, raw: &[u8], transport: Transport, client: IpAddr) -> Option<Vec<u8>> {
         let request = match Message::from_vec(raw) {
             Ok(request) => request,
             Err(e) => {
@@ -315,7 +333,7 @@ impl Handler {
         if let Some(reply) = self.local_answer(&request) {
             return encode_local(reply, &request, transport);
         }
-        match self.forward(raw, transport).await {
+        match self.forward(raw, transport, client).await {
             Some(reply) => Some(reply),
             None => encode(&error_reply(&request, ResponseCode::ServFail)),
         }
@@ -350,10 +368,12 @@ impl Handler {
         Some(reply)
     }
 
-    /// Relays the raw query to each upstream in turn; the first reply wins, byte for byte.
-    /// A TCP client that would get a truncated UDP reply gets the upstream's TCP reply instead.
-    async fn forward(&self, raw: &[u8], transport: Transport) -> Option<Vec<u8>> {
-        for &upstream in &self.upstreams {
+    /// Relays the raw query to each upstream (the client's own, else the network's) in
+    /// turn; the first reply wins, byte for byte. A TCP client that would get a truncated
+    /// UDP reply gets the upstream's TCP reply instead.
+    async fn forward(&self, raw: &[u8], transport: Transport, client: IpAddr) -> Option<Vec<u8>> {
+        let own = self.records.forwarders_of(client);
+        for &upstream in own.as_ref().unwrap_or(&self.upstreams) {
             let reply = match ask_udp(upstream, raw, self.upstream_timeout).await {
                 Ok(reply) => reply,
                 Err(e) => {

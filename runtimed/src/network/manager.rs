@@ -309,6 +309,13 @@ impl Networks {
         }
     }
 
+    /// Other names this endpoint asks go to `servers` (`--dns`) rather
+    /// than the host's resolvers, as docker's embedded DNS does.
+    pub fn dns_forwarders(&self, ep: &Endpoint, servers: &[Ipv4Addr]) {
+        let upstreams = servers.iter().map(|ip| SocketAddr::from((*ip, 53))).collect();
+        self.records(&ep.network_id).set_forwarders(ep.ip, upstreams);
+    }
+
     pub(super) async fn teardown(&self, net: &NetworkRecord) {
         let dns = self.dns.lock().expect("dns lock").remove(&net.id);
         if let Some(server) = dns.and_then(|d| d.server) {
