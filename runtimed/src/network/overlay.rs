@@ -33,19 +33,23 @@ impl Networks {
     }
 
     /// The bridge and VXLAN device of `net`, created if missing; returns the
-    /// bridge's index and the MTU containers get.
+    /// bridge's index and the MTU containers get. Firewall rules and VXLAN
+    /// entries outlive a daemon restart, so only a new data plane needs them.
     pub(super) async fn overlay_up(&self, net: &NetworkRecord) -> Result<(u32, u32)> {
         let cluster = self.cluster()?;
         let vni = net.vni.ok_or_else(|| Error::internal(format!("network {} has no VXLAN id", net.name)))?;
         let _one = self.overlay_lock.lock().await;
         let (underlay, underlay_mtu) = self.host.link_of_address(cluster.advertise()).await?;
         let mtu = if net.mtu == 0 { underlay_mtu - VXLAN_OVERHEAD } else { net.mtu };
+        let fresh = self.host.link_index(&vxlan_name(vni)).await?.is_none();
         let bridge = self.host.ensure_bridge(&net.bridge, net.gateway_net(), mtu).await?;
         self.host.ensure_vxlan(&vxlan_name(vni), vni, underlay, cluster.advertise(), bridge, mtu).await?;
-        let rules = NetworkRules { bridge: net.bridge.clone(), subnet: net.subnet, internal: false };
-        self.with_firewall(|fw| fw.add_network(&rules))?;
+        if fresh {
+            let rules = NetworkRules { bridge: net.bridge.clone(), subnet: net.subnet, internal: false };
+            self.with_firewall(|fw| fw.add_network(&rules))?;
+            self.sync_network(net, &cluster.snapshot()).await;
+        }
         self.start_dns(net).await?;
-        self.sync_network(net, &cluster.snapshot()).await;
         Ok((bridge, mtu))
     }
 
