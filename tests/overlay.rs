@@ -5,9 +5,30 @@ use std::time::{Duration, Instant};
 
 use integration_tests::{Cluster, Daemon};
 
-fn ip_on(d: &Daemon, container: &str, network: &str) -> String {
+/// A field of the container's endpoint on `network`, from `inspect`.
+fn endpoint_field(d: &Daemon, container: &str, network: &str, field: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", container])).unwrap();
-    v[0]["NetworkSettings"]["Networks"][network]["IPAddress"].as_str().expect("address on the network").to_string()
+    v[0]["NetworkSettings"]["Networks"][network][field].as_str().expect("an endpoint on the network").to_string()
+}
+
+fn ip_on(d: &Daemon, container: &str, network: &str) -> String {
+    endpoint_field(d, container, network, "IPAddress")
+}
+
+fn mac_on(d: &Daemon, container: &str, network: &str) -> String {
+    endpoint_field(d, container, network, "MacAddress")
+}
+
+/// Creates an overlay network on node 1 (with `extra` flags) and waits
+/// until every node lists it.
+fn overlay(c: &Cluster, name: &str, extra: &[&str]) {
+    let mut args = vec!["network", "create", "--driver", "overlay"];
+    args.extend_from_slice(extra);
+    args.push(name);
+    c.node(1).d.ok(&args);
+    for n in &c.nodes {
+        eventually(10, &format!("{name} on {}", n.name), || n.d.ok(&["network", "ls"]).contains(name));
+    }
 }
 
 /// Waits (up to `secs`) until `check` holds.
@@ -35,8 +56,7 @@ fn two_nodes_share_an_overlay_network() {
         let out = n1.ok(&["node", "ls"]);
         out.lines().filter(|l| l.contains("alive")).count() == 2
     });
-    n1.ok(&["network", "create", "--driver", "overlay", "net1"]);
-    eventually(10, "net1 visible on n2", || n2.ok(&["network", "ls"]).contains("net1"));
+    overlay(&c, "net1", &[]);
     sleeper(n1, "a1", "net1");
     sleeper(n2, "a2", "net1");
     let a2 = ip_on(n2, "a2", "net1");
@@ -80,11 +100,6 @@ fn fdb_macs(d: &Daemon, network: &str) -> String {
     d.ns.exec(&format!("bridge fdb show dev ovx{vni} | grep ' dst ' || true"))
 }
 
-fn mac_on(d: &Daemon, container: &str, network: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", container])).unwrap();
-    v[0]["NetworkSettings"]["Networks"][network]["MacAddress"].as_str().expect("mac").to_string()
-}
-
 #[test]
 fn three_nodes_talk_by_name_and_networks_stay_apart() {
     let c = Cluster::new(3);
@@ -123,8 +138,7 @@ fn three_nodes_talk_by_name_and_networks_stay_apart() {
 fn overlay_containers_have_egress_and_published_ports() {
     let c = Cluster::new(2);
     let (n1, n2) = (&c.node(1).d, &c.node(2).d);
-    n1.ok(&["network", "create", "--driver", "overlay", "net1"]);
-    eventually(10, "net1 on n2", || n2.ok(&["network", "ls"]).contains("net1"));
+    overlay(&c, "net1", &[]);
     web(n2, "web", &["--network", "net1", "-p", "8080:80"]);
     sleeper(n1, "client", "net1");
     // Published on n2's underlay address, fetched from a container on n1
@@ -148,8 +162,7 @@ fn overlay_containers_have_egress_and_published_ports() {
 #[test]
 fn concurrent_starts_on_two_nodes_never_share_an_address() {
     let c = Cluster::new(2);
-    c.node(1).d.ok(&["network", "create", "--driver", "overlay", "--subnet", "10.0.50.0/28", "small"]);
-    eventually(10, "small on n2", || c.node(2).d.ok(&["network", "ls"]).contains("small"));
+    overlay(&c, "small", &["--subnet", "10.0.50.0/28"]);
     let names: Vec<(usize, String)> = (0..10).map(|i| (1 + i % 2, format!("c{i}"))).collect();
     std::thread::scope(|s| {
         for (node, name) in &names {
@@ -179,8 +192,7 @@ fn concurrent_starts_on_two_nodes_never_share_an_address() {
 #[test]
 fn a_dead_node_leaves_the_others_fdb() {
     let mut c = Cluster::new(2);
-    c.node(1).d.ok(&["network", "create", "--driver", "overlay", "net1"]);
-    eventually(10, "net1 on n2", || c.node(2).d.ok(&["network", "ls"]).contains("net1"));
+    overlay(&c, "net1", &[]);
     sleeper(&c.node(1).d, "a1", "net1");
     sleeper(&c.node(2).d, "a2", "net1");
     let mac = mac_on(&c.node(2).d, "a2", "net1");
@@ -200,8 +212,7 @@ fn a_dead_node_leaves_the_others_fdb() {
 #[test]
 fn etcd_outage_keeps_traffic_and_catches_up() {
     let mut c = Cluster::new(2);
-    c.node(1).d.ok(&["network", "create", "--driver", "overlay", "net1"]);
-    eventually(10, "net1 on n2", || c.node(2).d.ok(&["network", "ls"]).contains("net1"));
+    overlay(&c, "net1", &[]);
     sleeper(&c.node(1).d, "a1", "net1");
     sleeper(&c.node(1).d, "gone", "net1");
     sleeper(&c.node(2).d, "a2", "net1");
@@ -241,8 +252,7 @@ fn overlay_needs_a_cluster() {
 fn a_node_cut_off_from_etcd_catches_up() {
     let c = Cluster::new(2);
     let (n1, n2) = (&c.node(1).d, &c.node(2).d);
-    n1.ok(&["network", "create", "--driver", "overlay", "net1"]);
-    eventually(10, "net1 on n2", || n2.ok(&["network", "ls"]).contains("net1"));
+    overlay(&c, "net1", &[]);
     sleeper(n1, "old", "net1");
     sleeper(n2, "b", "net1");
     let old = mac_on(n1, "old", "net1");

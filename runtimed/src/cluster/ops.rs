@@ -11,6 +11,8 @@ use ipnet::Ipv4Net;
 use super::state::{self, ClusterEndpoint};
 use super::{json, timed, Cluster};
 use crate::error::{Error, Result};
+use crate::network::ipam::check_assignable;
+use crate::network::subnet::{self, InUse};
 use crate::network::NetworkRecord;
 use crate::util::{now_nanos, random_id};
 
@@ -40,10 +42,13 @@ impl Cluster {
             if nets.iter().any(|n| n.name == req.name) {
                 return Err(Error::AlreadyExists(format!("network with name {} already exists", req.name)));
             }
-            let mut used: Vec<(Ipv4Net, String)> = local.to_vec();
-            used.extend(nets.iter().map(|n| (n.subnet, format!("overlay network {}", n.name))));
-            let subnet = choose_subnet(req.subnet, &used)?;
-            let gateway = gateway_of(subnet, req.gateway)?;
+            let mut used = InUse { nets: local.to_vec() };
+            used.nets.extend(nets.iter().map(|n| (n.subnet, format!("overlay network {}", n.name))));
+            let subnet = match req.subnet {
+                Some(s) => subnet::check(s.trunc(), &used).map(|()| s.trunc())?,
+                None => subnet::choose_overlay(&used)?,
+            };
+            let gateway = subnet::gateway(subnet, req.gateway)?;
             let vni = self.free_vni(&nets).await?;
             let rec = NetworkRecord {
                 id: random_id(),
@@ -115,7 +120,7 @@ impl Cluster {
     ) -> Result<ClusterEndpoint> {
         let lease = self.lease()?;
         if let Some(ip) = requested {
-            check_host_address(net, ip)?;
+            check_assignable(&net.pool(), ip)?;
         }
         for _ in 0..ATTEMPTS {
             let taken = self.taken(&net.id).await?;
@@ -209,44 +214,6 @@ impl Cluster {
     }
 }
 
-/// The requested subnet if it clashes with nothing, else the first free
-/// /24 of 10.0.0.0/16 .. 10.87.0.0/16 (below the bridge networks' pool).
-fn choose_subnet(requested: Option<Ipv4Net>, used: &[(Ipv4Net, String)]) -> Result<Ipv4Net> {
-    let clash = |s: &Ipv4Net| used.iter().find(|(u, _)| u.contains(&s.network()) || s.contains(&u.network()));
-    if let Some(s) = requested {
-        let s = s.trunc();
-        if s.prefix_len() > 30 {
-            return Err(Error::InvalidArgument(format!("subnet {s} is too small")));
-        }
-        return match clash(&s) {
-            Some((u, what)) => Err(Error::InvalidArgument(format!("subnet {s} overlaps {u} ({what})"))),
-            None => Ok(s),
-        };
-    }
-    (0u32..88 * 256)
-        .map(|n| Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 | (n << 8)), 24).expect("a /24"))
-        .find(|s| clash(s).is_none())
-        .ok_or_else(|| Error::FailedPrecondition("no free subnet left for overlay networks".into()))
-}
-
-fn gateway_of(subnet: Ipv4Net, requested: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
-    match requested {
-        Some(gw) if subnet.contains(&gw) && gw != subnet.network() && gw != subnet.broadcast() => Ok(gw),
-        Some(gw) => Err(Error::InvalidArgument(format!("gateway {gw} is not a host address of {subnet}"))),
-        None => subnet.hosts().next().ok_or_else(|| Error::InvalidArgument(format!("subnet {subnet} has no hosts"))),
-    }
-}
-
-fn check_host_address(net: &NetworkRecord, ip: Ipv4Addr) -> Result<()> {
-    if !net.subnet.contains(&ip) || ip == net.subnet.network() || ip == net.subnet.broadcast() || ip == net.gateway {
-        return Err(Error::InvalidArgument(format!(
-            "address {ip} is not a free host address of network {} ({})",
-            net.name, net.subnet
-        )));
-    }
-    Ok(())
-}
-
 fn first_free(net: &NetworkRecord, taken: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr> {
     net.subnet
         .hosts()
@@ -259,19 +226,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn subnets_skip_what_is_used() {
-        let used = vec![("10.0.0.0/24".parse().unwrap(), "a".to_string()), ("10.0.1.0/28".parse().unwrap(), "b".into())];
-        assert_eq!(choose_subnet(None, &used).unwrap().to_string(), "10.0.2.0/24");
-        let err = choose_subnet(Some("10.0.0.0/16".parse().unwrap()), &used).unwrap_err().to_string();
-        assert!(err.contains("overlaps 10.0.0.0/24 (a)"), "{err}");
-        assert_eq!(choose_subnet(Some("10.9.0.0/24".parse().unwrap()), &used).unwrap().to_string(), "10.9.0.0/24");
-    }
-
-    #[test]
-    fn gateways_and_addresses() {
+    fn first_free_skips_gateway_and_taken() {
         let s: Ipv4Net = "10.0.5.0/24".parse().unwrap();
-        assert_eq!(gateway_of(s, None).unwrap(), Ipv4Addr::new(10, 0, 5, 1));
-        assert!(gateway_of(s, Some(Ipv4Addr::new(10, 0, 5, 255))).is_err());
         let net = NetworkRecord {
             id: "x".into(),
             name: "n".into(),
@@ -286,8 +242,7 @@ mod tests {
         };
         let taken: BTreeSet<_> = [Ipv4Addr::new(10, 0, 5, 2)].into();
         assert_eq!(first_free(&net, &taken).unwrap(), Ipv4Addr::new(10, 0, 5, 3));
-        assert!(check_host_address(&net, Ipv4Addr::new(10, 0, 5, 1)).is_err());
-        assert!(check_host_address(&net, Ipv4Addr::new(10, 0, 6, 1)).is_err());
-        assert!(check_host_address(&net, Ipv4Addr::new(10, 0, 5, 9)).is_ok());
+        let full: BTreeSet<_> = net.subnet.hosts().collect();
+        assert!(first_free(&net, &full).is_err());
     }
 }

@@ -105,7 +105,8 @@ impl Ipam {
     }
 }
 
-fn check_assignable(pool: &Pool, ip: Ipv4Addr) -> Result<()> {
+/// A static address must be a host address of the subnet, not the gateway.
+pub fn check_assignable(pool: &Pool, ip: Ipv4Addr) -> Result<()> {
     if !pool.subnet.contains(&ip) {
         return Err(Error::InvalidArgument(format!(
             "address {ip} is outside network {}'s subnet {}",

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use ipnet::Ipv4Net;
 
 use super::dns::{self, DnsServer, Records};
-use super::ipam::{Ipam, Pool};
+use super::ipam::Ipam;
 use super::netlink::Netlink;
 use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_MTU, DEFAULT_NETWORK, GATEWAY_BRIDGE, GATEWAY_NETWORK};
 use super::subnet::{self, InUse};
@@ -203,17 +203,8 @@ impl Networks {
             }
             None => subnet::choose(&in_use)?,
         };
-        let gateway = match req.gateway {
-            Some(gw) if !subnet.contains(&gw) || gw == subnet.network() || gw == subnet.broadcast() => {
-                return Err(Error::InvalidArgument(format!("gateway {gw} is not a host address of {subnet}")))
-            }
-            Some(gw) => gw,
-            None => subnet.hosts().next().ok_or_else(|| Error::InvalidArgument(format!("subnet {subnet} has no hosts")))?,
-        };
-        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
-        if !(68..=65535).contains(&mtu) {
-            return Err(Error::InvalidArgument(format!("invalid mtu {mtu}: use 68 to 65535")));
-        }
+        let gateway = subnet::gateway(subnet, req.gateway)?;
+        let mtu = subnet::check_mtu(req.mtu.unwrap_or(DEFAULT_MTU))?;
         let id = random_id();
         let rec = NetworkRecord {
             id: id.clone(),
@@ -240,9 +231,7 @@ impl Networks {
         if req.internal {
             return Err(Error::InvalidArgument("overlay networks cannot be internal".into()));
         }
-        if let Some(mtu) = req.mtu.filter(|m| !(68..=65535).contains(m)) {
-            return Err(Error::InvalidArgument(format!("invalid mtu {mtu}: use 68 to 65535")));
-        }
+        req.mtu.map(subnet::check_mtu).transpose()?;
         let local = self.in_use().await?.nets;
         let ask = OverlayRequest { name: req.name, subnet: req.subnet, gateway: req.gateway, mtu: req.mtu };
         let rec = cluster.create_network(&ask, &local).await?;
@@ -385,11 +374,10 @@ impl Networks {
                 .await?;
             endpoint(taken.ip)
         } else {
-            let pool = Pool { network_id: &net.id, network_name: &net.name, subnet: net.subnet, gateway: net.gateway };
-            endpoint(self.ipam.allocate(&pool, req.ip, container_id)?)
+            endpoint(self.ipam.allocate(&net.pool(), req.ip, container_id)?)
         };
         if let Err(e) = self.plug(net, &ep, netns).await {
-            let _ = self.release(&ep).await;
+            let _ = self.release(&ep, net.is_overlay()).await;
             return Err(e);
         }
         self.ipam.flush().await?;
@@ -397,10 +385,11 @@ impl Networks {
     }
 
     /// Frees the endpoint's address, in the cluster for overlay networks.
-    async fn release(&self, ep: &Endpoint) -> Result<()> {
-        match &self.cluster {
-            Some(c) if self.resolve(&ep.network_id).is_ok_and(|n| n.is_overlay()) => c.release(&ep.network_id, ep.ip).await,
-            _ => self.ipam.release(&ep.network_id, ep.ip),
+    async fn release(&self, ep: &Endpoint, overlay: bool) -> Result<()> {
+        if overlay {
+            self.cluster()?.release(&ep.network_id, ep.ip).await
+        } else {
+            self.ipam.release(&ep.network_id, ep.ip)
         }
     }
 
@@ -439,7 +428,7 @@ impl Networks {
         self.records(&ep.network_id).remove_addr(ep.ip);
         self.host.delete_link(&ep.host_ifname).await?;
         let overlay = self.resolve(&ep.network_id).ok().filter(|n| n.is_overlay());
-        if let Err(e) = self.release(ep).await {
+        if let Err(e) = self.release(ep, overlay.is_some()).await {
             if overlay.is_none() {
                 return Err(e);
             }

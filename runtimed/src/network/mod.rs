@@ -8,7 +8,7 @@ pub mod netlink;
 pub mod overlay;
 pub mod ports;
 pub mod record;
-mod subnet;
+pub(crate) mod subnet;
 pub mod vxlan;
 
 pub use manager::Networks;

@@ -46,6 +46,11 @@ impl NetworkRecord {
     pub fn is_overlay(&self) -> bool {
         self.vni.is_some()
     }
+
+    /// Its address space, as IPAM sees it.
+    pub fn pool(&self) -> super::ipam::Pool<'_> {
+        super::ipam::Pool { network_id: &self.id, network_name: &self.name, subnet: self.subnet, gateway: self.gateway }
+    }
 }
 
 /// A container's interface on one network.

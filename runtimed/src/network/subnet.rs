@@ -1,6 +1,8 @@
 //! Choosing subnets that do not clash with the host's addresses, routes or
 //! our other networks.
 
+use std::net::Ipv4Addr;
+
 use ipnet::Ipv4Net;
 
 use crate::error::{Error, Result};
@@ -23,6 +25,12 @@ fn pool() -> impl Iterator<Item = Ipv4Net> {
     tens.chain(one72)
 }
 
+/// Overlay networks' pool: the /24s of 10.0.0.0 - 10.87.255.0, below the
+/// bridge pool, so an overlay never takes a range a node's bridge may use.
+fn overlay_pool() -> impl Iterator<Item = Ipv4Net> {
+    (0u32..88 * 256).map(|n| Ipv4Net::new(Ipv4Addr::from(0x0a00_0000 | (n << 8)), 24).expect("valid"))
+}
+
 /// A user-given subnet must not overlap anything in use.
 pub fn check(subnet: Ipv4Net, in_use: &InUse) -> Result<()> {
     if subnet.prefix_len() > 30 {
@@ -38,9 +46,35 @@ pub fn check(subnet: Ipv4Net, in_use: &InUse) -> Result<()> {
 
 /// The first pool range that overlaps nothing in use.
 pub fn choose(in_use: &InUse) -> Result<Ipv4Net> {
-    pool()
-        .find(|candidate| in_use.clash(candidate).is_none())
+    first_free(pool(), in_use)
+}
+
+/// The same for an overlay network.
+pub fn choose_overlay(in_use: &InUse) -> Result<Ipv4Net> {
+    first_free(overlay_pool(), in_use)
+}
+
+fn first_free(mut pool: impl Iterator<Item = Ipv4Net>, in_use: &InUse) -> Result<Ipv4Net> {
+    pool.find(|candidate| in_use.clash(candidate).is_none())
         .ok_or_else(|| Error::FailedPrecondition("no free subnet left in the address pool".into()))
+}
+
+/// The requested gateway if it is a host address of `subnet`, else the
+/// subnet's first host address.
+pub fn gateway(subnet: Ipv4Net, requested: Option<Ipv4Addr>) -> Result<Ipv4Addr> {
+    match requested {
+        Some(gw) if subnet.contains(&gw) && gw != subnet.network() && gw != subnet.broadcast() => Ok(gw),
+        Some(gw) => Err(Error::InvalidArgument(format!("gateway {gw} is not a host address of {subnet}"))),
+        None => subnet.hosts().next().ok_or_else(|| Error::InvalidArgument(format!("subnet {subnet} has no hosts"))),
+    }
+}
+
+pub fn check_mtu(mtu: u32) -> Result<u32> {
+    if (68..=65535).contains(&mtu) {
+        Ok(mtu)
+    } else {
+        Err(Error::InvalidArgument(format!("invalid mtu {mtu}: use 68 to 65535")))
+    }
 }
 
 #[cfg(test)]
@@ -58,6 +92,17 @@ mod tests {
         assert_eq!(choose(&busy).unwrap().to_string(), "10.90.0.0/16");
         // A wide host route covers the whole 10/8 pool.
         assert_eq!(choose(&used(&[("10.0.0.0/8", "route")])).unwrap().to_string(), "172.18.0.0/16");
+        let overlays = used(&[("10.0.0.0/24", "a"), ("10.0.1.0/28", "b")]);
+        assert_eq!(choose_overlay(&overlays).unwrap().to_string(), "10.0.2.0/24");
+    }
+
+    #[test]
+    fn gateways_and_mtus() {
+        let s: Ipv4Net = "10.0.5.0/24".parse().unwrap();
+        assert_eq!(gateway(s, None).unwrap(), Ipv4Addr::new(10, 0, 5, 1));
+        assert_eq!(gateway(s, Some(Ipv4Addr::new(10, 0, 5, 9))).unwrap(), Ipv4Addr::new(10, 0, 5, 9));
+        assert!(gateway(s, Some(Ipv4Addr::new(10, 0, 5, 255))).is_err());
+        assert!(check_mtu(1400).is_ok() && check_mtu(67).is_err());
     }
 
     #[test]
