@@ -14,7 +14,7 @@ cargo build --workspace --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --workspace -- --test-threads "${TEST_THREADS:-4}" 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast -- --test-threads "${TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # Every test cleans up after itself; prove it.

@@ -164,13 +164,7 @@ impl Daemon {
     }
 
     fn mounts(&self) -> Vec<String> {
-        let dir = self.dir.display().to_string();
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        info.lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .filter(|m| m.starts_with(&dir))
-            .map(String::from)
-            .collect()
+        mounts_under(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(), &self.dir)
     }
 
     /// Container cgroups under the daemon's parent, in every v1 controller
@@ -232,5 +226,32 @@ impl From<std::process::Output> for Output {
             stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
         }
+    }
+}
+
+/// Mount points of `mountinfo` inside `dir`. Compared as paths, not
+/// strings: cleaning up `/tmp/rt1x1` must not unmount the namespaces of
+/// `/tmp/rt1x16`, a test running next to it.
+fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .map(String::from)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_of_a_sibling_with_a_longer_name_are_not_ours() {
+        let info = "\
+36 35 0:33 / /tmp/rt1x1/run/netns/a rw shared:1 - nsfs nsfs rw
+37 35 0:33 / /tmp/rt1x16/run/netns/b rw shared:1 - nsfs nsfs rw
+38 35 0:34 / /tmp/rt1x1 rw shared:1 - tmpfs tmpfs rw
+";
+        assert_eq!(mounts_under(info, Path::new("/tmp/rt1x1")), ["/tmp/rt1x1/run/netns/a", "/tmp/rt1x1"]);
     }
 }
