@@ -492,4 +492,8 @@ fn networking_survives_a_daemon_crash() {
     assert_eq!(ip_of(&w.d, "web"), ip);
     let other = w.d.ok(&["run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0"]);
     assert!(!other.contains(&format!("{ip}/")), "the address is not handed out twice: {other}");
+    let out = w.d.ctl(&["run", "-d", "-p", "8080:80", "busybox", "true"]);
+    assert!(out.code == 125 && out.stderr.contains("already published"), "nor the port: {out:?}");
+    w.d.ok(&["rm", "-f", "web"]);
+    w.d.ok(&["run", "-d", "--name", "next", "-p", "8080:80", "busybox", "sleep", "600"]);
 }

@@ -8,7 +8,7 @@ use crate::image::ImageRecord;
 use std::net::Ipv4Addr;
 
 use crate::firewall::{PortMap, Proto};
-use crate::network::ports::{proto_name, PortRequest};
+use crate::network::ports::PortRequest;
 use crate::network::record::{format_mac, parse_mac};
 use crate::network::{Endpoint, NetworkMode, NetworkRecord};
 
@@ -115,7 +115,7 @@ fn binding(proto: Proto, host_ip: Option<Ipv4Addr>, host_port: u16, container_po
         host_ip: host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
         host_port: host_port.into(),
         container_port: container_port.into(),
-        protocol: proto_name(proto).into(),
+        protocol: proto.as_str().into(),
     }
 }
 

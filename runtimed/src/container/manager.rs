@@ -17,10 +17,9 @@ use crate::config::DaemonConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
 use crate::image::{ImageRecord, ImageStore};
-use crate::firewall::PortMap;
 use crate::network::manager::AttachRequest;
 use crate::network::record::GATEWAY_NETWORK;
-use crate::network::{netns, ports, NetworkMode, Networks};
+use crate::network::{netns, NetworkMode, Networks};
 use crate::store::Store;
 use crate::util::{now_nanos, random_id};
 
@@ -251,8 +250,7 @@ impl Manager {
             target = gw_ep.ip;
             rec.endpoints.push(gw_ep);
         }
-        let taken: Vec<PortMap> = self.inner.store.containers.list()?.into_iter().flat_map(|c| c.ports).collect();
-        rec.ports = ports::assign(&rec.spec.ports, target, &taken)?;
+        rec.ports = self.inner.store.ports.assign(&rec.spec.ports, target)?;
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use sled::Transactional;
 use crate::container::ContainerRecord;
 use crate::error::{Error, Result};
 use crate::image::ImageRecord;
+use crate::network::ports::PortIndex;
 use crate::network::NetworkRecord;
 pub use table::Table;
 
@@ -32,20 +33,26 @@ pub struct Store {
     pub networks: Table<NetworkRecord>,
     /// IP allocations, owned by `network::ipam`.
     pub ipam: crate::network::ipam::Ipam,
+    /// Published host ports -> container, owned by `network::ports`.
+    pub ports: PortIndex,
 }
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
         let db = sled::open(dir)?;
         check_schema(&db)?;
-        Ok(Store {
+        let store = Store {
             containers: Table::new(db.open_tree("containers")?),
             names: db.open_tree("container_names")?,
             images: Table::new(db.open_tree("images")?),
             networks: Table::new(db.open_tree("networks")?),
             ipam: crate::network::ipam::Ipam::new(db.open_tree("ipam")?),
+            ports: PortIndex::new(db.open_tree("ports")?),
             db,
-        })
+        };
+        let containers = store.containers.list()?;
+        store.ports.rebuild(containers.iter().map(|c| (c.id.as_str(), c.ports.as_slice())))?;
+        Ok(store)
     }
 
     /// Makes every write so far durable.
@@ -54,15 +61,18 @@ impl Store {
         Ok(())
     }
 
-    /// Inserts a new container and claims its name in one transaction.
+    /// Inserts a new container, claims its name and its published ports in
+    /// one transaction.
     pub async fn insert_container(&self, rec: &ContainerRecord) -> Result<()> {
         let value = table::encode(rec)?;
-        let res = (self.containers.tree(), &self.names).transaction(|(containers, names)| {
+        let trees = (self.containers.tree(), &self.names, self.ports.tree());
+        let res = trees.transaction(|(containers, names, ports)| {
             if names.get(rec.name.as_bytes())?.is_some() {
                 return Err(ConflictableTransactionError::Abort(()));
             }
             names.insert(rec.name.as_bytes(), rec.id.as_bytes())?;
             containers.insert(rec.id.as_bytes(), value.as_slice())?;
+            PortIndex::hold_in(ports, &rec.ports, &rec.id)?;
             Ok(())
         });
         match res {
@@ -75,14 +85,16 @@ impl Store {
         }
     }
 
-    /// Deletes a container record and frees its name in one transaction.
+    /// Deletes a container record and frees its name and ports in one
+    /// transaction.
     pub async fn remove_container(&self, rec: &ContainerRecord) -> Result<()> {
-        let res: Result<(), TransactionError<()>> =
-            (self.containers.tree(), &self.names).transaction(|(containers, names)| {
-                containers.remove(rec.id.as_bytes())?;
-                names.remove(rec.name.as_bytes())?;
-                Ok(())
-            });
+        let trees = (self.containers.tree(), &self.names, self.ports.tree());
+        let res: Result<(), TransactionError<()>> = trees.transaction(|(containers, names, ports)| {
+            containers.remove(rec.id.as_bytes())?;
+            names.remove(rec.name.as_bytes())?;
+            PortIndex::release_in(ports, &rec.ports, &rec.id)?;
+            Ok(())
+        });
         res.map_err(|e| match e {
             TransactionError::Storage(e) => Error::Store(e),
             TransactionError::Abort(()) => Error::internal("remove aborted"),
