@@ -214,6 +214,12 @@ fn container_mode_shares_the_namespace() {
     assert_eq!(get_in(d, "side", "http://127.0.0.1/"), "hello\n");
     let side_ip = d.ok(&["exec", "side", "ip", "-o", "-4", "addr", "show", "eth0"]);
     assert!(side_ip.contains(&ip_of(d, "owner")), "{side_ip}");
+    // As in docker, the joiner has the owner's hostname and /etc files.
+    assert_eq!(d.ok(&["exec", "side", "hostname"]), d.ok(&["exec", "owner", "hostname"]));
+    let hosts = d.ok(&["exec", "side", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{}\t", ip_of(d, "owner"))), "{hosts}");
+    let out = d.ctl(&["run", "-d", "--network", "container:owner", "--hostname", "x", "busybox", "true"]);
+    assert!(out.code == 125 && out.stderr.contains("conflicting options: --hostname"), "{out:?}");
     let out = d.ctl(&["rm", "-f", "owner"]);
     assert!(out.code == 125 && out.stderr.contains("uses its network namespace"), "{out:?}");
     d.ok(&["rm", "-f", "side"]);
@@ -242,11 +248,15 @@ fn user_networks_are_isolated_and_resolve_names() {
     d.ok(&["network", "connect", "net2", "c1"]);
     assert!(d.ok(&["exec", "c1", "ip", "-o", "-4", "addr", "show", "eth1"]).contains("10.99.2."));
     assert_eq!(get_in(d, "c1", &format!("http://{web2}/")), "hello\n");
+    let hosts = d.ok(&["exec", "c1", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("10.99.1.") && hosts.contains("10.99.2."), "/etc/hosts follows connect: {hosts}");
     d.ok(&["stop", "-t", "1", "c1"]);
     d.ok(&["start", "c1"]);
     assert!(d.ok(&["exec", "c1", "ip", "-o", "-4", "addr", "show", "eth1"]).contains("10.99.2."));
     d.ok(&["network", "disconnect", "net2", "c1"]);
     assert_ne!(d.ctl(&["exec", "c1", "ip", "addr", "show", "eth1"]).code, 0, "eth1 is gone");
+    let hosts = d.ok(&["exec", "c1", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("10.99.1.") && !hosts.contains("10.99.2."), "and disconnect: {hosts}");
     let out = d.ctl(&["network", "rm", "net1"]);
     assert!(out.code == 125 && out.stderr.contains("in use"), "{out:?}");
 }

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use super::manager::Manager;
-use super::ContainerRecord;
+use super::{etc, ContainerRecord, State};
 use crate::cluster::ClusterEndpoint;
 use crate::error::{Error, Result};
 use crate::network::manager::{dns_names, AttachRequest};
@@ -37,6 +37,7 @@ impl Manager {
             return Err(e);
         }
         self.dns_register(&rec, &ep);
+        self.refresh_hosts(&rec);
         self.inner.events.emit("connect", &rec.id, &rec.name, &[("network", net.name.clone())]);
         Ok(ep)
     }
@@ -59,6 +60,7 @@ impl Manager {
         let ep = rec.endpoints.remove(pos);
         self.networks().detach(&ep).await?;
         self.inner.store.containers.put(&rec.id, &rec).await?;
+        self.refresh_hosts(&rec);
         if net.is_overlay() {
             self.networks().overlay_down_if_unused(&net).await;
         }
@@ -78,6 +80,17 @@ impl Manager {
             }
         }
         Ok(out)
+    }
+
+    /// A running container's /etc/hosts follows its addresses (a stopped
+    /// one gets them at start).
+    fn refresh_hosts(&self, rec: &ContainerRecord) {
+        if rec.state != State::Running {
+            return;
+        }
+        if let Err(e) = etc::rewrite_hosts(&self.paths(&rec.id), rec) {
+            tracing::warn!(id = rec.short_id(), "update /etc/hosts: {e}");
+        }
     }
 
     /// Makes the container's name and aliases resolvable on the endpoint's

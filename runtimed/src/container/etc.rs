@@ -1,5 +1,8 @@
 //! Per-container /etc/hosts, /etc/hostname and /etc/resolv.conf, generated
-//! at start and bind-mounted over the image's, as docker does.
+//! at start and bind-mounted over the image's, as docker does. Files are
+//! rewritten in place (the bind mounts hold their inodes), so a running
+//! container sees /etc/hosts change on `network connect`, and a container
+//! that joins another's network namespace shares the owner's three files.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -8,27 +11,49 @@ use super::{ContainerPaths, ContainerRecord};
 use crate::error::{IoContext, Result};
 use crate::network::NetworkMode;
 
-/// The files to mount: (file on the host, path in the container).
+/// What `write` returns: (file on the host, path in the container).
+pub type EtcFiles = Vec<(PathBuf, &'static str)>;
+
+const FILES: [(&str, &str); 3] = [("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("resolv.conf", "/etc/resolv.conf")];
+
+/// `--hostname`, else the short id, as docker names containers' hosts.
+pub fn hostname(rec: &ContainerRecord) -> String {
+    match rec.spec.hostname.is_empty() {
+        true => rec.short_id().to_string(),
+        false => rec.spec.hostname.clone(),
+    }
+}
+
+/// The files of the container whose network namespace is joined
+/// (`--network container:X`), as docker shares them.
+pub fn shared(owner: &ContainerPaths) -> EtcFiles {
+    FILES.iter().map(|(name, target)| (owner.etc_file(name), *target)).collect()
+}
+
+/// Brings a running container's /etc/hosts up to date with its endpoints.
+pub fn rewrite_hosts(paths: &ContainerPaths, rec: &ContainerRecord) -> Result<()> {
+    let path = paths.etc_file("hosts");
+    std::fs::write(&path, hosts_file(rec, &hostname(rec))).ctx(|| format!("write {}", path.display()))
+}
+
+/// Writes the container's files; returns the mounts for its spec.
 pub fn write(
     paths: &ContainerPaths,
     rec: &ContainerRecord,
     hostname: &str,
     nameserver: Option<Ipv4Addr>,
-) -> Result<Vec<(PathBuf, &'static str)>> {
+) -> Result<EtcFiles> {
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let hosts = match rec.spec.network {
         NetworkMode::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default() + &extra_hosts(rec),
         _ => hosts_file(rec, hostname),
     };
     let resolv = resolv_conf(&host_resolv, &rec.spec.dns, nameserver);
-    let files = [("hosts", hosts, "/etc/hosts"), ("hostname", format!("{hostname}\n"), "/etc/hostname"), ("resolv.conf", resolv, "/etc/resolv.conf")];
-    let mut mounts = Vec::new();
-    for (name, content, target) in files {
+    for ((name, _), content) in FILES.iter().zip([hosts, format!("{hostname}\n"), resolv]) {
         let path = paths.etc_file(name);
         std::fs::write(&path, content).ctx(|| format!("write {}", path.display()))?;
-        mounts.push((path, target));
     }
-    Ok(mounts)
+    Ok(shared(paths))
 }
 
 fn hosts_file(rec: &ContainerRecord, hostname: &str) -> String {

@@ -219,13 +219,7 @@ impl Manager {
     /// published ports.
     async fn connect_network(&self, rec: &mut ContainerRecord, paths: &ContainerPaths) -> Result<()> {
         let NetworkMode::Bridge(name) = &rec.spec.network else {
-            if !rec.spec.ports.is_empty() && matches!(rec.spec.network, NetworkMode::Container(_) | NetworkMode::None) {
-                return Err(Error::InvalidArgument(format!(
-                    "ports cannot be published with network mode {}",
-                    rec.spec.network.name()
-                )));
-            }
-            return Ok(());
+            return check_options_without_network(&rec.spec);
         };
         let net = self.inner.networks.resolve(name)?;
         if net.internal && !rec.spec.ports.is_empty() {
@@ -309,32 +303,28 @@ impl Manager {
         let image = self.image_of(rec)?;
         rootfs::prepare(paths)?;
         rootfs::mount_overlay(paths, &self.inner.images.rootfs(&image))?;
-        let joined;
-        let netns_path = match &rec.spec.network {
-            NetworkMode::Host => None,
+        // A joiner uses the owner's namespace, hostname and /etc files.
+        let (netns_path, hostname, files) = match &rec.spec.network {
             NetworkMode::Container(target) => {
-                joined = self.joined_netns(target)?;
-                Some(joined.as_path())
+                let owner = self.joined_owner(target)?;
+                let owner_paths = self.paths(&owner.id);
+                (Some(owner_paths.netns.clone()), etc::hostname(&owner), etc::shared(&owner_paths))
             }
-            NetworkMode::None | NetworkMode::Bridge(_) => {
-                if !netns::exists(&paths.netns) {
+            mode => {
+                if *mode != NetworkMode::Host && !netns::exists(&paths.netns) {
                     self.recreate_netns(rec, paths).await?;
                 }
-                Some(paths.netns.as_path())
+                let hostname = etc::hostname(rec);
+                let files = etc::write(paths, rec, &hostname, self.nameserver(rec)?)?;
+                let netns = (*mode != NetworkMode::Host).then(|| paths.netns.clone());
+                (netns, hostname, files)
             }
         };
         let user = user::resolve(&paths.rootfs(), &rec.spec.user)?;
-        let hostname = if rec.spec.hostname.is_empty() {
-            rec.short_id().to_string()
-        } else {
-            rec.spec.hostname.clone()
-        };
-        let nameserver = self.nameserver(rec)?;
-        let files = etc::write(paths, rec, &hostname, nameserver)?;
         let inputs = spec::SpecInputs {
             id: &rec.id,
             rootfs: &paths.rootfs(),
-            netns: netns_path,
+            netns: netns_path.as_deref(),
             hostname,
             user,
             cgroups_path: PathBuf::from(format!("/{}/{}", self.inner.cfg.cgroup_parent, rec.id)),
@@ -352,8 +342,9 @@ impl Manager {
         Ok(started)
     }
 
-    /// The namespace of the container another one joins; it must be running.
-    fn joined_netns(&self, target: &str) -> Result<PathBuf> {
+    /// The container owning the namespace another one joins; it must be
+    /// running.
+    fn joined_owner(&self, target: &str) -> Result<ContainerRecord> {
         let owner = self.resolve(target)?;
         if owner.state != State::Running {
             return Err(Error::FailedPrecondition(format!(
@@ -361,11 +352,10 @@ impl Manager {
                 owner.name
             )));
         }
-        let path = self.paths(&owner.id).netns;
         match &owner.spec.network {
-            NetworkMode::Container(next) => self.joined_netns(next),
+            NetworkMode::Container(next) => self.joined_owner(next),
             NetworkMode::Host => Err(Error::InvalidArgument(format!("container {} uses the host network", owner.name))),
-            _ => Ok(path),
+            _ => Ok(owner),
         }
     }
 
@@ -441,6 +431,34 @@ impl Manager {
     /// Whether any container uses the image, and which.
     pub fn user_of_image(&self, image_id: &str) -> Result<Option<String>> {
         Ok(self.inner.store.containers.list()?.into_iter().find(|c| c.image_id == image_id).map(|c| c.name))
+    }
+}
+
+/// Refuses options that mean nothing without a network of the container's
+/// own: ports with `none` or `container:X`, and with `container:X` whatever
+/// the owner already decides (its hostname, /etc files and addresses), as
+/// docker does.
+fn check_options_without_network(spec: &ContainerSpec) -> Result<()> {
+    let mode = spec.network.name();
+    if !spec.ports.is_empty() && matches!(spec.network, NetworkMode::Container(_) | NetworkMode::None) {
+        return Err(Error::InvalidArgument(format!("ports cannot be published with network mode {mode}")));
+    }
+    if !matches!(spec.network, NetworkMode::Container(_)) {
+        return Ok(());
+    }
+    let set = [
+        ("--hostname", !spec.hostname.is_empty()),
+        ("--dns", !spec.dns.is_empty()),
+        ("--add-host", !spec.extra_hosts.is_empty()),
+        ("--ip", spec.ip.is_some()),
+        ("--mac-address", spec.mac.is_some()),
+        ("--network-alias", !spec.aliases.is_empty()),
+    ];
+    match set.iter().find(|(_, given)| *given) {
+        Some((flag, _)) => Err(Error::InvalidArgument(format!(
+            "conflicting options: {flag} and network mode {mode} (the joined container's settings apply)"
+        ))),
+        None => Ok(()),
     }
 }
 
