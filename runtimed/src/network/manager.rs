@@ -52,6 +52,9 @@ pub struct Networks {
     pub(super) cluster: Option<Cluster>,
     /// One overlay data-plane change at a time.
     pub(super) overlay_lock: Arc<tokio::sync::Mutex<()>>,
+    /// What each VXLAN device (by index) was last programmed with, so a
+    /// cluster change re-reads the kernel only for networks it touches.
+    pub(super) programmed: Arc<Mutex<HashMap<u32, Vec<super::vxlan::Remote>>>>,
     fw_lock: Arc<Mutex<()>>,
     default_bridge: String,
     /// Name records and the DNS server of each user-defined network.
@@ -73,6 +76,7 @@ impl Networks {
             firewall,
             cluster,
             overlay_lock: Arc::new(tokio::sync::Mutex::new(())),
+            programmed: Arc::new(Mutex::new(HashMap::new())),
             fw_lock: Arc::new(Mutex::new(())),
             default_bridge,
             dns: Arc::new(Mutex::new(HashMap::new())),

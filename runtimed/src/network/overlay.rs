@@ -7,6 +7,7 @@
 //! says runs on the other nodes.
 
 use std::collections::HashSet;
+use std::net::Ipv4Addr;
 
 use super::manager::Networks;
 use super::record::{format_mac, NetworkRecord};
@@ -64,6 +65,9 @@ impl Networks {
             return;
         }
         if let Some(vni) = net.vni {
+            if let Ok(Some(index)) = self.host.link_index(&vxlan_name(vni)).await {
+                self.programmed.lock().expect("programmed lock").remove(&index);
+            }
             if let Err(e) = self.host.delete_link(&vxlan_name(vni)).await {
                 tracing::warn!("{e}");
             }
@@ -148,30 +152,44 @@ impl Networks {
         };
         let records = self.records(&net.id);
         records.reset(snap.network_endpoints(&net.id).flat_map(|e| e.names.iter().map(|n| (n.clone(), e.ip))));
-        let wanted: Vec<Remote> = snap
+        let mut wanted: Vec<Remote> = snap
             .network_endpoints(&net.id)
             .filter(|e| e.node != cluster.node())
             .map(|e| Remote { mac: e.mac, ip: e.ip, vtep: e.vtep })
             .collect();
-        if let Err(e) = self.program(index, &wanted).await {
-            tracing::warn!(network = net.name, "program VXLAN entries: {e}");
+        wanted.sort();
+        let programmed = self.programmed.lock().expect("programmed lock").get(&index) == Some(&wanted);
+        if programmed {
+            return;
         }
+        let res = self.program(index, &wanted).await;
+        let mut cache = self.programmed.lock().expect("programmed lock");
+        match res {
+            Ok(()) => cache.insert(index, wanted),
+            Err(e) => {
+                tracing::warn!(network = net.name, "program VXLAN entries: {e}");
+                cache.remove(&index)
+            }
+        };
     }
 
     /// Deletes stale FDB and neighbour entries, then adds missing ones.
     async fn program(&self, index: u32, wanted: &[Remote]) -> Result<()> {
         let (fdb, neigh) = self.host.remotes(index).await?;
+        let want_fdb: HashSet<([u8; 6], Ipv4Addr)> = wanted.iter().map(|r| (r.mac, r.vtep)).collect();
+        let want_neigh: HashSet<(Ipv4Addr, [u8; 6])> = wanted.iter().map(|r| (r.ip, r.mac)).collect();
         for (mac, vtep) in &fdb {
-            if !wanted.iter().any(|r| r.mac == *mac && r.vtep == *vtep) {
+            if !want_fdb.contains(&(*mac, *vtep)) {
                 tracing::debug!(index, mac = format_mac(mac), %vtep, "drop FDB entry");
                 self.host.delete_fdb(index, *mac, *vtep).await?;
             }
         }
         for (ip, mac) in &neigh {
-            if !wanted.iter().any(|r| r.ip == *ip && r.mac == *mac) {
+            if !want_neigh.contains(&(*ip, *mac)) {
                 self.host.delete_neighbour(index, *ip).await?;
             }
         }
+        let (fdb, neigh): (HashSet<_>, HashSet<_>) = (fdb.into_iter().collect(), neigh.into_iter().collect());
         for r in wanted {
             if !fdb.contains(&(r.mac, r.vtep)) || !neigh.contains(&(r.ip, r.mac)) {
                 tracing::debug!(index, ip = %r.ip, mac = format_mac(&r.mac), vtep = %r.vtep, "add FDB and neighbour entries");

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 pub const VXLAN_PORT: u16 = 4789;
 
 /// One remote endpoint as the kernel should know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Remote {
     pub mac: [u8; 6],
     pub ip: Ipv4Addr,
