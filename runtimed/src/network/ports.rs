@@ -30,9 +30,13 @@ const EPHEMERAL: std::ops::RangeInclusive<u16> = 49153..=65535;
 /// A published port as held: protocol, host address (None = all) and port.
 type Key = (Proto, Option<Ipv4Addr>, u16);
 
+/// No host address, or 0.0.0.0: every address of the host.
+fn on_all_addresses(k: &Key) -> bool {
+    k.1.is_none_or(|ip| ip.is_unspecified())
+}
+
 fn clashes(a: &Key, b: &Key) -> bool {
-    let all = |k: &Key| k.1.is_none_or(|ip| ip.is_unspecified());
-    a.0 == b.0 && a.2 == b.2 && (all(a) || all(b) || a.1 == b.1)
+    a.0 == b.0 && a.2 == b.2 && (on_all_addresses(a) || on_all_addresses(b) || a.1 == b.1)
 }
 
 /// Index key: protocol, port, then host address (0.0.0.0 = all), so the
@@ -74,7 +78,7 @@ impl PortIndex {
 
     /// Whether a container already holds a port that clashes with `key`.
     fn held(&self, key: Key) -> Result<bool> {
-        if key.1.is_none_or(|ip| ip.is_unspecified()) {
+        if on_all_addresses(&key) {
             return Ok(self.tree.scan_prefix(&index_key(key)[..3]).next().transpose()?.is_some());
         }
         Ok(self.tree.contains_key(index_key(key))? || self.tree.contains_key(index_key((key.0, None, key.2)))?)
