@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages runtimed and its tests need (idempotent).
 set -euo pipefail
-# protobuf-compiler: etcd-client's build script; etcd-server: the overlay tests' cluster store.
-PKGS=(busybox-static libseccomp-dev pkg-config nftables iproute2 util-linux tar python3-venv protobuf-compiler etcd-server)
+# protobuf-compiler: the etcd-client crate's build script; etcd-server and etcd-client
+# (etcdctl): the overlay tests' cluster store.
+PKGS=(busybox-static libseccomp-dev pkg-config nftables iproute2 util-linux tar python3-venv protobuf-compiler etcd-server etcd-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,7 +4,7 @@
 # container through runtimectl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root: sudo $0"; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "run as root (namespaces, mounts, cgroups, nftables)"; exit 1; }
 scripts/install-deps.sh
 cargo build --release --bins
 install -m 0755 target/release/runtimed target/release/runtimectl /usr/local/bin/
