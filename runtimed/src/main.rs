@@ -13,6 +13,7 @@ mod events;
 mod firewall;
 mod image;
 mod network;
+mod private;
 mod shim;
 mod store;
 mod util;
@@ -74,6 +75,6 @@ fn init_tracing(level: &str) -> Result<(), tracing_subscriber::filter::ParseErro
         Ok(env) => tracing_subscriber::EnvFilter::try_new(env)?,
         Err(_) => tracing_subscriber::EnvFilter::try_new(level)?,
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| util::LossyStderr).init();
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Small helpers shared across modules.
 
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,9 +19,10 @@ pub fn random_id() -> String {
 }
 
 /// Writes a file so that readers see the old or the new content, never half.
+/// The file is private to root, like everything the daemon keeps.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = create_private(&tmp)?;
     f.write_all(data)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)
@@ -34,4 +37,40 @@ pub fn pidfd_open(pid: i32) -> Option<std::os::fd::OwnedFd> {
     }
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Creates (or truncates) a file only root may read or write: specs and
+/// logs hold a container's environment and output.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    let f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.set_permissions(Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
+/// Opens a file for appending, creating it private to root.
+pub fn append_private(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).mode(0o600).open(path)
+}
+
+/// Creates `dir` (and its parents) and gives it `mode`, repairing the mode
+/// of one that already exists.
+pub fn dir_with_mode(dir: &Path, mode: u32) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, Permissions::from_mode(mode))
+}
+
+/// stderr for log output that never reports a failure. tracing-subscriber
+/// panics when its writer fails (it reports the error with `eprintln!`,
+/// which fails too), and a full disk under the log must cost log lines,
+/// not the process.
+pub struct LossyStderr;
+
+impl Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -26,7 +26,7 @@ use crate::store::Store;
 
 pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
     let listener = bind(&cfg.socket).await?;
-    std::fs::create_dir_all(&cfg.root).with_context(|| format!("create {}", cfg.root.display()))?;
+    crate::private::secure(&cfg).with_context(|| format!("make {} private to root", cfg.root.display()))?;
     let store = Store::open(&cfg.store_dir()).context("open the state store")?;
     let images = ImageStore::new(cfg.images_dir(), store.clone())?;
     images.ensure_busybox().await.context("build the default image")?;

@@ -8,8 +8,11 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use super::ContainerPaths;
 use crate::error::{Error, IoContext, Result};
 
-/// Creates the writable layer's directories (idempotent).
+/// Creates the writable layer's directories (idempotent). The container
+/// directory is owner-only: the layer may hold setuid files the container
+/// made, which no host user may reach.
 pub fn prepare(paths: &ContainerPaths) -> Result<()> {
+    crate::util::dir_with_mode(&paths.dir, 0o700).ctx(|| format!("create {}", paths.dir.display()))?;
     for dir in [paths.upper(), paths.work(), paths.rootfs()] {
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
     }
