@@ -114,7 +114,7 @@ impl Containers for ContainersApi {
 
     async fn list(&self, req: Request<pb::ListRequest>) -> Result<Response<pb::ListResponse>, Status> {
         let list = self.m.list(req.into_inner().all)?;
-        let containers = list.iter().map(|c| self.info(c)).collect();
+        let containers = list.iter().map(|c| summary(self.info(c))).collect();
         Ok(Response::new(pb::ListResponse { containers }))
     }
 
@@ -146,4 +146,13 @@ impl Containers for ContainersApi {
         let out = self.m.exec(&r.container, &r.cmd, &r.env, &r.working_dir, &r.user).await?;
         Ok(Response::new(pb::ExecResponse { exit_code: out.exit_code, stdout: out.stdout, stderr: out.stderr }))
     }
+}
+
+/// A list entry leaves out the environment (`inspect` has it), so one
+/// container with a large one cannot push a list past the message limit.
+fn summary(mut info: pb::ContainerInfo) -> pb::ContainerInfo {
+    if let Some(config) = info.config.as_mut() {
+        config.env.clear();
+    }
+    info
 }

@@ -15,11 +15,6 @@ use crate::network::{Endpoint, NetworkMode, NetworkRecord};
 /// Splits a requested config into the image reference and the stored spec.
 pub fn spec_from_config(config: Option<pb::ContainerConfig>) -> Result<(String, ContainerSpec)> {
     let c = config.ok_or_else(|| Error::InvalidArgument("missing container config".into()))?;
-    for kv in &c.env {
-        if kv.is_empty() || kv.starts_with('=') {
-            return Err(Error::InvalidArgument(format!("invalid environment variable: {kv:?}")));
-        }
-    }
     if !c.working_dir.is_empty() && !c.working_dir.starts_with('/') {
         return Err(Error::InvalidArgument(format!(
             "the working directory '{}' is invalid, it needs to be an absolute path",

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::logs::{LogLine, LogReader, FOLLOW_POLL};
 use super::manager::Manager;
-use super::{shim_client, user, ContainerRecord, State};
+use super::{shim_client, user, validate, ContainerRecord, State};
 use crate::error::{Error, Result};
 
 /// What a log follower receives.
@@ -75,11 +75,12 @@ impl Manager {
         if cmd.is_empty() {
             return Err(Error::InvalidArgument("exec needs a command".into()));
         }
+        validate::process(cmd, env)?;
         let rec = self.resolve(reference)?;
         if rec.state != State::Running {
             return Err(not_running(&rec));
         }
-        let user = user::resolve(&self.paths(&rec.id).rootfs(), user_spec)?;
+        let user = user::resolve(&self.paths(&rec.id).rootfs(), user_spec).await?;
         let req = shim_client::ExecRequest {
             id: &rec.id,
             cmd,

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::{etc, names, rootfs, shim_client, spec, user, ContainerPaths, ContainerRecord, ContainerSpec, State};
+use super::{confined, etc, names, rootfs, shim_client, spec, user, validate, ContainerPaths, ContainerRecord, ContainerSpec, State};
 use crate::config::DaemonConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
@@ -162,6 +162,7 @@ impl Manager {
         if image_ref.is_empty() {
             return Err(Error::InvalidArgument("an image is required".into()));
         }
+        validate::spec(&spec)?;
         let image = self.inner.images.resolve(image_ref)?;
         let id = random_id();
         let name = self.choose_name(name, &id)?;
@@ -207,7 +208,7 @@ impl Manager {
 
     async fn prepare(&self, rec: &mut ContainerRecord, paths: &ContainerPaths) -> Result<()> {
         rootfs::prepare(paths)?;
-        std::fs::File::create(paths.log()).ctx(|| format!("create {}", paths.log().display()))?;
+        crate::util::create_private(&paths.log()).ctx(|| format!("create {}", paths.log().display()))?;
         if rec.spec.network.owns_netns() {
             let ns = paths.netns.clone();
             tokio::task::spawn_blocking(move || netns::create(&ns)).await.map_err(Error::internal)??;
@@ -320,7 +321,11 @@ impl Manager {
                 (netns, hostname, files)
             }
         };
-        let user = user::resolve(&paths.rootfs(), &rec.spec.user)?;
+        let user = user::resolve(&paths.rootfs(), &rec.spec.user).await?;
+        if !rec.spec.working_dir.is_empty() {
+            let (root, dir) = (paths.rootfs(), rec.spec.working_dir.clone());
+            tokio::task::spawn_blocking(move || confined::mkdir_all(&root, &dir)).await.map_err(Error::internal)??;
+        }
         let inputs = spec::SpecInputs {
             id: &rec.id,
             rootfs: &paths.rootfs(),

@@ -4,6 +4,7 @@
 pub mod logs;
 mod manager;
 mod attach;
+mod confined;
 mod control;
 mod etc;
 mod monitor;
@@ -12,6 +13,7 @@ mod rootfs;
 mod shim_client;
 mod spec;
 mod user;
+mod validate;
 
 use std::path::{Path, PathBuf};
 

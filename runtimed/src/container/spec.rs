@@ -2,13 +2,13 @@
 //! defaults for capabilities, masked and read-only paths, seccomp and
 //! no-new-privileges, with the container's own process and namespaces.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
     Capability, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespace,
-    LinuxNamespaceType, LinuxSeccomp, Mount, LinuxSeccompAction, LinuxSyscall, PosixRlimitBuilder,
-    PosixRlimitType, Spec, User as OciUser,
+    LinuxNamespaceType, LinuxSeccomp, LinuxSeccompArgBuilder, LinuxSeccompOperator, Mount,
+    LinuxSeccompAction, LinuxSyscall, PosixRlimitBuilder, PosixRlimitType, Spec, User as OciUser,
 };
 
 use super::user::User;
@@ -49,6 +49,23 @@ const BLOCKED_SYSCALLS: &[&str] = &[
     "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old", "open_tree", "move_mount",
     "fsopen", "fsconfig", "fsmount", "fspick",
 ];
+
+/// Namespace flags `clone` may not be given, as in Docker's profile: a new
+/// user namespace would hand the child every capability inside it, and the
+/// others need CAP_SYS_ADMIN, which containers lack anyway.
+const CLONE_NAMESPACE_FLAGS: [libc::c_int; 7] = [
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+    libc::CLONE_NEWCGROUP,
+];
+
+/// The file mode mask of container processes, as with docker (the daemon
+/// itself runs with 077 so that its own files are private).
+pub const CONTAINER_UMASK: u32 = 0o022;
 
 /// Everything the spec depends on besides the user's request.
 pub struct SpecInputs<'a> {
@@ -102,7 +119,7 @@ fn process(spec: &ContainerSpec, inputs: &SpecInputs) -> oci_spec::runtime::Proc
     let cwd = if spec.working_dir.is_empty() { "/" } else { &spec.working_dir };
     process.set_cwd(PathBuf::from(cwd));
     let mut user = OciUser::default();
-    user.set_uid(inputs.user.uid).set_gid(inputs.user.gid);
+    user.set_uid(inputs.user.uid).set_gid(inputs.user.gid).set_umask(Some(CONTAINER_UMASK));
     process.set_user(user);
     process.set_no_new_privileges(Some(true));
     process.set_terminal(Some(false));
@@ -128,15 +145,14 @@ fn process(spec: &ContainerSpec, inputs: &SpecInputs) -> oci_spec::runtime::Proc
     process
 }
 
-/// Default PATH and HOSTNAME, overridden by the user's entries.
+/// Default PATH and HOSTNAME, overridden by the user's entries; a key given
+/// twice keeps its last value (linear: environments may be large).
 fn environment(spec: &ContainerSpec, hostname: &str) -> Vec<String> {
-    let mut env = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}")];
-    for entry in &spec.env {
-        let key = entry.split('=').next().unwrap_or_default();
-        env.retain(|e| e.split('=').next() != Some(key));
-        env.push(entry.clone());
-    }
-    env
+    let defaults = [format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}")];
+    let all: Vec<&String> = defaults.iter().chain(&spec.env).collect();
+    let key = |e: &str| e.split('=').next().unwrap_or_default().to_string();
+    let last: HashMap<String, usize> = all.iter().enumerate().map(|(i, e)| (key(e), i)).collect();
+    all.iter().enumerate().filter(|(i, e)| last[&key(e)] == *i).map(|(_, e)| (*e).clone()).collect()
 }
 
 fn namespaces(netns: Option<&Path>) -> Vec<LinuxNamespace> {
@@ -163,14 +179,44 @@ fn namespaces(netns: Option<&Path>) -> Vec<LinuxNamespace> {
 }
 
 fn seccomp() -> Result<LinuxSeccomp> {
-    let mut blocked = LinuxSyscall::default();
-    blocked
-        .set_names(BLOCKED_SYSCALLS.iter().map(|s| s.to_string()).collect())
-        .set_action(LinuxSeccompAction::ScmpActErrno)
-        .set_errno_ret(Some(libc::EPERM as u32));
+    let blocked = denied(BLOCKED_SYSCALLS, libc::EPERM);
+    let mut clone_ns = denied(&["clone"], libc::EPERM);
+    clone_ns.set_args(Some(clone_namespace_args()?));
+    // ENOSYS, so that libc falls back to clone, where the flags are visible
+    // to the filter (clone3 passes them in memory it cannot read).
+    let clone3 = denied(&["clone3"], libc::ENOSYS);
     let mut profile = LinuxSeccomp::default();
-    profile.set_default_action(LinuxSeccompAction::ScmpActAllow).set_syscalls(Some(vec![blocked]));
+    profile
+        .set_default_action(LinuxSeccompAction::ScmpActAllow)
+        .set_syscalls(Some(vec![blocked, clone_ns, clone3]));
     Ok(profile)
+}
+
+/// A rule failing `names` with `errno`.
+fn denied(names: &[&str], errno: libc::c_int) -> LinuxSyscall {
+    let mut rule = LinuxSyscall::default();
+    rule.set_names(names.iter().map(|s| s.to_string()).collect())
+        .set_action(LinuxSeccompAction::ScmpActErrno)
+        .set_errno_ret(Some(errno as u32));
+    rule
+}
+
+/// One comparison per flag, `(flags & FLAG) == FLAG`; comparisons on the
+/// same argument are separate rules, so any one flag matches. The mask is
+/// given as both values because runtimes disagree on which one is the mask.
+fn clone_namespace_args() -> Result<Vec<oci_spec::runtime::LinuxSeccompArg>> {
+    CLONE_NAMESPACE_FLAGS
+        .iter()
+        .map(|&flag| {
+            LinuxSeccompArgBuilder::default()
+                .index(0usize)
+                .value(flag as u64)
+                .value_two(flag as u64)
+                .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+                .build()
+                .map_err(|e| Error::internal(format!("seccomp rule: {e}")))
+        })
+        .collect()
 }
 
 /// Writes `config.json` into the bundle directory.

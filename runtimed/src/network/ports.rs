@@ -144,10 +144,13 @@ impl PortIndex {
         if self.held(key)? {
             return Err(Error::AlreadyExists(format!("{what} is already published by another container")));
         }
-        if !free_on_host(r.proto, r.host_ip, r.host_port) {
-            return Err(Error::AlreadyExists(format!("{what} is already in use by a process on the host")));
+        match bind_error(r.proto, r.host_ip, r.host_port) {
+            None => Ok(r.host_port),
+            Some(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                Err(Error::InvalidArgument(format!("cannot publish {what}: {addr} is not an address of this host")))
+            }
+            Some(_) => Err(Error::AlreadyExists(format!("{what} is already in use by a process on the host"))),
         }
-        Ok(r.host_port)
     }
 
     fn pick(&self, r: &PortRequest, mine: &[Key]) -> Result<u16> {
@@ -157,7 +160,7 @@ impl PortIndex {
             let offset = (start + i) % len;
             let port = EPHEMERAL.start() + offset as u16;
             let key = (r.proto, r.host_ip, port);
-            if !mine.iter().any(|m| clashes(m, &key)) && !self.held(key)? && free_on_host(r.proto, r.host_ip, port) {
+            if !mine.iter().any(|m| clashes(m, &key)) && !self.held(key)? && bind_error(r.proto, r.host_ip, port).is_none() {
                 self.cursor.store(offset + 1, Ordering::Relaxed);
                 return Ok(port);
             }
@@ -166,12 +169,13 @@ impl PortIndex {
     }
 }
 
-/// A port is free when we can bind it ourselves in the host namespace.
-fn free_on_host(proto: Proto, ip: Option<Ipv4Addr>, port: u16) -> bool {
+/// A port is free when we can bind it ourselves in the host namespace;
+/// otherwise why not (in use, or not an address of this host).
+fn bind_error(proto: Proto, ip: Option<Ipv4Addr>, port: u16) -> Option<std::io::Error> {
     let addr = SocketAddrV4::new(ip.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
     match proto {
-        Proto::Tcp => TcpListener::bind(addr).is_ok(),
-        Proto::Udp => UdpSocket::bind(addr).is_ok(),
+        Proto::Tcp => TcpListener::bind(addr).err(),
+        Proto::Udp => UdpSocket::bind(addr).err(),
     }
 }
 
