@@ -41,11 +41,13 @@ impl LogLine {
 pub struct LogWriter {
     file: File,
     pending: [Vec<u8>; 2],
+    /// Lines lost to write errors (a full disk) since the last one written.
+    dropped: u64,
 }
 
 impl LogWriter {
     pub fn new(file: File) -> Self {
-        LogWriter { file, pending: [Vec::new(), Vec::new()] }
+        LogWriter { file, pending: [Vec::new(), Vec::new()], dropped: 0 }
     }
 
     pub fn write(&mut self, stream: Stream, data: &[u8]) {
@@ -79,9 +81,21 @@ impl LogWriter {
         };
         let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
         bytes.push(b'\n');
-        // One write per line, so a reader never sees half a line.
-        if let Err(e) = self.file.write_all(&bytes) {
-            tracing::error!("log write failed: {e}");
+        // One write per line, so a reader never sees half a line. A failed
+        // write drops the line and the container runs on; the loss is
+        // reported once when it starts and once when writing works again.
+        match self.file.write_all(&bytes) {
+            Err(e) => {
+                if self.dropped == 0 {
+                    tracing::error!("log write failed, dropping output until it works again: {e}");
+                }
+                self.dropped += 1;
+            }
+            Ok(()) if self.dropped > 0 => {
+                tracing::warn!("log writes work again; {} lines were lost", self.dropped);
+                self.dropped = 0;
+            }
+            Ok(()) => {}
         }
     }
 }

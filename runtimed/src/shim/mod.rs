@@ -12,7 +12,6 @@ pub use pump::Stream;
 pub mod protocol;
 
 use std::collections::HashMap;
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -25,7 +24,7 @@ use nix::fcntl::OFlag;
 use nix::unistd::{fork, pipe2, setsid, ForkResult};
 
 use crate::container::logs::LogWriter;
-use crate::util::{now_nanos, write_atomic};
+use crate::util::{append_private, now_nanos, write_atomic, LossyStderr};
 use protocol::{classify, ExecOutcome, ExitStatus, FailKind, Ready};
 
 #[derive(clap::Args)]
@@ -130,6 +129,10 @@ fn run(a: RunArgs) -> ExitCode {
 }
 
 fn start_container(a: &RunArgs, out: OwnedFd, err: OwnedFd) -> Result<i32, String> {
+    with_default_signals(|| start_container_inner(a, out, err))
+}
+
+fn start_container_inner(a: &RunArgs, out: OwnedFd, err: OwnedFd) -> Result<i32, String> {
     let mut container = ContainerBuilder::new(a.id.clone(), SyscallType::default())
         .with_root_path(&a.lc_root)
         .map_err(|e| e.to_string())?
@@ -147,7 +150,7 @@ fn start_container(a: &RunArgs, out: OwnedFd, err: OwnedFd) -> Result<i32, Strin
 
 /// Copies output into the log until the container exits; returns its code.
 fn supervise(a: &RunArgs, pid: i32, out_r: OwnedFd, err_r: OwnedFd) -> i32 {
-    let log = OpenOptions::new().create(true).append(true).open(&a.log);
+    let log = append_private(&a.log);
     let mut writer = match log {
         Ok(f) => LogWriter::new(f),
         Err(e) => {
@@ -191,6 +194,16 @@ fn exec(a: ExecArgs) -> ExitCode {
 
 fn exec_inner(a: &ExecArgs) -> Result<ExecOutcome, String> {
     let (out_r, out_w, err_r, err_w) = pipes()?;
+    let pid = with_default_signals(|| spawn_exec(a, out_w, err_w))?;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let exit_code = pump::pump(pid, out_r, err_r, |stream, data| match stream {
+        pump::Stream::Stdout => stdout.extend_from_slice(data),
+        pump::Stream::Stderr => stderr.extend_from_slice(data),
+    });
+    Ok(ExecOutcome::Exited { exit_code, stdout, stderr })
+}
+
+fn spawn_exec(a: &ExecArgs, out_w: OwnedFd, err_w: OwnedFd) -> Result<i32, String> {
     let env: HashMap<String, String> = a
         .env
         .iter()
@@ -212,12 +225,50 @@ fn exec_inner(a: &ExecArgs) -> Result<ExecOutcome, String> {
         .with_detach(false)
         .build()
         .map_err(|e| error_chain(&e))?;
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let exit_code = pump::pump(pid.as_raw(), out_r, err_r, |stream, data| match stream {
-        pump::Stream::Stdout => stdout.extend_from_slice(data),
-        pump::Stream::Stderr => stderr.extend_from_slice(data),
-    });
-    Ok(ExecOutcome::Exited { exit_code, stdout, stderr })
+    Ok(pid.as_raw())
+}
+
+/// Runs `f` (which forks the container's processes) with every signal at
+/// its default disposition and none blocked, so the container starts as
+/// from a fresh shell: Rust ignores SIGPIPE at start, `nohup` ignores
+/// SIGHUP, and an ignored signal stays ignored across exec. The shim's own
+/// dispositions are restored afterwards (it must survive a closed pipe).
+fn with_default_signals<T>(f: impl FnOnce() -> T) -> T {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+    let saved: Vec<(i32, KernelSigaction)> = (1..=64)
+        .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
+        .filter_map(|sig| rt_sigaction(sig, &KernelSigaction::default()).map(|old| (sig, old)))
+        .collect();
+    let mut mask = SigSet::empty();
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), Some(&mut mask));
+    let out = f();
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
+    for (sig, old) in saved {
+        rt_sigaction(sig, &old);
+    }
+    out
+}
+
+/// The kernel's `struct sigaction` (not libc's): glibc refuses to touch
+/// the real-time signals it reserves, which may still be inherited ignored.
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: usize,
+    flags: u64,
+    restorer: usize,
+    mask: u64,
+}
+
+/// Sets `sig`'s disposition to `act`; returns the previous one.
+fn rt_sigaction(sig: i32, act: &KernelSigaction) -> Option<KernelSigaction> {
+    let mut old = KernelSigaction::default();
+    // SAFETY: both structs match the kernel's layout and outlive the call;
+    // the shim is single-threaded and runs no handler meanwhile.
+    let rc = unsafe {
+        libc::syscall(libc::SYS_rt_sigaction, sig, act as *const KernelSigaction, &mut old as *mut KernelSigaction, 8usize)
+    };
+    (rc == 0).then_some(old)
 }
 
 type Pipes = (OwnedFd, OwnedFd, OwnedFd, OwnedFd);
@@ -238,7 +289,7 @@ fn take_stdout_and_log_to(shim_log: &Path) -> std::io::Result<OwnedFd> {
     let ready = std::io::stdout().as_raw_fd();
     let copy = nix::fcntl::fcntl(ready, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3))?;
     let copy = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(copy) };
-    let log = OpenOptions::new().create(true).append(true).open(shim_log)?;
+    let log = append_private(shim_log)?;
     nix::unistd::dup2(log.as_raw_fd(), 1)?;
     nix::unistd::dup2(log.as_raw_fd(), 2)?;
     Ok(copy)
@@ -247,7 +298,8 @@ fn take_stdout_and_log_to(shim_log: &Path) -> std::io::Result<OwnedFd> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNTIMED_SHIM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    // The shim log may sit on a full disk: writing it must never fail.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| LossyStderr).try_init();
 }
 
 /// libcontainer nests the useful message (e.g. "executable not found") in
