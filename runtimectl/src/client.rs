@@ -31,9 +31,7 @@ impl Client {
                 async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
             }))
             .await
-            .map_err(|_| {
-                CliError::new(format!("Cannot connect to the runtime daemon at unix://{path}. Is runtimed running?"))
-            })?;
+            .map_err(|_| unreachable_daemon(&path))?;
         Ok(Client { channel })
     }
 
@@ -48,5 +46,17 @@ impl Client {
     }
     pub fn system(&self) -> SystemClient<Channel> {
         SystemClient::new(self.channel.clone())
+    }
+}
+
+/// Says why the socket could not be dialled: a user who lacks access is told
+/// so, rather than that the daemon is down.
+fn unreachable_daemon(path: &str) -> CliError {
+    match std::os::unix::net::UnixStream::connect(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => CliError::new(format!(
+            "permission denied while trying to connect to the runtime daemon socket at unix://{path}: \
+             run as root or as a member of the socket's group"
+        )),
+        _ => CliError::new(format!("Cannot connect to the runtime daemon at unix://{path}. Is runtimed running?")),
     }
 }

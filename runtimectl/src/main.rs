@@ -11,6 +11,10 @@ use clap::Parser;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
+    // Like other Unix filters, end quietly when the reader of our output
+    // goes away (`runtimectl ps | head`) instead of panicking on EPIPE.
+    // SAFETY: no other thread exists yet.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = cli::Cli::parse();
     let code = match commands::dispatch(cli).await {
         Ok(code) => code,

@@ -5,13 +5,15 @@ use std::path::Path;
 
 use crate::{bin_dir, sh, Daemon};
 
-/// Imports image `tools` into the daemon: busybox plus `udp-echo`.
+/// Imports image `tools` into the daemon: busybox plus `udp-echo` and
+/// `clone-probe`.
 pub fn import_tools(d: &Daemon) {
     let images = d.root().join("images");
     let busybox = std::fs::read_dir(&images).expect("images").flatten().next().expect("busybox image").path();
     let dir = d.dir.join("tools-rootfs");
     sh(&format!("cp -a {}/rootfs {}", busybox.display(), dir.display()));
     add_binary(&dir, &bin_dir().join("udp-echo"), "bin/udp-echo");
+    add_binary(&dir, &bin_dir().join("clone-probe"), "bin/clone-probe");
     let tar = d.dir.join("tools.tar");
     sh(&format!("tar -C {} -cf {} .", dir.display(), tar.display()));
     d.ok(&["image", "import", "tools", tar.to_str().unwrap()]);

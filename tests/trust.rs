@@ -1,0 +1,316 @@
+//! Trust: what a hostile container, a hostile request or an unprivileged
+//! host user can do, and that none of it reaches the host.
+
+use std::process::{Command, Stdio};
+
+use integration_tests::{import_tools, Daemon};
+
+/// Runs `cmd` as the unprivileged user nobody (uid/gid 65534).
+fn as_nobody(cmd: &[&str]) -> std::process::Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--",
+        ])
+        .args(cmd)
+        .output()
+        .expect("spawn setpriv")
+}
+
+/// Runs `cmd` with room for 100k arguments (the kernel allows argv up to a
+/// quarter of the stack limit, at most 6 MiB).
+fn with_big_stack(mut cmd: Command) -> integration_tests::Output {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 64 << 20,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_STACK, &lim);
+            Ok(())
+        });
+    }
+    cmd.output().expect("spawn runtimectl").into()
+}
+
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+}
+
+fn id_of(d: &Daemon, name: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&d.ok(&["inspect", name])).expect("inspect prints JSON");
+    v[0]["Id"].as_str().expect("an id").to_string()
+}
+
+#[test]
+fn host_users_reach_no_container_state() {
+    let d = Daemon::start();
+    // A container leaves a setuid-root copy of busybox in its layer.
+    d.ok(&[
+        "run",
+        "--name",
+        "suid",
+        "-e",
+        "SECRET=hunter2",
+        "busybox",
+        "sh",
+        "-c",
+        "cp /bin/busybox /suid && chmod 4755 /suid && echo logged-secret",
+    ]);
+    let id = id_of(&d, "suid");
+    let dir = d.root().join("containers").join(&id);
+    let setuid = dir.join("upper/suid");
+    assert_eq!(
+        mode(&setuid) & 0o4000,
+        0o4000,
+        "the layer holds a setuid file"
+    );
+    let out = as_nobody(&[setuid.to_str().unwrap(), "id", "-u"]);
+    assert!(!out.status.success(), "nobody ran the setuid file: {out:?}");
+    for secret in ["config.json", "container.log"] {
+        let out = as_nobody(&["cat", dir.join(secret).to_str().unwrap()]);
+        assert!(!out.status.success(), "nobody read {secret}: {out:?}");
+        assert_eq!(mode(&dir.join(secret)), 0o600, "{secret}");
+    }
+    for private in [
+        d.root(),
+        d.root().join("containers"),
+        d.root().join("images"),
+        dir.clone(),
+    ] {
+        assert_eq!(mode(&private), 0o700, "{}", private.display());
+    }
+    assert_eq!(mode(&d.run_dir()), 0o711);
+    // A non-root user in the container still reads its /etc files.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "nobody",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /etc/hosts >/dev/null && ls / >/dev/null && echo ok",
+    ]);
+    assert_eq!(out, "ok\n");
+    // A user who may not open the socket is told so.
+    let out = as_nobody(&[
+        integration_tests::bin_dir()
+            .join("runtimectl")
+            .to_str()
+            .unwrap(),
+        "--host",
+        &d.host(),
+        "ps",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("permission denied"), "{stderr}");
+}
+
+#[test]
+fn an_old_open_state_tree_is_made_private_at_start() {
+    let mut d = Daemon::start();
+    d.ok(&["create", "--name", "c", "busybox", "true"]);
+    let dir = d.root().join("containers").join(id_of(&d, "c"));
+    d.stop();
+    use std::os::unix::fs::PermissionsExt;
+    for (path, m) in [
+        (d.root(), 0o755),
+        (dir.clone(), 0o755),
+        (dir.join("config.json"), 0o644),
+    ] {
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
+        }
+    }
+    d.spawn();
+    assert_eq!(mode(&d.root()), 0o700);
+    assert_eq!(mode(&dir), 0o700);
+}
+
+#[test]
+fn passwd_in_the_container_cannot_hang_or_redirect_the_daemon() {
+    let d = Daemon::start();
+    d.ok(&[
+        "run",
+        "--name",
+        "fifo",
+        "-u",
+        "root",
+        "busybox",
+        "sh",
+        "-c",
+        "rm /etc/passwd && mkfifo /etc/passwd",
+    ]);
+    d.ok(&[
+        "run",
+        "--name",
+        "link",
+        "-u",
+        "root",
+        "busybox",
+        "sh",
+        "-c",
+        "rm /etc/passwd && ln -s /etc/shadow /etc/passwd",
+    ]);
+    let out = d.ctl(&["start", "fifo"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("not a regular file"), "{out:?}");
+    // The host's /etc/shadow would give uid 0's "last change" day as uid;
+    // inside the container the link points at a file that does not exist.
+    let out = d.ctl(&["start", "link"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("unable to find user root"), "{out:?}");
+    d.ok(&["run", "-d", "--name", "live", "busybox", "sleep", "60"]);
+    d.ok(&[
+        "exec",
+        "live",
+        "sh",
+        "-c",
+        "rm /etc/passwd && mkfifo /etc/passwd",
+    ]);
+    let out = d.ctl(&["exec", "-u", "root", "live", "id"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("not a regular file"), "{out:?}");
+    d.ok(&["version"]);
+    d.ok(&["ps"]);
+}
+
+#[test]
+fn namespaces_cannot_be_made_inside_a_container() {
+    let d = Daemon::start();
+    import_tools(&d);
+    let out = d.ok(&["run", "--rm", "tools", "clone-probe"]);
+    assert_eq!(out, "clone: EPERM\nclone3: ENOSYS\n");
+    // Ordinary threads and processes still start.
+    let out = d.ok(&["run", "--rm", "busybox", "sh", "-c", "(echo child) & wait"]);
+    assert_eq!(out, "child\n");
+}
+
+#[test]
+fn processes_start_with_default_signals_and_umask() {
+    let d = Daemon::start();
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "grep",
+        "-E",
+        "^Sig(Ign|Blk)",
+        "/proc/self/status",
+    ]);
+    assert_eq!(
+        out,
+        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    );
+    d.ok(&["run", "-d", "--name", "s", "busybox", "sleep", "60"]);
+    let out = d.ok(&["exec", "s", "grep", "-E", "^SigIgn", "/proc/self/status"]);
+    assert_eq!(out, "SigIgn:\t0000000000000000\n");
+    assert_eq!(
+        d.ok(&["run", "--rm", "busybox", "sh", "-c", "umask"]),
+        "0022\n"
+    );
+    // A closed pipe ends the writer, as outside a container.
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "yes | head -n 1; echo done",
+    ]);
+    assert_eq!(out, "y\ndone\n");
+}
+
+#[test]
+fn names_and_environments_are_checked_before_anything_is_made() {
+    let d = Daemon::start();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--hostname", "h\n6.6.6.6 injected"], "invalid hostname"),
+        (&["--hostname", &"a".repeat(300)], "longer than 63"),
+        (
+            &["--add-host", "evil\n6.6.6.6 injected:1.2.3.4"],
+            "invalid --add-host name",
+        ),
+        (&["-e", "=x"], "invalid environment variable"),
+    ];
+    for (flags, expected) in cases {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&["busybox", "true"]);
+        let out = d.ctl(&args);
+        assert_eq!(out.code, 125, "{flags:?}: {out:?}");
+        assert!(out.stderr.contains(expected), "{flags:?}: {out:?}");
+        assert_eq!(out.stderr.lines().count(), 1, "one line: {out:?}");
+    }
+    d.ok(&["run", "-d", "--name", "s", "busybox", "sleep", "60"]);
+    let out = d.ctl(&["exec", "-e", "=x", "s", "true"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains("invalid environment variable"),
+        "{out:?}"
+    );
+    // 100k variables are refused at once, not stored.
+    let env: Vec<String> = (0..100_000).map(|i| format!("V{i}=1")).collect();
+    let mut args: Vec<&str> = vec!["run", "--rm"];
+    args.extend(env.iter().flat_map(|e| ["-e", e.as_str()]));
+    args.extend(["busybox", "true"]);
+    let out = with_big_stack(d.ctl_cmd(&args));
+    assert_eq!(out.code, 125, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("too many environment variables"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(d.container_ids().len(), 1, "nothing but s was created");
+    // A large environment does not break the list for everyone.
+    // (7 x 660 kB is past the 4 MiB message limit).
+    let env: Vec<String> = (0..10_000)
+        .map(|i| format!("VARIABLE_{i}={}", "x".repeat(50)))
+        .collect();
+    let mut args: Vec<&str> = vec!["create"];
+    args.extend(env.iter().flat_map(|e| ["-e", e.as_str()]));
+    args.extend(["busybox", "true"]);
+    for _ in 0..7 {
+        d.ok(&args);
+    }
+    let out = d.ctl(&["ps", "-a", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(d.container_ids().len(), 8);
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let d = Daemon::start();
+    let out = d.ctl(&["run", "--rm", "-p", "192.0.2.1:18510:80", "busybox", "true"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(
+        out.stderr.contains("not an address of this host"),
+        "{out:?}"
+    );
+    // docker creates a missing working directory.
+    assert_eq!(
+        d.ok(&["run", "--rm", "-w", "/nonexist/deep", "busybox", "pwd"]),
+        "/nonexist/deep\n"
+    );
+    // Output cut short by its reader ends the client quietly.
+    d.ok(&["create", "busybox", "true"]);
+    let mut child = d
+        .ctl_cmd(&["ps", "-a", "--format", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
