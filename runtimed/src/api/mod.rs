@@ -97,18 +97,21 @@ async fn shutdown_signal() {
     }
 }
 
-/// The cluster client when `--cluster-store` is given.
+/// The cluster client when `--cluster-store` is given. The node is known
+/// by an id kept under `--root`, so nodes sharing a hostname stay apart.
 async fn join_cluster(cfg: &DaemonConfig) -> anyhow::Result<Option<Cluster>> {
     let Some(url) = &cfg.cluster_store else {
         return Ok(None);
     };
     let advertise = cfg.advertise.context("--cluster-store needs --advertise ADDRESS (this node's underlay address)")?;
-    let node = match &cfg.node_name {
+    let node_name = match &cfg.node_name {
         Some(n) => n.clone(),
         None => nix::unistd::gethostname().context("hostname")?.to_string_lossy().into_owned(),
     };
     anyhow::ensure!(cfg.node_ttl >= 2, "--node-ttl must be at least 2 seconds");
     let endpoints = ClusterConfig::parse_store(url)?;
-    let cluster = Cluster::connect(ClusterConfig { endpoints, advertise, node, ttl: cfg.node_ttl }).await?;
+    let node_id = crate::cluster::node_id::load_or_create(&cfg.root)?;
+    let cluster_cfg = ClusterConfig { endpoints, advertise, node_id, node_name, ttl: cfg.node_ttl };
+    let cluster = Cluster::connect(cluster_cfg).await?;
     Ok(Some(cluster))
 }
