@@ -200,13 +200,18 @@ fn a_dead_node_leaves_the_others_fdb() {
     c.node_mut(2).d.kill9();
     let ttl = integration_tests::NODE_TTL;
     eventually(ttl + 10, "a2's entry gone from n1 after the lease", || !fdb_macs(&c.node(1).d, "net1").contains(&mac));
-    let nodes = c.node(1).d.ok(&["node", "ls"]);
-    assert!(nodes.lines().any(|l| l.starts_with("n2 ") && l.contains("down")), "{nodes}");
+    let nodes = node_ls(&c.node(1).d);
+    assert!(nodes.iter().any(|n| n["Name"] == "n2" && n["Alive"] == false), "{nodes:?}");
     // Back up: it re-registers and its container is reachable again.
     c.node_mut(2).d.spawn();
     eventually(10, "a2 back in n1's FDB", || fdb_macs(&c.node(1).d, "net1").contains(&mac));
     eventually(10, "a1 pings a2 again", || pings(&c.node(1).d, "a1", "a2"));
     eventually(10, "n2's DNS answers again after its restart", || pings(&c.node(2).d, "a2", "a1"));
+}
+
+/// `node ls` as JSON documents (ID, Name, Address, Alive, Self).
+fn node_ls(d: &Daemon) -> Vec<serde_json::Value> {
+    serde_json::from_str(&d.ok(&["node", "ls", "--format", "json"])).expect("node ls JSON")
 }
 
 #[test]

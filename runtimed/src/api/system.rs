@@ -72,6 +72,7 @@ impl System for SystemApi {
             .into_iter()
             .map(|(m, alive)| pb::NodeInfo {
                 self_: m.id == cluster.node_id(),
+                id: m.id,
                 name: m.name,
                 address: m.address.to_string(),
                 alive,
