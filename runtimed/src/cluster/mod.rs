@@ -12,6 +12,7 @@
 //! (bridges, FDB entries) is never touched while unsynced, so running
 //! containers keep talking.
 
+mod identity;
 pub mod node_id;
 pub mod ops;
 pub mod state;
@@ -43,6 +44,9 @@ pub struct ClusterConfig {
     pub node_id: String,
     /// Display name: `--node-name` or the hostname.
     pub node_name: String,
+    /// Whether the name was given with `--node-name`, which must then be
+    /// unique among live nodes (hostnames of cloned machines may repeat).
+    pub name_explicit: bool,
     /// Seconds a node stays listed after its daemon stops renewing.
     pub ttl: i64,
 }
@@ -145,6 +149,8 @@ impl Cluster {
     async fn session(&self) -> Result<()> {
         let mut client = self.inner.client.clone();
         let ttl = self.inner.cfg.ttl;
+        // A clash that arose while we were away is not joined into.
+        self.check_identity().await?;
         let lease = timed(client.lease_grant(ttl, None)).await?.id();
         self.register(lease).await?;
         *self.inner.lease.lock().expect("lease") = Some(lease);

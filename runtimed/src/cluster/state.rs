@@ -134,6 +134,11 @@ impl ClusterState {
         }
     }
 
+    /// The live member named `name` whose id is not `id`, if any.
+    pub fn live_namesake(&self, name: &str, id: &str) -> Option<&Member> {
+        self.members.values().find(|m| m.name == name && m.id != id && self.alive.contains(&m.id))
+    }
+
     pub fn network_endpoints<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = &'a ClusterEndpoint> + 'a {
         self.endpoints.values().filter(move |e| e.network_id == network_id)
     }
@@ -191,4 +196,17 @@ mod tests {
         assert!(s.members.is_empty());
     }
 
+    #[test]
+    fn a_namesake_counts_only_while_alive_and_not_ourselves() {
+        let mut s = ClusterState::default();
+        for (id, addr) in [("a", 1), ("b", 2)] {
+            let m = Member { id: id.into(), name: "n1".into(), address: Ipv4Addr::new(10, 0, 0, addr), joined_at: 1 };
+            s.apply(&member_key(id), Some(&serde_json::to_vec(&m).unwrap()));
+        }
+        assert!(s.live_namesake("n1", "a").is_none(), "b is dead");
+        s.apply(&alive_key("a"), Some(b"{}"));
+        assert!(s.live_namesake("n1", "a").is_none(), "a is ourselves");
+        assert_eq!(s.live_namesake("n1", "b").map(|m| m.id.as_str()), Some("a"));
+        assert!(s.live_namesake("n2", "b").is_none());
+    }
 }
