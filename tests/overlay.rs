@@ -200,13 +200,84 @@ fn a_dead_node_leaves_the_others_fdb() {
     c.node_mut(2).d.kill9();
     let ttl = integration_tests::NODE_TTL;
     eventually(ttl + 10, "a2's entry gone from n1 after the lease", || !fdb_macs(&c.node(1).d, "net1").contains(&mac));
-    let nodes = c.node(1).d.ok(&["node", "ls"]);
-    assert!(nodes.lines().any(|l| l.starts_with("n2 ") && l.contains("down")), "{nodes}");
+    let nodes = node_ls(&c.node(1).d);
+    assert!(nodes.iter().any(|n| n["Name"] == "n2" && n["Alive"] == false), "{nodes:?}");
     // Back up: it re-registers and its container is reachable again.
     c.node_mut(2).d.spawn();
     eventually(10, "a2 back in n1's FDB", || fdb_macs(&c.node(1).d, "net1").contains(&mac));
     eventually(10, "a1 pings a2 again", || pings(&c.node(1).d, "a1", "a2"));
     eventually(10, "n2's DNS answers again after its restart", || pings(&c.node(2).d, "a2", "a1"));
+}
+
+/// `node ls` as JSON documents (ID, Name, Address, Alive, Self).
+fn node_ls(d: &Daemon) -> Vec<serde_json::Value> {
+    serde_json::from_str(&d.ok(&["node", "ls", "--format", "json"])).expect("node ls JSON")
+}
+
+/// The id `node ls` on `d` gives the daemon itself, once it lists it.
+fn own_id(d: &Daemon) -> String {
+    let mut id = None;
+    eventually(10, "the daemon lists itself", || {
+        id = node_ls(d).iter().find(|n| n["Self"] == true).and_then(|n| n["ID"].as_str().map(String::from));
+        id.is_some()
+    });
+    id.expect("an id")
+}
+
+#[test]
+fn nodes_with_the_same_hostname_are_two_nodes() {
+    let c = Cluster::unnamed(2);
+    let (n1, n2) = (&c.node(1).d, &c.node(2).d);
+    assert_eq!(c.node(1).name, c.node(2).name, "the harness nodes share the hostname");
+    eventually(10, "both nodes listed alive", || node_ls(n1).iter().filter(|n| n["Alive"] == true).count() == 2);
+    let nodes = node_ls(n1);
+    assert!(nodes.iter().all(|n| n["Name"] == c.node(1).name.as_str()), "{nodes:?}");
+    assert_ne!(own_id(n1), own_id(n2));
+    let table = n1.ok(&["node", "ls"]);
+    assert!(table.starts_with("ID ") && table.contains(&own_id(n2)[..12]), "{table}");
+    overlay(&c, "net1", &[]);
+    sleeper(n1, "a1", "net1");
+    sleeper(n2, "a2", "net1");
+    eventually(10, "a1 pings a2 by name", || pings(n1, "a1", "a2"));
+    assert!(pings(n2, "a2", "a1"), "and back");
+    // A member of the old layout (keyed by name) is skipped, not fatal.
+    c.etcd.ctl(r#"put /runtimed/members/old '{"name":"old","address":"10.220.0.99","joined_at":1}'"#);
+    c.etcd.ctl("put /runtimed/alive/old '{}'");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(node_ls(n1).len(), 2, "the old record is not listed");
+    assert!(n1.log().contains("not of this layout"), "a warning says why");
+}
+
+#[test]
+fn an_explicit_name_held_by_a_live_node_is_refused() {
+    let mut c = Cluster::new(2);
+    let n1 = own_id(&c.node(1).d);
+    let err = c.try_add(Some("n1")).err().expect("a second n1 is refused");
+    let want = format!("node name n1 is already used by live node {} at {}", &n1[..12], c.node(1).addr);
+    assert!(err.contains(&want) && err.contains("pick another --node-name"), "{err}");
+    assert!(!err.contains("exit status: 0"), "the daemon exits non-zero: {err}");
+    // Once n1 is dead (its lease gone), its name is free again.
+    c.node_mut(1).d.kill9();
+    let ttl = integration_tests::NODE_TTL;
+    eventually(ttl + 10, "n1 down", || node_ls(&c.node(2).d).iter().any(|n| n["Name"] == "n1" && n["Alive"] == false));
+    let new = c.try_add(Some("n1")).expect("a dead node's name is reused");
+    assert_ne!(own_id(&new.d), n1);
+}
+
+#[test]
+fn a_restarted_node_keeps_its_id() {
+    let mut c = Cluster::new(2);
+    let id = own_id(&c.node(2).d);
+    let file = c.node(2).d.root().join("node-id");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    c.node_mut(2).d.stop();
+    c.node_mut(2).d.spawn();
+    assert_eq!(own_id(&c.node(2).d), id);
+    eventually(10, "n1 lists n2 alive under the same id, once", || {
+        let nodes = node_ls(&c.node(1).d);
+        nodes.len() == 2 && nodes.iter().any(|n| n["ID"] == id.as_str() && n["Name"] == "n2" && n["Alive"] == true)
+    });
 }
 
 #[test]

@@ -83,7 +83,7 @@ pub enum Command {
 
 #[derive(Subcommand)]
 pub enum NodeCommand {
-    /// List the nodes, their addresses and whether they are alive.
+    /// List the nodes: id, name, address and whether they are alive.
     #[command(alias = "list")]
     Ls(FormatArg),
 }

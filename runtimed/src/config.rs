@@ -31,7 +31,9 @@ pub struct DaemonConfig {
     /// tunnel endpoint). Required with --cluster-store.
     #[arg(long, global = true)]
     pub advertise: Option<std::net::Ipv4Addr>,
-    /// Name of this node in the cluster (default: the hostname).
+    /// Name of this node in the cluster (default: the hostname). Nodes are
+    /// told apart by an id kept in `<root>/node-id`, so default names may
+    /// repeat; a name given here must not be held by another live node.
     #[arg(long, global = true)]
     pub node_name: Option<String>,
     /// Seconds after which a node that stopped renewing its lease leaves the

@@ -92,11 +92,33 @@ pub struct Cluster {
 impl Cluster {
     /// `n` nodes named n1..nN with addresses 10.220.0.11.., all joined.
     pub fn new(n: usize) -> Cluster {
+        Cluster::build(n, true)
+    }
+
+    /// `n` nodes started without `--node-name`: they all take the
+    /// machine's hostname (the namespaces share its UTS namespace), like
+    /// cloned VMs.
+    pub fn unnamed(n: usize) -> Cluster {
+        Cluster::build(n, false)
+    }
+
+    fn build(n: usize, named: bool) -> Cluster {
         let underlay = Netns::new(&unique("ul"));
         underlay.exec(&format!("ip link add br0 type bridge && ip addr add {ETCD_IP}/24 dev br0 && ip link set br0 up"));
         let etcd = Etcd::new(&underlay);
-        let nodes = (1..=n).map(|i| node(&underlay, i)).collect();
-        Cluster { nodes, etcd, underlay }
+        let mut c = Cluster { nodes: Vec::new(), etcd, underlay };
+        for _ in 0..n {
+            let node = c.try_add(named.then(|| format!("n{}", c.nodes.len() + 1)).as_deref());
+            c.nodes.push(node.unwrap_or_else(|e| panic!("{e}")));
+        }
+        c
+    }
+
+    /// Starts one more node (address 10.220.0.1N, N = its number) named
+    /// `name` (None: the hostname), without adding it to `nodes`; the error
+    /// says how its daemon exited, with its log.
+    pub fn try_add(&self, name: Option<&str>) -> Result<Node, String> {
+        node(&self.underlay, self.nodes.len() + 1, name)
     }
 
     pub fn node(&self, i: usize) -> &Node {
@@ -120,17 +142,23 @@ impl Cluster {
     }
 }
 
-fn node(underlay: &Netns, i: usize) -> Node {
-    let name = format!("n{i}");
+fn node(underlay: &Netns, i: usize, name: Option<&str>) -> Result<Node, String> {
     let addr = format!("10.220.0.{}", 10 + i);
     let store = format!("etcd://{ETCD_IP}:2379");
-    let args = ["--cluster-store", &store, "--advertise", &addr, "--node-name", &name, "--node-ttl", &NODE_TTL.to_string()];
+    let mut args: Vec<String> = ["--cluster-store", &store, "--advertise", &addr, "--node-ttl", &NODE_TTL.to_string()]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(name) = name {
+        args.extend(["--node-name".to_string(), name.to_string()]);
+    }
     let wire = |ns: &Netns| {
         let (outer, inner) = (unique("ulp"), unique("uln"));
         sh(&format!("ip link add {outer} netns {} type veth peer name {inner} netns {}", underlay.name, ns.name));
         underlay.exec(&format!("ip link set {outer} master br0 up"));
         ns.exec(&format!("ip addr add {addr}/24 dev {inner} && ip link set {inner} up"));
     };
-    let d = Daemon::start_with(wire, args.iter().map(|s| s.to_string()).collect());
-    Node { name, addr, d }
+    let d = Daemon::try_start_with(wire, args)?;
+    let name = name.map_or_else(|| sh("hostname").trim().to_string(), String::from);
+    Ok(Node { name, addr, d })
 }

@@ -32,6 +32,12 @@ impl Daemon {
 
     /// A daemon whose namespace `wire` links up first, started with `extra_args`.
     pub fn start_with(wire: impl FnOnce(&Netns), extra_args: Vec<String>) -> Daemon {
+        Daemon::try_start_with(wire, extra_args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`Daemon::start_with`], for daemons that may refuse to start:
+    /// the error says how it exited, with its log.
+    pub fn try_start_with(wire: impl FnOnce(&Netns), extra_args: Vec<String>) -> Result<Daemon, String> {
         let name = unique("rt");
         let ns = Netns::new(&name);
         wire(&ns);
@@ -39,8 +45,8 @@ impl Daemon {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("test dir");
         let mut d = Daemon { ns, dir, cgroup_parent: format!("{name}-cg"), extra_args, child: None };
-        d.spawn();
-        d
+        d.try_spawn()?;
+        Ok(d)
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -58,6 +64,11 @@ impl Daemon {
 
     /// Starts the daemon process and waits until it answers.
     pub fn spawn(&mut self) {
+        self.try_spawn().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts the daemon process; waits until it answers or exits.
+    pub fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -81,21 +92,22 @@ impl Daemon {
             .spawn()
             .expect("spawn runtimed");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if self.socket().exists() && self.ctl(&["version"]).code == 0 {
-                return;
-            }
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("runtimed exited with {status}:\n{}", self.log());
+                self.child = None;
+                return Err(format!("runtimed exited with {status}:\n{}", self.log()));
+            }
+            if self.socket().exists() && self.ctl(&["version"]).code == 0 {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("runtimed did not answer within 30s:\n{}", self.log());
+        Err(format!("runtimed did not answer within 30s:\n{}", self.log()))
     }
 
     pub fn log(&self) -> String {

@@ -48,7 +48,7 @@ pub async fn nodes(client: &Client, format: Format) -> Result<i32> {
     if format == Format::Json {
         let docs: Vec<_> = nodes
             .iter()
-            .map(|n| json!({ "Name": n.name, "Address": n.address, "Alive": n.alive, "Self": n.self_, "Joined": output::rfc3339(n.joined_at) }))
+            .map(|n| json!({ "ID": n.id, "Name": n.name, "Address": n.address, "Alive": n.alive, "Self": n.self_, "Joined": output::rfc3339(n.joined_at) }))
             .collect();
         println!("{}", serde_json::Value::Array(docs));
         return Ok(0);
@@ -57,10 +57,11 @@ pub async fn nodes(client: &Client, format: Format) -> Result<i32> {
         .iter()
         .map(|n| {
             let name = if n.self_ { format!("{} *", n.name) } else { n.name.clone() };
-            vec![name, n.address.clone(), if n.alive { "alive" } else { "down" }.to_string()]
+            let id = n.id[..12.min(n.id.len())].to_string();
+            vec![id, name, n.address.clone(), if n.alive { "alive" } else { "down" }.to_string()]
         })
         .collect();
-    output::print_table(&["NAME", "ADDRESS", "STATUS"], &rows);
+    output::print_table(&["ID", "NAME", "ADDRESS", "STATUS"], &rows);
     Ok(0)
 }
 

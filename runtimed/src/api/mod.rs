@@ -97,18 +97,28 @@ async fn shutdown_signal() {
     }
 }
 
-/// The cluster client when `--cluster-store` is given.
+/// The cluster client when `--cluster-store` is given. The node is known
+/// by an id kept under `--root`; a clash with a live node (its explicit
+/// name, or its id) stops the daemon here rather than letting two nodes
+/// overwrite each other's registration.
 async fn join_cluster(cfg: &DaemonConfig) -> anyhow::Result<Option<Cluster>> {
     let Some(url) = &cfg.cluster_store else {
         return Ok(None);
     };
     let advertise = cfg.advertise.context("--cluster-store needs --advertise ADDRESS (this node's underlay address)")?;
-    let node = match &cfg.node_name {
+    let node_name = match &cfg.node_name {
         Some(n) => n.clone(),
         None => nix::unistd::gethostname().context("hostname")?.to_string_lossy().into_owned(),
     };
     anyhow::ensure!(cfg.node_ttl >= 2, "--node-ttl must be at least 2 seconds");
     let endpoints = ClusterConfig::parse_store(url)?;
-    let cluster = Cluster::connect(ClusterConfig { endpoints, advertise, node, ttl: cfg.node_ttl }).await?;
+    let node_id = crate::cluster::node_id::load_or_create(&cfg.root)?;
+    let name_explicit = cfg.node_name.is_some();
+    let cluster_cfg = ClusterConfig { endpoints, advertise, node_id, node_name, name_explicit, ttl: cfg.node_ttl };
+    let cluster = Cluster::connect(cluster_cfg).await?;
+    match cluster.check_identity().await {
+        Err(crate::error::Error::Unavailable(e)) => tracing::warn!("{e}; the node's name and id are checked once it answers"),
+        res => res?,
+    }
     Ok(Some(cluster))
 }

@@ -71,7 +71,8 @@ impl System for SystemApi {
             .nodes()
             .into_iter()
             .map(|(m, alive)| pb::NodeInfo {
-                self_: m.name == cluster.node(),
+                self_: m.id == cluster.node_id(),
+                id: m.id,
                 name: m.name,
                 address: m.address.to_string(),
                 alive,

@@ -6,10 +6,14 @@
 //! per daemon ([`Cluster::start`]) runs sessions: grant a lease, register,
 //! re-write this node's endpoints, read everything, then follow the watch.
 //! When etcd is unreachable the session ends and a new one starts once it
-//! answers again, which is how the node catches up. The kernel state
+//! answers again, which is how the node catches up. A node is known by an
+//! id it generates once ([`node_id`]); its name is only displayed, since
+//! hostnames of cloned machines repeat. The kernel state
 //! (bridges, FDB entries) is never touched while unsynced, so running
 //! containers keep talking.
 
+mod identity;
+pub mod node_id;
 pub mod ops;
 pub mod state;
 
@@ -36,7 +40,13 @@ pub struct ClusterConfig {
     /// `host:port` of each etcd member.
     pub endpoints: Vec<String>,
     pub advertise: Ipv4Addr,
-    pub node: String,
+    /// This node's generated id ([`node_id`]): what the store keys it by.
+    pub node_id: String,
+    /// Display name: `--node-name` or the hostname.
+    pub node_name: String,
+    /// Whether the name was given with `--node-name`, which must then be
+    /// unique among live nodes (hostnames of cloned machines may repeat).
+    pub name_explicit: bool,
     /// Seconds a node stays listed after its daemon stops renewing.
     pub ttl: i64,
 }
@@ -94,8 +104,11 @@ impl Cluster {
         })
     }
 
-    pub fn node(&self) -> &str {
-        &self.inner.cfg.node
+    pub fn node_id(&self) -> &str {
+        &self.inner.cfg.node_id
+    }
+    pub fn node_name(&self) -> &str {
+        &self.inner.cfg.node_name
     }
     pub fn advertise(&self) -> Ipv4Addr {
         self.inner.cfg.advertise
@@ -136,6 +149,8 @@ impl Cluster {
     async fn session(&self) -> Result<()> {
         let mut client = self.inner.client.clone();
         let ttl = self.inner.cfg.ttl;
+        // A clash that arose while we were away is not joined into.
+        self.check_identity().await?;
         let lease = timed(client.lease_grant(ttl, None)).await?.id();
         self.register(lease).await?;
         *self.inner.lease.lock().expect("lease") = Some(lease);
@@ -148,7 +163,7 @@ impl Cluster {
         let revision = self.reload().await?;
         let opts = WatchOptions::new().with_prefix().with_start_revision(revision + 1);
         let mut watch = timed(client.watch(state::PREFIX, Some(opts))).await?;
-        tracing::info!(node = self.node(), lease, "joined the cluster");
+        tracing::info!(node = self.node_name(), id = self.node_id(), lease, "joined the cluster");
         let mut renew = tokio::time::interval(Duration::from_secs((ttl as u64 / 3).max(1)));
         loop {
             tokio::select! {
@@ -182,10 +197,15 @@ impl Cluster {
     /// theirs; ours is reported.
     async fn register(&self, lease: i64) -> Result<()> {
         let mut client = self.inner.client.clone();
-        let member = Member { name: self.node().to_string(), address: self.advertise(), joined_at: now_nanos() };
-        timed(client.put(state::member_key(self.node()), json(&member), None)).await?;
+        let member = Member {
+            id: self.node_id().to_string(),
+            name: self.node_name().to_string(),
+            address: self.advertise(),
+            joined_at: now_nanos(),
+        };
+        timed(client.put(state::member_key(self.node_id()), json(&member), None)).await?;
         let leased = Some(PutOptions::new().with_lease(lease));
-        timed(client.put(state::alive_key(self.node()), "{}", leased.clone())).await?;
+        timed(client.put(state::alive_key(self.node_id()), "{}", leased.clone())).await?;
         let local: Vec<ClusterEndpoint> = self.inner.local.lock().expect("local endpoints").values().cloned().collect();
         for ep in local {
             if let Err(e) = self.claim(&ep, lease).await {
@@ -227,10 +247,19 @@ impl Cluster {
         self.inner.client.clone()
     }
 
-    /// Members with whether their lease is alive, by name.
+    /// How messages name a node: its name and short id.
+    pub fn node_label(&self, id: &str) -> String {
+        let s = self.inner.state.read().expect("cluster state");
+        match s.members.get(id).map(|m| &m.name) {
+            Some(name) => format!("{name} ({})", node_id::short(id)),
+            None => node_id::short(id).to_string(),
+        }
+    }
+
+    /// Members with whether their lease is alive, by id.
     pub fn nodes(&self) -> Vec<(Member, bool)> {
         let s = self.inner.state.read().expect("cluster state");
-        s.members.values().map(|m| (m.clone(), s.alive.contains(&m.name))).collect()
+        s.members.values().map(|m| (m.clone(), s.alive.contains(&m.id))).collect()
     }
 }
 

@@ -89,7 +89,7 @@ impl Cluster {
                 "network {} is in use by container {} on node {} ({})",
                 net.name,
                 &ep.container_id[..12.min(ep.container_id.len())],
-                ep.node,
+                self.node_label(&ep.node),
                 ep.ip
             )));
         }
@@ -173,7 +173,9 @@ impl Cluster {
                 timed(self.client().txn(Txn::new().and_then(vec![put]))).await?;
                 Ok(())
             }
-            Some(h) => Err(Error::AlreadyExists(format!("taken by container {} on node {}", h.container_id, h.node))),
+            Some(h) => {
+                Err(Error::AlreadyExists(format!("taken by container {} on node {}", h.container_id, self.node_label(&h.node))))
+            }
             None => Err(Error::Internal("unreadable endpoint record".into())),
         }
     }

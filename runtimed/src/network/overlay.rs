@@ -84,7 +84,7 @@ impl Networks {
             mac: ep.mac,
             container_id: container_id.to_string(),
             names,
-            node: cluster.node().to_string(),
+            node: cluster.node_id().to_string(),
             vtep: cluster.advertise(),
         })
     }
@@ -154,7 +154,7 @@ impl Networks {
         records.reset(snap.network_endpoints(&net.id).flat_map(|e| e.names.iter().map(|n| (n.clone(), e.ip))));
         let mut wanted: Vec<Remote> = snap
             .network_endpoints(&net.id)
-            .filter(|e| e.node != cluster.node())
+            .filter(|e| e.node != cluster.node_id())
             .map(|e| Remote { mac: e.mac, ip: e.ip, vtep: e.vtep })
             .collect();
         wanted.sort();
