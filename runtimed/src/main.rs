@@ -10,6 +10,7 @@ mod config;
 mod container;
 mod error;
 mod events;
+mod failpoint;
 mod firewall;
 mod image;
 mod network;

@@ -11,6 +11,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
 use super::convert::{container_info, endpoint_info, spec_from_config};
+use super::detach::to_completion;
 use crate::container::logs::{LogLine, Stream as LogStream};
 use crate::container::{ContainerRecord, Follow, Manager};
 use crate::network::NetworkMode;
@@ -57,12 +58,14 @@ impl Containers for ContainersApi {
     async fn create(&self, req: Request<pb::CreateRequest>) -> Result<Response<pb::CreateResponse>, Status> {
         let r = req.into_inner();
         let (image, spec) = spec_from_config(r.config)?;
-        let rec = self.m.create(&r.name, &image, spec).await?;
+        let m = self.m.clone();
+        let rec = to_completion(async move { m.create(&r.name, &image, spec).await }).await?;
         Ok(Response::new(pb::CreateResponse { id: rec.id }))
     }
 
     async fn start(&self, req: Request<pb::StartRequest>) -> Result<Response<pb::StartResponse>, Status> {
-        let rec = self.m.start(&req.into_inner().container).await?;
+        let (m, container) = (self.m.clone(), req.into_inner().container);
+        let rec = to_completion(async move { m.start(&container).await }).await?;
         Ok(Response::new(pb::StartResponse { pid: rec.pid as i64 }))
     }
 
@@ -72,15 +75,20 @@ impl Containers for ContainersApi {
         use pb::run_response::Event;
         let r = req.into_inner();
         let (image, spec) = spec_from_config(r.config)?;
-        let rec = self.m.create(&r.name, &image, spec).await?;
-        let output = if r.detach { None } else { Some(self.m.follow(&rec, true, None, true)?) };
-        if let Err(e) = self.m.start(&rec.id).await {
-            // A run that cannot start leaves nothing behind.
-            if let Err(rm) = self.m.remove(&rec.id, true).await {
-                tracing::error!(id = rec.short_id(), "cleanup after failed run: {rm}");
+        let m = self.m.clone();
+        let (rec, output) = to_completion(async move {
+            let rec = m.create(&r.name, &image, spec).await?;
+            let output = if r.detach { None } else { Some(m.follow(&rec, true, None, true)?) };
+            if let Err(e) = m.start(&rec.id).await {
+                // A run that cannot start leaves nothing behind.
+                if let Err(rm) = m.remove(&rec.id, true).await {
+                    tracing::error!(id = rec.short_id(), "cleanup after failed run: {rm}");
+                }
+                return Err(e);
             }
-            return Err(e.into());
-        }
+            Ok((rec, output))
+        })
+        .await?;
         let first = futures::stream::once(async move { Ok(pb::RunResponse { event: Some(Event::Id(rec.id)) }) });
         let Some(output) = output else { return Ok(Response::new(Box::pin(first))) };
         let rest = ReceiverStream::new(output).map(|item| {
@@ -96,7 +104,8 @@ impl Containers for ContainersApi {
     async fn stop(&self, req: Request<pb::StopRequest>) -> Result<Response<pb::StopResponse>, Status> {
         let r = req.into_inner();
         let secs = r.timeout_seconds.unwrap_or(DEFAULT_STOP_TIMEOUT);
-        self.m.stop(&r.container, Duration::from_secs(secs.into())).await?;
+        let m = self.m.clone();
+        to_completion(async move { m.stop(&r.container, Duration::from_secs(secs.into())).await }).await?;
         Ok(Response::new(pb::StopResponse {}))
     }
 
@@ -108,7 +117,8 @@ impl Containers for ContainersApi {
 
     async fn remove(&self, req: Request<pb::RemoveRequest>) -> Result<Response<pb::RemoveResponse>, Status> {
         let r = req.into_inner();
-        let rec = self.m.remove(&r.container, r.force).await?;
+        let m = self.m.clone();
+        let rec = to_completion(async move { m.remove(&r.container, r.force).await }).await?;
         Ok(Response::new(pb::RemoveResponse { id: rec.id }))
     }
 

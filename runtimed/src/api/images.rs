@@ -5,6 +5,7 @@ use runtime_proto::v1::images_server::Images;
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::detach::to_completion;
 use super::convert::image_info;
 use crate::container::Manager;
 use crate::error::Error;
@@ -33,8 +34,11 @@ impl Images for ImagesApi {
             Some(Part::Name(name)) if !name.is_empty() => name,
             _ => return Err(Error::InvalidArgument("import must start with the image name".into()).into()),
         };
-        // Spool to a file next to the image store, then unpack from it.
-        let tmp = self.m.config().images_dir().join(format!(".import-{}.tar", crate::util::random_id()));
+        // Spool to a file next to the image store, then unpack from it. The
+        // spool goes when this handler ends, even if tonic drops it because
+        // the client went away; the unpacking runs to its end regardless.
+        let spool = Spool(self.m.config().images_dir().join(format!(".import-{}.tar", crate::util::random_id())));
+        let tmp = spool.0.clone();
         let result = async {
             let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create import file", e))?;
             while let Some(msg) = stream.message().await? {
@@ -43,10 +47,12 @@ impl Images for ImagesApi {
                 }
             }
             file.flush().await.map_err(|e| Error::io("write import file", e))?;
-            Ok::<_, Status>(self.m.images().import(&name, tmp.clone()).await?)
+            crate::failpoint::hit("import:spooled");
+            let (m, tmp) = (self.m.clone(), tmp.clone());
+            to_completion(async move { m.images().import(&name, tmp).await }).await
         }
         .await;
-        let _ = tokio::fs::remove_file(&tmp).await;
+        drop(spool);
         Ok(Response::new(image_info(&result?)))
     }
 
@@ -56,5 +62,14 @@ impl Images for ImagesApi {
         let user = self.m.user_of_image(&image.id)?;
         let removed = self.m.images().remove(&reference, user).await?;
         Ok(Response::new(pb::RemoveImageResponse { id: removed.id }))
+    }
+}
+
+/// An import's spooled tarball, removed when dropped.
+struct Spool(std::path::PathBuf);
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -3,6 +3,7 @@
 
 mod containers;
 mod convert;
+mod detach;
 mod images;
 mod networks;
 mod system;

@@ -5,6 +5,7 @@ use runtime_proto::v1::networks_server::Networks;
 use tonic::{Request, Response, Status};
 
 use super::convert::{endpoint_info, network_info};
+use super::detach::to_completion;
 use crate::container::Manager;
 use crate::error::Error;
 use crate::network::manager::NetworkRequest;
@@ -61,7 +62,8 @@ fn request(r: pb::CreateNetworkRequest) -> Result<NetworkRequest, Error> {
 #[tonic::async_trait]
 impl Networks for NetworksApi {
     async fn create(&self, req: Request<pb::CreateNetworkRequest>) -> Result<Response<pb::NetworkInfo>, Status> {
-        let net = self.m.networks().create(request(req.into_inner())?).await?;
+        let (m, r) = (self.m.clone(), request(req.into_inner())?);
+        let net = to_completion(async move { m.networks().create(r).await }).await?;
         Ok(Response::new(self.info(&net)?))
     }
 
@@ -77,7 +79,8 @@ impl Networks for NetworksApi {
     }
 
     async fn remove(&self, req: Request<pb::RemoveNetworkRequest>) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
-        let net = self.m.networks().remove(&req.into_inner().network).await?;
+        let (m, network) = (self.m.clone(), req.into_inner().network);
+        let net = to_completion(async move { m.networks().remove(&network).await }).await?;
         Ok(Response::new(pb::RemoveNetworkResponse { id: net.id }))
     }
 
@@ -87,14 +90,16 @@ impl Networks for NetworksApi {
             "" => None,
             s => Some(s.parse().map_err(|_| Error::InvalidArgument(format!("invalid IP address {s}")))?),
         };
-        let ep = self.m.connect(&r.network, &r.container, ip, r.aliases).await?;
+        let m = self.m.clone();
+        let ep = to_completion(async move { m.connect(&r.network, &r.container, ip, r.aliases).await }).await?;
         let net = self.m.networks().resolve(&ep.network_id).ok();
         Ok(Response::new(endpoint_info(&ep, net.as_ref())))
     }
 
     async fn disconnect_container(&self, req: Request<pb::DisconnectRequest>) -> Result<Response<pb::DisconnectResponse>, Status> {
         let r = req.into_inner();
-        self.m.disconnect(&r.network, &r.container).await?;
+        let m = self.m.clone();
+        to_completion(async move { m.disconnect(&r.network, &r.container).await }).await?;
         Ok(Response::new(pb::DisconnectResponse {}))
     }
 }

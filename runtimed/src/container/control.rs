@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::logs::{LogLine, LogReader, FOLLOW_POLL};
 use super::manager::Manager;
-use super::{shim_client, user, validate, ContainerRecord, State};
+use super::{cgroup, shim_client, user, validate, ContainerRecord, State};
 use crate::error::{Error, Result};
 
 /// What a log follower receives.
@@ -26,6 +26,17 @@ impl Manager {
             Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
             Err(e) => Err(Error::internal(format!("signal {sig} to {}: {e}", rec.name))),
         }
+    }
+
+    /// SIGKILLs every process in the container's cgroup, not only its
+    /// recorded init: children that left the init's tree go too.
+    pub(super) async fn kill_all(&self, rec: &ContainerRecord) -> Result<()> {
+        let (parent, id) = (self.inner.cfg.cgroup_parent.clone(), rec.id.clone());
+        let killed = tokio::task::spawn_blocking(move || cgroup::kill_all(&parent, &id)).await.map_err(Error::internal)?;
+        if killed == 0 {
+            return self.signal(rec, Signal::SIGKILL);
+        }
+        Ok(())
     }
 
     pub async fn kill(&self, reference: &str, signal: &str) -> Result<()> {

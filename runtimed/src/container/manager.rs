@@ -16,6 +16,7 @@ use super::{confined, etc, names, rootfs, shim_client, spec, user, validate, Con
 use crate::config::DaemonConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
+use crate::failpoint;
 use crate::image::{ImageRecord, ImageStore};
 use crate::network::manager::AttachRequest;
 use crate::network::record::GATEWAY_NETWORK;
@@ -179,10 +180,12 @@ impl Manager {
             false => Some(self.inner.ports_lock.lock().await),
         };
         let prepared = self.prepare(&mut rec, &paths).await;
+        failpoint::hit("create:prepared");
         let stored = match prepared {
             Ok(()) => self.inner.store.insert_container(&rec).await,
             Err(e) => Err(e),
         };
+        failpoint::hit("create:stored");
         if let Err(e) = stored {
             self.release_network(&rec).await;
             teardown(&paths);
@@ -208,11 +211,13 @@ impl Manager {
 
     async fn prepare(&self, rec: &mut ContainerRecord, paths: &ContainerPaths) -> Result<()> {
         rootfs::prepare(paths)?;
+        failpoint::hit("create:layer");
         crate::util::create_private(&paths.log()).ctx(|| format!("create {}", paths.log().display()))?;
         if rec.spec.network.owns_netns() {
             let ns = paths.netns.clone();
             tokio::task::spawn_blocking(move || netns::create(&ns)).await.map_err(Error::internal)??;
         }
+        failpoint::hit("create:netns");
         self.connect_network(rec, paths).await
     }
 
@@ -233,6 +238,7 @@ impl Manager {
             aliases: rec.spec.aliases.clone(),
         };
         let ep = self.inner.networks.attach(&net, &rec.id, &paths.netns, "eth0", &req).await?;
+        failpoint::hit("create:attached");
         rec.endpoints.push(ep.clone());
         self.dns_register(rec, &ep);
         // Overlay containers leave (and are reached on published ports)
@@ -286,7 +292,9 @@ impl Manager {
         rec.started_at = now_nanos();
         rec.exit_code = 0;
         rec.finished_at = 0;
+        failpoint::hit("start:published");
         self.inner.store.containers.put(&rec.id, &rec).await?;
+        failpoint::hit("start:stored");
         slot.state.send_modify(|s| {
             s.running = true;
             s.settled = false;
@@ -304,6 +312,7 @@ impl Manager {
         let image = self.image_of(rec)?;
         rootfs::prepare(paths)?;
         rootfs::mount_overlay(paths, &self.inner.images.rootfs(&image))?;
+        failpoint::hit("start:mounted");
         // A joiner uses the owner's namespace, hostname and /etc files.
         let (netns_path, hostname, files) = match &rec.spec.network {
             NetworkMode::Container(target) => {
@@ -339,6 +348,7 @@ impl Manager {
         spec::write(&oci, paths.bundle())?;
         let _ = std::fs::remove_file(paths.exit_file());
         let started = shim_client::start(&self.inner.exe, &self.inner.cfg.libcontainer_root(), &rec.id, paths).await?;
+        failpoint::hit("start:shim");
         // One nft transaction for all of the container's ports.
         if let Err(e) = self.inner.networks.publish(&rec.ports).await {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(started.pid), nix::sys::signal::Signal::SIGKILL);
@@ -412,12 +422,19 @@ impl Manager {
                     rec.name
                 )));
             }
-            self.signal(&rec, nix::sys::signal::Signal::SIGKILL)?;
+            self.kill_all(&rec).await?;
             let mut rx = slot.state.subscribe();
             let _ = rx.wait_for(|s| !s.running).await;
+        } else {
+            // Not running by the record; a start cut off half-way may still
+            // have left processes.
+            self.clear_runtime(&rec.id).await;
         }
+        failpoint::hit("rm:killed");
         self.inner.store.remove_container(&rec).await?;
+        failpoint::hit("rm:unstored");
         self.release_network(&rec).await;
+        failpoint::hit("rm:released");
         let paths = self.paths(&rec.id);
         tokio::task::spawn_blocking(move || teardown(&paths)).await.map_err(Error::internal)?;
         self.inner.slots.lock().expect("slots lock").remove(&rec.id);

@@ -4,6 +4,7 @@
 pub mod logs;
 mod manager;
 mod attach;
+mod cgroup;
 mod confined;
 mod control;
 mod etc;

@@ -7,7 +7,7 @@ use tokio::io::unix::AsyncFd;
 
 use super::logs::read_exit_file;
 use super::manager::{teardown, Manager};
-use super::{rootfs, ContainerPaths, ContainerRecord, State};
+use super::{cgroup, rootfs, ContainerPaths, ContainerRecord, State};
 use crate::error::{Error, Result};
 use crate::util::{now_nanos, pidfd_open};
 
@@ -96,12 +96,14 @@ impl Manager {
                     self.record_exit(&rec.id, rec.shim_pid).await?;
                 }
                 State::Created | State::Exited => {
+                    // A start cut off by a crash may have left it running.
+                    self.clear_runtime(&rec.id).await;
                     let _ = rootfs::unmount(&self.paths(&rec.id));
                     self.slot(&rec);
                 }
             }
         }
-        self.remove_orphans(&known);
+        self.remove_orphans(&known).await;
         let live: Vec<_> = self
             .inner
             .store
@@ -114,26 +116,75 @@ impl Manager {
         self.inner.networks.release_orphans(&live, &known).await
     }
 
-    /// Deletes layers, namespaces and libcontainer state of containers the
-    /// store does not know (left by a crash between steps).
-    fn remove_orphans(&self, known: &HashSet<String>) {
+    /// Kills and deletes processes, layers, namespaces, cgroups and
+    /// libcontainer state of containers the store does not know (a create
+    /// cut off by a crash, or a removal cut off after the record went).
+    async fn remove_orphans(&self, known: &HashSet<String>) {
         let cfg = &self.inner.cfg;
+        let mut found = cgroup::ids(&cfg.cgroup_parent);
         for dir in [cfg.containers_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-            for entry in entries.flatten() {
-                let id = entry.file_name().to_string_lossy().into_owned();
-                if known.contains(&id) {
-                    continue;
-                }
-                tracing::warn!(id, "removing leftovers of unknown container in {}", dir.display());
-                if dir == cfg.libcontainer_root() {
-                    let _ = std::fs::remove_dir_all(entry.path());
-                } else {
-                    teardown(&ContainerPaths::new(&cfg.containers_dir(), &cfg.netns_dir(), &id));
-                }
-            }
+            let entries = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+            found.extend(entries.map(|e| e.file_name().to_string_lossy().into_owned()));
+        }
+        for id in found.difference(known) {
+            tracing::warn!(id, "removing the leftovers of a container the store does not know");
+            self.clear_runtime(id).await;
+            teardown(&ContainerPaths::new(&cfg.containers_dir(), &cfg.netns_dir(), id));
         }
     }
+
+    /// Ends whatever runs for a container that must not be running: its
+    /// processes (by cgroup), its shim, libcontainer's state and its cgroup.
+    /// Safe to repeat; a no-op when nothing is there.
+    pub(super) async fn clear_runtime(&self, id: &str) {
+        let (parent, lc_state) = (self.inner.cfg.cgroup_parent.clone(), self.inner.cfg.libcontainer_root().join(id));
+        let id = id.to_string();
+        let cleared = tokio::task::spawn_blocking(move || clear_runtime_blocking(&parent, &lc_state, &id)).await;
+        if let Err(e) = cleared {
+            tracing::error!("clear container runtime: {e}");
+        }
+    }
+}
+
+fn clear_runtime_blocking(parent: &str, lc_state: &std::path::Path, id: &str) {
+    let shim = find_shim(id);
+    let killed = cgroup::kill_all(parent, id);
+    if let Some(pid) = shim {
+        // The shim leaves once its container is gone; make sure it does.
+        if !wait_gone(pid, std::time::Duration::from_secs(3)) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            wait_gone(pid, std::time::Duration::from_secs(1));
+        }
+    }
+    if killed > 0 || shim.is_some() {
+        tracing::warn!(id, killed, shim = ?shim, "stopped processes of a container that is not running");
+    }
+    if lc_state.exists() {
+        let _ = std::fs::remove_dir_all(lc_state);
+    }
+    cgroup::remove(parent, id);
+}
+
+/// Waits until `pid` has exited (it is not our child: polls /proc).
+fn wait_gone(pid: i32, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
+}
+
+/// The shim of container `id`, found by its command line: after a crash
+/// the store may not know its pid.
+fn find_shim(id: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|&pid| shim_alive(pid, id))
 }
 
 /// A pid is our shim only if its command line names the container.

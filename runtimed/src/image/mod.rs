@@ -29,6 +29,7 @@ pub struct ImageStore {
 impl ImageStore {
     pub fn new(dir: PathBuf, store: Store) -> Result<Self> {
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
+        remove_partial(&dir, &store)?;
         Ok(ImageStore { dir, store })
     }
 
@@ -101,6 +102,7 @@ impl ImageStore {
         let result = tokio::task::spawn_blocking(move || -> Result<u64> {
             std::fs::create_dir_all(&rootfs).ctx(|| format!("create {}", rootfs.display()))?;
             fill(&rootfs)?;
+            crate::failpoint::hit("import:unpacked");
             Ok(dir_size(&rootfs))
         })
         .await
@@ -155,6 +157,23 @@ fn validate_name(name: &str) -> Result<()> {
             "invalid image name \"{name}\": use lowercase letters, digits and ._/- with an optional :tag"
         )))
     }
+}
+
+/// Deletes what an import cut off by a crash left: its spooled tarball
+/// (`.import-*`) and image directories the store does not know.
+fn remove_partial(dir: &Path, store: &Store) -> Result<()> {
+    for entry in std::fs::read_dir(dir).ctx(|| format!("read {}", dir.display()))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let partial = name.starts_with(".import-") || store.images.get(&name)?.is_none();
+        if !partial {
+            continue;
+        }
+        tracing::warn!("removing {name}, left by an interrupted image import");
+        let path = entry.path();
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        removed.ctx(|| format!("remove {}", path.display()))?;
+    }
+    Ok(())
 }
 
 fn unpack(tarball: &Path, dest: &Path) -> Result<()> {
