@@ -54,6 +54,9 @@ fn repairs(w: &World) -> usize {
 fn published_ports_come_back_after_a_ruleset_flush() {
     let w = World::new();
     start_web(&w, "web", "8080:80");
+    w.d.ok(&["run", "--rm", "-p", "8082:80", "busybox", "true"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!w.d.log().contains("firewall table"), "nothing to repair yet:\n{}", w.d.log());
     w.d.ns.exec("nft flush ruleset");
     assert!(answers_within(&w.ext, 8080, Duration::from_secs(3)), "no answer after the flush:\n{}", w.d.log());
     assert_eq!(repairs(&w), 1, "{}", w.d.log());
