@@ -25,6 +25,10 @@
 //!   for why the crate's `get_current_ruleset_raw` is used to run it).
 //! - nft 1.0.6 has no `destroy`; "delete if present" is done by adding the
 //!   element and deleting it in the same transaction.
+//! - Anyone can flush or edit the table (`nft flush ruleset`). The daemon
+//!   keeps what it should hold and calls [`Firewall::repair`] at start and
+//!   whenever [`NftEvents`] reports a change; a repair compares first and
+//!   writes only a difference, so its own change events end the cycle.
 
 mod contents;
 mod elements;

@@ -50,6 +50,17 @@ impl FirewallState {
     fn set_ports(&mut self, ports: &[PortMap]) {
         self.ports = ports.iter().map(firewall::normalized).collect();
     }
+
+    fn add_ports(&mut self, ports: &[PortMap]) {
+        self.ports.extend(ports.iter().map(firewall::normalized));
+    }
+
+    /// `0.0.0.0` and no address are the same mapping, as in nft.
+    fn remove_ports(&mut self, ports: &[PortMap]) {
+        for p in ports {
+            self.ports.remove(&firewall::normalized(p));
+        }
+    }
 }
 
 impl Networks {
@@ -171,7 +182,7 @@ pub(super) fn publish_locked(
         }
         fw.publish(ports)?;
     }
-    st.ports.extend(ports.iter().map(firewall::normalized));
+    st.add_ports(ports);
     Ok(())
 }
 
@@ -181,9 +192,7 @@ pub(super) fn unpublish_locked(
     st: &mut FirewallState,
     ports: &[PortMap],
 ) -> firewall::Result<()> {
-    for p in ports {
-        st.ports.remove(&firewall::normalized(p));
-    }
+    st.remove_ports(ports);
     fw.unpublish(ports)
 }
 
@@ -213,5 +222,45 @@ fn log_repair(table: &str, r: &Repair) {
             "firewall table {table} differed from the daemon's state; restored {networks} networks, \
              {ports} published ports; removed {gone_networks} networks, {gone_ports} published ports"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::Proto;
+
+    fn port(host_ip: Option<&str>, host_port: u16) -> PortMap {
+        PortMap {
+            proto: Proto::Tcp,
+            host_ip: host_ip.map(|ip| ip.parse().unwrap()),
+            host_port,
+            container_ip: "10.88.0.2".parse().unwrap(),
+            container_port: 80,
+        }
+    }
+
+    #[test]
+    fn firewall_state_forgets_a_port_however_its_address_is_spelled() {
+        let mut st = FirewallState::default();
+        st.set_ports(&[port(Some("0.0.0.0"), 8080), port(None, 8081)]);
+        st.add_ports(&[port(None, 8080)]);
+        st.remove_ports(&[port(None, 8080), port(Some("0.0.0.0"), 8081)]);
+        assert_eq!(st.wanted(), Contents::default());
+    }
+
+    #[test]
+    fn firewall_state_keeps_one_entry_per_bridge() {
+        let mut st = FirewallState::default();
+        let rules = |subnet: &str| NetworkRules {
+            bridge: "br0".into(),
+            subnet: subnet.parse().unwrap(),
+            internal: false,
+        };
+        st.add_network(&rules("10.1.0.0/24"));
+        st.add_network(&rules("10.2.0.0/24"));
+        assert_eq!(st.wanted(), Contents::wanted([&rules("10.2.0.0/24")], []));
+        st.remove_network("br0");
+        assert!(st.wanted().is_empty());
     }
 }
