@@ -36,6 +36,7 @@ pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
     networks.init().await.context("set up networks")?;
     let manager = Manager::new(cfg.clone(), store, images, Events::new(), networks.clone())?;
     manager.reconcile().await.context("reconcile containers")?;
+    networks.watch_firewall();
     networks.start_cluster(manager.overlay_endpoints()?);
 
     let (health_reporter, health) = tonic_health::server::health_reporter();

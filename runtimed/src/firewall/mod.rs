@@ -25,23 +25,35 @@
 //!   for why the crate's `get_current_ruleset_raw` is used to run it).
 //! - nft 1.0.6 has no `destroy`; "delete if present" is done by adding the
 //!   element and deleting it in the same transaction.
+//! - Anyone can flush or edit the table (`nft flush ruleset`). The daemon
+//!   keeps what it should hold and calls [`Firewall::repair`] at start and
+//!   whenever [`NftEvents`] reports a change; a repair compares first and
+//!   writes only a difference, so its own change events end the cycle.
 
+mod contents;
 mod elements;
 mod error;
 mod expr;
 mod network;
 mod nft;
 mod ports;
+mod shape;
 mod table;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::net::Ipv4Addr;
 
+pub use contents::Contents;
 pub use error::{FirewallError, Result};
+pub use shape::Shape;
+pub use watch::NftEvents;
 
 /// Transport protocol of a published port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Proto {
     Tcp,
     Udp,
@@ -68,7 +80,9 @@ impl Proto {
 /// One published port: `host_ip:host_port/proto` -> `container_ip:container_port`.
 /// `host_ip` None (or `0.0.0.0`) means every local address of the host;
 /// [`Firewall::published`] reports both as None.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct PortMap {
     pub proto: Proto,
     pub host_ip: Option<Ipv4Addr>,
@@ -100,7 +114,6 @@ impl Firewall {
         }
     }
 
-    #[allow(dead_code)] // API for callers that log or inspect the table
     pub fn table(&self) -> &str {
         &self.table
     }
@@ -203,6 +216,63 @@ impl Firewall {
         ports::read(&doc)
     }
 
+    /// [`Firewall::ensure`], then the structure it wrote: the reference
+    /// for [`Firewall::repair`].
+    pub fn ensure_shape(&self) -> Result<Shape> {
+        self.ensure()?;
+        self.shape()?.ok_or_else(|| {
+            FirewallError::output("create the firewall table", "table missing after creation")
+        })
+    }
+
+    /// The structure of our table as the kernel holds it now (None when
+    /// the table is missing): the reference for [`Firewall::repair`].
+    pub fn shape(&self) -> Result<Option<Shape>> {
+        Ok(self.read()?.as_ref().map(Shape::of))
+    }
+
+    /// Makes our table have the structure `reference` and hold exactly
+    /// `wanted`, in one transaction, writing only if something differs:
+    /// None means the table was already right. Someone else's flush or
+    /// edit (`nft flush ruleset`) is undone this way without a loop, since
+    /// a table that matches is never written.
+    pub fn repair(&self, reference: &Shape, wanted: &Contents) -> Result<Option<Repair>> {
+        let doc = self.read()?;
+        let shape = doc.as_ref().map(Shape::of);
+        let actual = doc.as_ref().map(Contents::read).transpose()?;
+        let actual = actual.unwrap_or_default();
+        let rebuilt = shape.as_ref() != Some(reference);
+        let (removed, added) = (actual.minus(wanted), wanted.minus(&actual));
+        if !rebuilt && removed.is_empty() && added.is_empty() {
+            return Ok(None);
+        }
+        let mut batch = match rebuilt {
+            true => table::ensure_batch(&self.table),
+            false => nftables::batch::Batch::new(),
+        };
+        Contents::apply(&mut batch, &self.table, &removed, &added);
+        nft::apply("repair the firewall table", batch)?;
+        Ok(Some(Repair {
+            rebuilt,
+            added,
+            removed,
+        }))
+    }
+
+    /// Our whole table in one `nft list`; None when it does not exist.
+    fn read(&self) -> Result<Option<nftables::schema::Nftables<'static>>> {
+        let listed = nft::list("read the table", &["list", "table", "ip", &self.table]);
+        match listed {
+            Ok(doc) => Ok(Some(doc)),
+            Err(FirewallError::Nft { message, .. })
+                if message.contains("No such file or directory") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes our whole table; a missing table is not an error.
     #[allow(dead_code)] // API for tests and a clean shutdown
     pub fn delete_table(&self) -> Result<()> {
@@ -211,6 +281,15 @@ impl Firewall {
             table::delete_batch(&self.table),
         )
     }
+}
+
+/// What [`Firewall::repair`] changed.
+#[derive(Debug)]
+pub struct Repair {
+    /// Table, sets, maps or rules were missing or altered and were rewritten.
+    pub rebuilt: bool,
+    pub added: Contents,
+    pub removed: Contents,
 }
 
 fn subnets_of(recorded: &[(String, ipnet::Ipv4Net)], bridge: &str) -> Vec<ipnet::Ipv4Net> {
@@ -222,7 +301,7 @@ fn subnets_of(recorded: &[(String, ipnet::Ipv4Net)], bridge: &str) -> Vec<ipnet:
 }
 
 /// The form [`Firewall::published`] reports: `0.0.0.0` becomes None.
-fn normalized(m: &PortMap) -> PortMap {
+pub fn normalized(m: &PortMap) -> PortMap {
     PortMap {
         host_ip: m.host_ip.filter(|ip| !ip.is_unspecified()),
         ..m.clone()

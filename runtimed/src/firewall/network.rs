@@ -29,14 +29,14 @@ pub(super) fn recorded(table: &str) -> Result<Vec<(String, Ipv4Net)>> {
 }
 
 /// `{"concat": [<prefix or address>, "<bridge>"]}` -> `(bridge, subnet)`.
-fn record(e: &Expr) -> Option<(String, Ipv4Net)> {
+pub(super) fn record(e: &Expr) -> Option<(String, Ipv4Net)> {
     let [net, bridge] = parts(e)? else {
         return None;
     };
     Some((as_str(bridge)?.to_string(), subnet(net)?))
 }
 
-fn subnet(e: &Expr) -> Option<Ipv4Net> {
+pub(super) fn subnet(e: &Expr) -> Option<Ipv4Net> {
     match value(e) {
         Expression::Named(NamedExpression::Prefix(p)) => {
             let addr: Ipv4Addr = as_str(&p.addr)?.parse().ok()?;
@@ -111,14 +111,14 @@ fn delete_if_present(batch: &mut Batch<'static>, table: &str, set: &str, elem: E
     batch.delete(element(table, set, vec![elem]));
 }
 
-fn intra(bridge: &str) -> Expr {
+pub(super) fn intra(bridge: &str) -> Expr {
     concat(vec![string(bridge), string(bridge)])
 }
 
-fn net_expr(subnet: Ipv4Net) -> Expr {
+pub(super) fn net_expr(subnet: Ipv4Net) -> Expr {
     prefix(subnet.network(), subnet.prefix_len())
 }
 
-fn subnet_bridge(subnet: Ipv4Net, bridge: &str) -> Expr {
+pub(super) fn subnet_bridge(subnet: Ipv4Net, bridge: &str) -> Expr {
     concat(vec![net_expr(subnet), string(bridge)])
 }

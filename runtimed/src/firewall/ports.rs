@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use nftables::batch::Batch;
-use nftables::schema::Nftables;
+use nftables::schema::{NfListObject, Nftables};
 
 use super::elements::{as_str, as_u16, element, listed, pair, parts, value};
 use super::error::{FirewallError, Result};
@@ -50,7 +50,7 @@ impl Elements {
     }
 
     /// One element command per non-empty map.
-    fn commands(&self, table: &str) -> Vec<nftables::schema::NfListObject<'static>> {
+    fn commands(&self, table: &str) -> Vec<NfListObject<'static>> {
         [
             (ANY_ADDR, &self.any_addr),
             (ANY_PORT, &self.any_port),
@@ -108,10 +108,25 @@ pub(super) fn delete_batch(table: &str, maps: &[PortMap]) -> Batch<'static> {
     batch
 }
 
+/// Element commands adding or deleting `maps`, one per non-empty map.
+pub(super) fn commands(table: &str, maps: &[PortMap]) -> Vec<NfListObject<'static>> {
+    Elements::of(maps).commands(table)
+}
+
 /// Every published port, from a `nft -j list table` answer.
 pub(super) fn read(doc: &Nftables<'static>) -> Result<Vec<PortMap>> {
-    let mut out = join(entries(doc, ANY_ADDR)?, entries(doc, ANY_PORT)?)?;
-    out.extend(join(entries(doc, IP_ADDR)?, entries(doc, IP_PORT)?)?);
+    read_maps(doc, true)
+}
+
+/// Like [`read`], but a missing map reads as empty (a damaged table).
+pub(super) fn read_present(doc: &Nftables<'static>) -> Result<Vec<PortMap>> {
+    read_maps(doc, false)
+}
+
+fn read_maps(doc: &Nftables<'static>, required: bool) -> Result<Vec<PortMap>> {
+    let map = |name| entries(doc, name, required);
+    let mut out = join(map(ANY_ADDR)?, map(ANY_PORT)?, required)?;
+    out.extend(join(map(IP_ADDR)?, map(IP_PORT)?, required)?);
     out.sort_by_key(|m| (m.host_ip, m.proto as u8, m.host_port));
     Ok(out)
 }
@@ -119,9 +134,16 @@ pub(super) fn read(doc: &Nftables<'static>) -> Result<Vec<PortMap>> {
 const READ: &str = "read the published ports";
 
 /// `key -> data` of one of our maps.
-fn entries<'a>(doc: &'a Nftables<'static>, map: &str) -> Result<HashMap<Key, &'a Expr>> {
-    let elems =
-        listed(doc, map).ok_or_else(|| FirewallError::output(READ, format!("no map {map}")))?;
+fn entries<'a>(
+    doc: &'a Nftables<'static>,
+    map: &str,
+    required: bool,
+) -> Result<HashMap<Key, &'a Expr>> {
+    let elems = match listed(doc, map) {
+        Some(elems) => elems,
+        None if !required => &[],
+        None => return Err(FirewallError::output(READ, format!("no map {map}"))),
+    };
     elems
         .iter()
         .map(|e| entry(e).ok_or_else(|| FirewallError::output(READ, format!("{e:?}"))))
@@ -148,18 +170,24 @@ fn key(parts: &[Expr]) -> Option<Key> {
 }
 
 /// Pairs the address map with the port map (same keys, same transactions).
-fn join(addrs: HashMap<Key, &Expr>, ports: HashMap<Key, &Expr>) -> Result<Vec<PortMap>> {
+/// When not `strict`, a key found in only one of them is skipped.
+fn join(
+    addrs: HashMap<Key, &Expr>,
+    ports: HashMap<Key, &Expr>,
+    strict: bool,
+) -> Result<Vec<PortMap>> {
     let bad =
         |k: &Key| FirewallError::output(READ, format!("address and port maps disagree on {k:?}"));
     let mut out = Vec::with_capacity(addrs.len());
     for (k, addr) in addrs {
-        let port = ports
-            .get(&k)
-            .and_then(|p| as_u16(p))
-            .ok_or_else(|| bad(&k))?;
-        let ip = as_str(addr)
-            .and_then(|a| a.parse().ok())
-            .ok_or_else(|| bad(&k))?;
+        let port = ports.get(&k).and_then(|p| as_u16(p));
+        let ip = as_str(addr).and_then(|a| a.parse().ok());
+        let (Some(port), Some(ip)) = (port, ip) else {
+            if strict {
+                return Err(bad(&k));
+            }
+            continue;
+        };
         out.push(PortMap {
             proto: k.1,
             host_ip: k.0,
@@ -168,7 +196,7 @@ fn join(addrs: HashMap<Key, &Expr>, ports: HashMap<Key, &Expr>) -> Result<Vec<Po
             container_port: port,
         });
     }
-    if out.len() != ports.len() {
+    if strict && out.len() != ports.len() {
         return Err(FirewallError::output(
             READ,
             "port map has keys the address map lacks",

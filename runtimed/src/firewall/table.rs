@@ -45,6 +45,20 @@ const OUTPUT: &str = "output";
 const POSTROUTING: &str = "postrouting";
 const FORWARD: &str = "forward";
 
+/// Every chain of ours, and every set and map: what a repair checks.
+pub(super) const CHAINS: [&str; 5] = [PUBLISHED, PREROUTING, OUTPUT, POSTROUTING, FORWARD];
+pub(super) const SETS: [&str; 9] = [
+    BRIDGES,
+    INTERNAL,
+    INTRA,
+    SUBNETS,
+    SUBNET_BRIDGE,
+    ANY_ADDR,
+    ANY_PORT,
+    IP_ADDR,
+    IP_PORT,
+];
+
 /// Standard priorities, so our chains order well with other tables.
 const PRIO_DSTNAT: i32 = -100;
 const PRIO_SRCNAT: i32 = 100;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use ipnet::Ipv4Net;
 
 use super::dns::{self, DnsServer, Records};
+use super::heal::{publish_locked, unpublish_locked, FirewallState};
 use super::ipam::Ipam;
 use super::netlink::Netlink;
 use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_MTU, DEFAULT_NETWORK, GATEWAY_BRIDGE, GATEWAY_NETWORK};
@@ -55,7 +56,8 @@ pub struct Networks {
     /// What each VXLAN device (by index) was last programmed with, so a
     /// cluster change re-reads the kernel only for networks it touches.
     pub(super) programmed: Arc<Mutex<HashMap<u32, Vec<super::vxlan::Remote>>>>,
-    fw_lock: Arc<Mutex<()>>,
+    /// One firewall change at a time, and what the table must hold.
+    fw_state: Arc<Mutex<FirewallState>>,
     default_bridge: String,
     /// Name records and the DNS server of each user-defined network.
     dns: Arc<Mutex<HashMap<String, NetworkDns>>>,
@@ -77,55 +79,46 @@ impl Networks {
             cluster,
             overlay_lock: Arc::new(tokio::sync::Mutex::new(())),
             programmed: Arc::new(Mutex::new(HashMap::new())),
-            fw_lock: Arc::new(Mutex::new(())),
+            fw_state: Arc::new(Mutex::new(FirewallState::default())),
             default_bridge,
             dns: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
-    /// Runs one firewall change at a time: some of them read the table
-    /// before writing it.
-    pub(super) fn with_firewall<T>(&self, f: impl FnOnce(&Firewall) -> crate::firewall::Result<T>) -> Result<T> {
-        let _one_at_a_time = self.fw_lock.lock().expect("firewall lock");
-        f(&self.firewall).map_err(|e| Error::internal(format!("firewall: {e}")))
+    /// Runs one firewall change at a time (some read the table before
+    /// writing it), with what the table must hold.
+    pub(super) fn with_state<T>(&self, f: impl FnOnce(&Firewall, &mut FirewallState) -> crate::firewall::Result<T>) -> Result<T> {
+        let mut state = self.fw_state.lock().expect("firewall lock");
+        f(&self.firewall, &mut state).map_err(|e| Error::internal(format!("firewall: {e}")))
     }
 
     /// Publishes one container's ports in one transaction.
     pub async fn publish(&self, ports: &[PortMap]) -> Result<()> {
-        self.ports_change(ports, Firewall::publish).await
+        self.ports_change(ports, publish_locked).await
     }
 
     pub async fn unpublish(&self, ports: &[PortMap]) -> Result<()> {
-        self.ports_change(ports, Firewall::unpublish).await
+        self.ports_change(ports, unpublish_locked).await
     }
 
     /// `nft` runs as a process, so port changes run off the async workers.
     async fn ports_change(
         &self,
         ports: &[PortMap],
-        change: fn(&Firewall, &[PortMap]) -> crate::firewall::Result<()>,
+        change: fn(&Firewall, &mut FirewallState, &[PortMap]) -> crate::firewall::Result<()>,
     ) -> Result<()> {
         if ports.is_empty() {
             return Ok(());
         }
-        let (this, ports) = (self.clone(), ports.to_vec());
-        tokio::task::spawn_blocking(move || this.with_firewall(|fw| change(fw, &ports)))
-            .await
-            .map_err(Error::internal)?
+        let ports = ports.to_vec();
+        self.blocking(move |this| this.with_state(|fw, st| change(fw, st, &ports))).await
     }
 
-    /// Drops published ports and addresses whose container is gone (after a
-    /// crash between steps).
+    /// Publishes exactly the ports of running containers (dropping those of
+    /// containers gone after a crash between steps, restoring those lost
+    /// to a flushed table) and frees addresses of unknown containers.
     pub async fn release_orphans(&self, live_ports: &[PortMap], known: &std::collections::HashSet<String>) -> Result<()> {
-        let stale: Vec<PortMap> = self
-            .with_firewall(|fw| fw.published())?
-            .into_iter()
-            .filter(|p| !live_ports.contains(p))
-            .collect();
-        if !stale.is_empty() {
-            tracing::warn!("unpublishing {} ports of no running container", stale.len());
-            self.unpublish(&stale).await?;
-        }
+        self.heal_at_start(live_ports).await?;
         for net in self.store.networks.list()? {
             for (ip, owner) in self.ipam.allocations(&net.id)? {
                 if !known.contains(&owner) {
@@ -141,7 +134,7 @@ impl Networks {
     /// network, and every network's bridge and rules (re)created.
     pub async fn init(&self) -> Result<()> {
         write_sysctl("net/ipv4/ip_forward", "1")?;
-        self.with_firewall(|fw| fw.ensure())?;
+        self.firewall_ensure()?;
         if self.find(DEFAULT_NETWORK)?.is_none() {
             let req = NetworkRequest { name: DEFAULT_NETWORK.into(), ..Default::default() };
             self.create_with_bridge(req, self.default_bridge.clone()).await?;
@@ -155,6 +148,7 @@ impl Networks {
                 self.setup(&net).await?;
             } else if self.host.link_index(&net.bridge).await?.is_some() {
                 // Carried here before the restart: its DNS server must run again.
+                self.firewall_keep_overlay(&net)?;
                 if let Err(e) = self.overlay_up(&net).await {
                     tracing::warn!(network = net.name, "overlay network: {e}");
                 }
@@ -269,7 +263,7 @@ impl Networks {
         self.host.ensure_bridge(&net.bridge, net.gateway_net(), net.mtu).await?;
         write_sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
         let rules = NetworkRules { bridge: net.bridge.clone(), subnet: net.subnet, internal: net.internal };
-        self.with_firewall(|fw| fw.add_network(&rules))?;
+        self.firewall_add_network(&rules)?;
         self.start_dns(net).await
     }
 
@@ -314,7 +308,7 @@ impl Networks {
         if let Some(server) = dns.and_then(|d| d.server) {
             server.shutdown().await;
         }
-        if let Err(e) = self.with_firewall(|fw| fw.remove_network(&net.bridge)) {
+        if let Err(e) = self.firewall_remove_network(&net.bridge) {
             tracing::warn!("firewall rules of {}: {e}", net.name);
         }
         if let Err(e) = self.host.delete_link(&net.bridge).await {

@@ -47,7 +47,7 @@ impl Networks {
         self.host.ensure_vxlan(&vxlan_name(vni), vni, underlay, cluster.advertise(), bridge, mtu).await?;
         if fresh {
             let rules = NetworkRules { bridge: net.bridge.clone(), subnet: net.subnet, internal: false };
-            self.with_firewall(|fw| fw.add_network(&rules))?;
+            self.firewall_add_network(&rules)?;
             self.sync_network(net, &cluster.snapshot()).await;
         }
         self.start_dns(net).await?;

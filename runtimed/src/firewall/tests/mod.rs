@@ -1,6 +1,7 @@
 //! Tests against the real kernel, each inside fresh network namespaces so the
 //! machine's own ruleset and interfaces are never touched. Need root.
 
+mod heal;
 mod netns;
 mod rules;
 mod traffic;
