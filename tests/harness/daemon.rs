@@ -67,8 +67,36 @@ impl Daemon {
         self.try_spawn().unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts the daemon with `RUNTIMED_CRASH_AT=point`: it kills itself
+    /// when it reaches that step (debug builds).
+    pub fn spawn_crashing_at(&mut self, point: &str) {
+        self.launch(&[("RUNTIMED_CRASH_AT", point)]);
+        self.wait_ready().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Reaps a daemon that died by itself; false if it still runs after
+    /// `timeout`.
+    pub fn wait_exited(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.child.as_mut().map(|c| c.try_wait()) {
+                None | Some(Ok(Some(_))) | Some(Err(_)) => {
+                    self.child = None;
+                    return true;
+                }
+                Some(Ok(None)) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        false
+    }
+
     /// Starts the daemon process; waits until it answers or exits.
     pub fn try_spawn(&mut self) -> Result<(), String> {
+        self.launch(&[]);
+        self.wait_ready()
+    }
+
+    fn launch(&mut self, env: &[(&str, &str)]) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -86,13 +114,13 @@ impl Daemon {
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
             .args(&self.extra_args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
             .spawn()
             .expect("spawn runtimed");
         self.child = Some(child);
-        self.wait_ready()
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {

@@ -1,0 +1,198 @@
+//! Crash consistency: a daemon killed at any step of create, start, rm or
+//! import, or a client killed in the middle of a request, leaves nothing
+//! that no record owns once the daemon is back.
+
+use std::time::Duration;
+
+use integration_tests::{sh, Daemon};
+
+/// Every failpoint of the container lifecycle, in the order a run meets them.
+const LIFECYCLE: [&str; 12] = [
+    "create:layer",
+    "create:netns",
+    "create:attached",
+    "create:prepared",
+    "create:stored",
+    "start:mounted",
+    "start:shim",
+    "start:published",
+    "start:stored",
+    "rm:killed",
+    "rm:unstored",
+    "rm:released",
+];
+
+const PORT: &str = "18080";
+
+fn states(d: &Daemon) -> Vec<(String, bool)> {
+    let out = d.ok(&["ps", "-a", "--format", "json"]);
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .flat_map(
+            |l| match serde_json::from_str::<serde_json::Value>(l).expect("ps JSON") {
+                serde_json::Value::Array(items) => items,
+                one => vec![one],
+            },
+        )
+        .map(|c| {
+            (
+                c["ID"].as_str().unwrap_or_default().to_string(),
+                c["State"] == "running",
+            )
+        })
+        .collect()
+}
+
+/// What the daemon says matches what runs: a container has processes
+/// exactly when it is running, and no process runs for an unknown one.
+fn assert_consistent(d: &Daemon, when: &str) {
+    let states = states(d);
+    for cg in d.cgroups() {
+        let id = cg.file_name().unwrap().to_string_lossy().into_owned();
+        let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+        let running = states.iter().any(|(i, r)| *i == id && *r);
+        assert!(
+            running || procs.trim().is_empty(),
+            "{when}: processes of {id}, which is not running: {procs}"
+        );
+    }
+    let shims = sh("pgrep -af 'runtimed shim run' || true");
+    for line in shims.lines() {
+        let owner = states.iter().find(|(id, _)| line.contains(id.as_str()));
+        let ours = line.contains(&d.dir.display().to_string());
+        assert!(
+            !ours || owner.is_some_and(|(_, r)| *r),
+            "{when}: a shim of no running container: {line}"
+        );
+    }
+}
+
+/// After removing everything: no file, mount, cgroup, veth, DNAT element
+/// or held port is left.
+fn assert_clean(d: &Daemon, when: &str) {
+    for (id, _) in states(d) {
+        d.ok(&["rm", "-f", &id]);
+    }
+    assert!(
+        d.leftovers().is_empty(),
+        "{when}: leftovers {:?}",
+        d.leftovers()
+    );
+    let veths = d.ns.exec("ip -o link show type veth");
+    assert!(veths.trim().is_empty(), "{when}: veths left: {veths}");
+    let nft = d.ns.exec("nft list table ip runtimed");
+    assert!(!nft.contains(PORT), "{when}: DNAT elements left: {nft}");
+    // The port and an address are free again.
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "probe",
+        "-p",
+        &format!("{PORT}:80"),
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    d.ok(&["rm", "-f", "probe"]);
+}
+
+#[test]
+fn a_daemon_killed_at_any_step_leaves_nothing_orphaned() {
+    let mut d = Daemon::start();
+    let run = [
+        "run", "-d", "--name", "victim", "-p", "18080:80", "busybox", "sleep", "600",
+    ];
+    for point in LIFECYCLE {
+        if point.starts_with("rm:") {
+            d.ok(&run);
+        }
+        d.stop();
+        d.spawn_crashing_at(point);
+        let out = if point.starts_with("rm:") {
+            d.ctl(&["rm", "-f", "victim"])
+        } else {
+            d.ctl(&run)
+        };
+        assert!(
+            d.wait_exited(Duration::from_secs(20)),
+            "{point}: the daemon did not crash: {out:?}"
+        );
+        d.spawn();
+        assert_consistent(&d, point);
+        // Whatever was kept works: start it, or it is gone.
+        if states(&d).iter().any(|(_, running)| !running) {
+            d.ok(&["start", "victim"]);
+            assert_consistent(&d, point);
+        }
+        assert_clean(&d, point);
+    }
+}
+
+#[test]
+fn a_client_killed_mid_request_leaves_a_whole_container_or_none() {
+    let d = Daemon::start();
+    for (i, delay_ms) in [0u64, 20, 50, 80, 120, 200].iter().enumerate() {
+        let name = format!("c{i}");
+        let port = format!("{}:80", 18090 + i);
+        let mut client = d
+            .ctl_cmd(&[
+                "run", "-d", "--name", &name, "-p", &port, "busybox", "sleep", "600",
+            ])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(*delay_ms));
+        let _ = client.kill();
+        let _ = client.wait();
+    }
+    // The requests finish on their own: each container ends up running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline && states(&d).iter().any(|(_, running)| !running) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_consistent(&d, "after killed clients");
+    for (id, running) in states(&d) {
+        assert!(running, "container {id} was left half-made");
+    }
+    assert_clean(&d, "after killed clients");
+}
+
+#[test]
+fn an_import_cut_off_leaves_no_spool_or_partial_image() {
+    let mut d = Daemon::start();
+    let tar = d.dir.join("img.tar");
+    let busybox = std::fs::read_dir(d.root().join("images"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    sh(&format!(
+        "tar -C {}/rootfs -cf {} .",
+        busybox.display(),
+        tar.display()
+    ));
+    for point in ["import:spooled", "import:unpacked"] {
+        d.stop();
+        d.spawn_crashing_at(point);
+        let out = d.ctl(&["image", "import", "img", tar.to_str().unwrap()]);
+        assert!(
+            d.wait_exited(Duration::from_secs(20)),
+            "{point}: the daemon did not crash: {out:?}"
+        );
+        d.spawn();
+        let entries: Vec<String> = std::fs::read_dir(d.root().join("images"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            entries.len(),
+            1,
+            "{point}: only busybox is left: {entries:?}"
+        );
+        let images = d.ok(&["image", "ls"]);
+        assert!(!images.contains("img"), "{point}: {images}");
+    }
+    d.ok(&["image", "import", "img", tar.to_str().unwrap()]);
+}
