@@ -196,3 +196,84 @@ fn an_import_cut_off_leaves_no_spool_or_partial_image() {
     }
     d.ok(&["image", "import", "img", tar.to_str().unwrap()]);
 }
+
+fn shim_of(d: &Daemon, name: &str) -> i32 {
+    let v: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", name])).unwrap();
+    let id = v[0]["Id"].as_str().unwrap().to_string();
+    let line = sh(&format!("pgrep -f 'runtimed shim run .*{id}' | head -n 1"));
+    line.trim().parse().expect("a shim pid")
+}
+
+#[test]
+fn a_container_whose_shim_dies_is_killed_not_orphaned() {
+    let d = Daemon::start();
+    d.ok(&["run", "-d", "--name", "s", "busybox", "sleep", "600"]);
+    let shim = shim_of(&d, "s");
+    sh(&format!("kill -9 {shim}"));
+    assert_eq!(d.ok(&["wait", "s"]).trim(), "255");
+    assert_consistent(&d, "after the shim died");
+    assert_clean(&d, "after the shim died");
+}
+
+#[test]
+fn a_full_disk_loses_output_not_containers() {
+    let mut d = Daemon::start();
+    d.stop();
+    // The daemon's root on a 24 MB tmpfs (unmounted by the harness).
+    let root = d.root();
+    let saved = d.dir.join("root-saved");
+    sh(&format!(
+        "mv {0} {1} && mkdir {0} && mount -t tmpfs -o size=24m tmpfs {0} && cp -a {1}/. {0}/",
+        root.display(),
+        saved.display()
+    ));
+    d.spawn();
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "chatty",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo 0123456789012345678901234567890123456789; done",
+    ]);
+    let full = || {
+        sh(&format!("df --output=avail {} | tail -n 1", root.display()))
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+            < 64
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !full() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(full(), "the log filled the disk");
+    std::thread::sleep(Duration::from_secs(1));
+    // The shim lives on and relays; the daemon still answers.
+    assert_eq!(
+        states(&d),
+        vec![(states(&d)[0].0.clone(), true)],
+        "still running on a full disk"
+    );
+    d.ok(&["ps", "-a"]);
+    // Stopping works and frees nothing by itself; removing frees the log.
+    let out = d.ctl(&["stop", "-t", "1", "chatty"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_consistent(&d, "stopped on a full disk");
+    let out = d.ctl(&["rm", "-f", "chatty"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!full(), "rm freed the space");
+    // Writes work again without a restart.
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
+    let left: Vec<String> = d
+        .leftovers()
+        .into_iter()
+        .filter(|l| *l != root.display().to_string())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "leftovers after the disk was full: {left:?}"
+    );
+}

@@ -45,7 +45,12 @@ impl Manager {
         let paths = self.paths(id);
         let status = read_exit_file(&paths.exit_file());
         if status.is_none() {
-            tracing::warn!(id, "shim {shim_pid} ended without an exit status");
+            // The shim died before its container (killed, or out of disk):
+            // nothing supervises the container any more, so it must not
+            // run on.
+            let (parent, cid) = (self.inner.cfg.cgroup_parent.clone(), id.to_string());
+            let killed = tokio::task::spawn_blocking(move || cgroup::kill_all(&parent, &cid)).await.unwrap_or(0);
+            tracing::warn!(id, killed, "shim {shim_pid} ended without an exit status; its container was killed");
         }
         rec.state = State::Exited;
         rec.exit_code = status.map(|s| s.exit_code).unwrap_or(LOST_EXIT_CODE);
@@ -58,7 +63,12 @@ impl Manager {
         if let Err(e) = self.inner.networks.unpublish(&rec.ports).await {
             tracing::warn!(id, "unpublish ports: {e}");
         }
-        self.inner.store.containers.put(id, &rec).await?;
+        if let Err(e) = self.inner.store.containers.put(id, &rec).await {
+            // Waiters (stop, rm -f) must still learn of the exit; the record
+            // is written as soon as the store takes writes again.
+            tracing::error!(id, "record exit: {e}; retrying until the store takes it");
+            self.persist_later(rec.clone());
+        }
         let slot = self.slot(&rec);
         slot.state.send_modify(|s| {
             s.running = false;
@@ -75,6 +85,25 @@ impl Manager {
         // Waiters wake only now, so `run --rm` returns after the removal.
         slot.state.send_modify(|s| s.settled = true);
         Ok(())
+    }
+
+    /// Retries writing a record that the store refused (a full disk), as
+    /// long as no newer change of the container replaced it.
+    fn persist_later(&self, rec: ContainerRecord) {
+        let manager = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                match manager.inner.store.containers.get(&rec.id) {
+                    Ok(Some(stored)) if stored.state == State::Running && stored.started_at == rec.started_at => {}
+                    _ => return,
+                }
+                if manager.inner.store.containers.put(&rec.id, &rec).await.is_ok() {
+                    tracing::info!(id = rec.short_id(), "exit recorded after the store recovered");
+                    return;
+                }
+            }
+        });
     }
 
     /// Brings the store in line with reality after a daemon (re)start.
