@@ -3,7 +3,7 @@
 set -euo pipefail
 # protobuf-compiler: the etcd-client crate's build script; etcd-server and etcd-client
 # (etcdctl): the overlay tests' cluster store.
-PKGS=(busybox-static libseccomp-dev pkg-config nftables iproute2 util-linux tar python3-venv protobuf-compiler etcd-server etcd-client)
+PKGS=(busybox-static libseccomp-dev pkg-config nftables iproute2 util-linux tar python3-venv protobuf-compiler etcd-server etcd-client procps)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
