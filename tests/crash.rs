@@ -277,3 +277,48 @@ fn a_full_disk_loses_output_not_containers() {
         "leftovers after the disk was full: {left:?}"
     );
 }
+
+#[test]
+fn names_resolve_while_the_daemon_restarts() {
+    let mut d = Daemon::start();
+    d.ok(&["network", "create", "--subnet", "10.99.7.0/24", "dnsnet"]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "target",
+        "--network",
+        "dnsnet",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    // Looks the name up every 100 ms for about 6 s and logs each outcome.
+    let script = "for i in $(seq 1 60); do \
+        if nslookup target >/dev/null 2>&1; then echo ok; else echo fail; fi; sleep 0.1; done; echo done";
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "asker",
+        "--network",
+        "dnsnet",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    std::thread::sleep(Duration::from_millis(1000));
+    d.kill9();
+    std::thread::sleep(Duration::from_millis(1500));
+    d.spawn();
+    assert_eq!(d.ok(&["wait", "asker"]).trim(), "0");
+    let log = d.ok(&["logs", "asker"]);
+    let fails = log.lines().filter(|l| *l == "fail").count();
+    let oks = log.lines().filter(|l| *l == "ok").count();
+    assert!(log.ends_with("done\n"), "{log}");
+    assert_eq!(
+        fails, 0,
+        "{oks} lookups answered, {fails} failed across the restart"
+    );
+}

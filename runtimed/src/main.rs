@@ -13,6 +13,7 @@ mod events;
 mod failpoint;
 mod firewall;
 mod image;
+mod keeper;
 mod network;
 mod private;
 mod shim;
@@ -36,6 +37,9 @@ enum Command {
     /// Internal: the per-container supervisor started by the daemon.
     #[command(hide = true)]
     Shim(shim::ShimArgs),
+    /// Internal: holds the daemon's DNS sockets across its restarts.
+    #[command(hide = true)]
+    Keeper(keeper::KeeperArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,6 +47,7 @@ fn main() -> std::process::ExitCode {
     match cli.command {
         // No tokio here: the shim must stay single-threaded.
         Some(Command::Shim(args)) => shim::main(args),
+        Some(Command::Keeper(args)) => keeper::main(args),
         None => run_daemon(cli.config),
     }
 }

@@ -106,14 +106,23 @@ impl Manager {
         });
     }
 
+    /// Loads every container's names into the DNS records, before the DNS
+    /// servers start: a server taking back its socket from the keeper
+    /// answers queued queries at once, and must know the names by then.
+    pub fn load_dns_names(&self) -> Result<()> {
+        for rec in self.inner.store.containers.list()? {
+            for ep in &rec.endpoints {
+                self.dns_register(&rec, ep);
+            }
+        }
+        Ok(())
+    }
+
     /// Brings the store in line with reality after a daemon (re)start.
     pub async fn reconcile(&self) -> Result<()> {
         let records = self.inner.store.containers.list()?;
         let known: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
         for rec in records {
-            for ep in &rec.endpoints {
-                self.dns_register(&rec, ep);
-            }
             match rec.state {
                 State::Running if shim_alive(rec.shim_pid, &rec.id) => {
                     tracing::info!(id = rec.short_id(), pid = rec.pid, "container still running");

@@ -25,6 +25,8 @@ use tokio::task::JoinSet;
 use tokio::time::timeout;
 use tracing::{debug, trace, warn};
 
+use crate::keeper::Keeper;
+
 /// Short, so a container that is replaced under the same name is found again quickly.
 const LOCAL_TTL: u32 = 10;
 /// How long one upstream gets before the next one is asked.
@@ -135,6 +137,8 @@ fn normalize(name: &str) -> String {
 /// A running DNS server for one network. Dropping it stops serving at once.
 pub struct DnsServer {
     local_addr: SocketAddr,
+    /// Holds copies of the sockets across daemon restarts, when given.
+    keeper: Option<Keeper>,
     /// The UDP and TCP loops; each owns its per-query tasks, so aborting a loop aborts those too.
     tasks: JoinSet<()>,
     /// Tells the loops to stop; they then wait for their per-query tasks, which hold the
@@ -152,7 +156,19 @@ impl DnsServer {
         records: Records,
         upstreams: Vec<SocketAddr>,
     ) -> io::Result<DnsServer> {
-        Self::start_with_timeout(bind, records, upstreams, UPSTREAM_TIMEOUT).await
+        Self::start_with_timeout(bind, records, upstreams, UPSTREAM_TIMEOUT, None).await
+    }
+
+    /// Like `start`, with the sockets held by `keeper` too: a restarted
+    /// daemon takes back the same sockets, with the queries that arrived
+    /// while it was down still queued in them.
+    pub async fn start_kept(
+        bind: SocketAddr,
+        records: Records,
+        upstreams: Vec<SocketAddr>,
+        keeper: Keeper,
+    ) -> io::Result<DnsServer> {
+        Self::start_with_timeout(bind, records, upstreams, UPSTREAM_TIMEOUT, Some(keeper)).await
     }
 
     async fn start_with_timeout(
@@ -160,8 +176,12 @@ impl DnsServer {
         records: Records,
         upstreams: Vec<SocketAddr>,
         upstream_timeout: Duration,
+        keeper: Option<Keeper>,
     ) -> io::Result<DnsServer> {
-        let (udp, tcp) = bind_pair(bind).await?;
+        let (udp, tcp) = match &keeper {
+            Some(k) => bind_kept(bind, k).await?,
+            None => bind_pair(bind).await?,
+        };
         let local_addr = udp.local_addr()?;
         let handler = Arc::new(Handler {
             records,
@@ -175,6 +195,7 @@ impl DnsServer {
         debug!(%local_addr, "dns server started");
         Ok(DnsServer {
             local_addr,
+            keeper,
             tasks,
             stop,
         })
@@ -186,11 +207,44 @@ impl DnsServer {
 
     /// Stops serving and waits until the sockets are closed, so the address can be bound again.
     pub async fn shutdown(mut self) {
+        if let Some(k) = &self.keeper {
+            for key in kept_keys(self.local_addr) {
+                if let Err(e) = k.del(&key) {
+                    warn!("socket keeper: {e}");
+                }
+            }
+        }
         // Errors only when the loops are already gone, which is the goal anyway.
         let _ = self.stop.send(());
         while self.tasks.join_next().await.is_some() {}
         debug!(local_addr = %self.local_addr, "dns server stopped");
     }
+}
+
+/// The keeper's names of the UDP and TCP sockets on `addr`.
+fn kept_keys(addr: SocketAddr) -> [String; 2] {
+    [format!("dns-udp-{addr}"), format!("dns-tcp-{addr}")]
+}
+
+/// The sockets the keeper holds for `bind` (left by the daemon before a
+/// restart), else new ones, handed to the keeper.
+async fn bind_kept(bind: SocketAddr, keeper: &Keeper) -> io::Result<(UdpSocket, TcpListener)> {
+    use std::os::fd::AsFd;
+    let [udp_key, tcp_key] = kept_keys(bind);
+    if let (Some(udp), Some(tcp)) = (keeper.get(&udp_key)?, keeper.get(&tcp_key)?) {
+        let udp = std::net::UdpSocket::from(udp);
+        let tcp = std::net::TcpListener::from(tcp);
+        if udp.local_addr()? == bind && tcp.local_addr()? == bind {
+            udp.set_nonblocking(true)?;
+            tcp.set_nonblocking(true)?;
+            debug!(%bind, "dns sockets taken back from the keeper");
+            return Ok((UdpSocket::from_std(udp)?, TcpListener::from_std(tcp)?));
+        }
+    }
+    let (udp, tcp) = bind_pair(bind).await?;
+    keeper.put(&udp_key, udp.as_fd())?;
+    keeper.put(&tcp_key, tcp.as_fd())?;
+    Ok((udp, tcp))
 }
 
 /// Binds UDP and TCP on the same port; with port 0 the kernel's UDP pick may be taken for
@@ -651,7 +705,7 @@ mod tests {
 
     async fn test_server(upstreams: Vec<SocketAddr>) -> DnsServer {
         let wait = Duration::from_millis(300);
-        DnsServer::start_with_timeout(LOOPBACK, sample_records(), upstreams, wait)
+        DnsServer::start_with_timeout(LOOPBACK, sample_records(), upstreams, wait, None)
             .await
             .unwrap()
     }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use ipnet::Ipv4Net;
 
 use super::dns::{self, DnsServer, Records};
+use crate::keeper::Keeper;
 use super::heal::{publish_locked, unpublish_locked, FirewallState};
 use super::ipam::Ipam;
 use super::netlink::Netlink;
@@ -61,6 +62,8 @@ pub struct Networks {
     default_bridge: String,
     /// Name records and the DNS server of each user-defined network.
     dns: Arc<Mutex<HashMap<String, NetworkDns>>>,
+    /// Keeps the DNS servers' sockets open while the daemon restarts.
+    keeper: Keeper,
 }
 
 #[derive(Default)]
@@ -70,8 +73,15 @@ struct NetworkDns {
 }
 
 impl Networks {
-    pub fn new(store: Store, firewall: Firewall, default_bridge: String, cluster: Option<Cluster>) -> Result<Self> {
+    pub fn new(
+        store: Store,
+        firewall: Firewall,
+        default_bridge: String,
+        cluster: Option<Cluster>,
+        keeper: Keeper,
+    ) -> Result<Self> {
         Ok(Networks {
+            keeper,
             ipam: store.ipam.clone(),
             store,
             host: Netlink::host()?,
@@ -277,7 +287,7 @@ impl Networks {
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         let upstreams = dns::upstreams_from_resolv_conf(&resolv, false);
         let bind = SocketAddr::from((net.gateway, 53));
-        let server = DnsServer::start(bind, records, upstreams)
+        let server = DnsServer::start_kept(bind, records, upstreams, self.keeper.clone())
             .await
             .map_err(|e| Error::io(format!("DNS server on {bind}"), e))?;
         self.dns.lock().expect("dns lock").entry(net.id.clone()).or_default().server = Some(server);
