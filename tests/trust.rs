@@ -314,3 +314,35 @@ fn bad_input_gets_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn a_daemon_started_with_ip_netns_exec_says_how_to_start_it() {
+    let ns = integration_tests::Netns::new(&integration_tests::unique("rt"));
+    let dir = std::env::temp_dir().join(&ns.name);
+    let bin = integration_tests::bin_dir().join("runtimed");
+    let out = Command::new("ip")
+        .args(["netns", "exec", &ns.name])
+        .arg(bin)
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .arg("--socket")
+        .arg(dir.join("s.sock"))
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("nsenter --net="), "{stderr}");
+}
+
+#[test]
+fn reserved_subnets_are_refused() {
+    let d = Daemon::start();
+    for (subnet, kind) in [("224.1.0.0/24", "multicast"), ("127.9.0.0/24", "loopback")] {
+        let out = d.ctl(&["network", "create", "--subnet", subnet, "bad"]);
+        assert_eq!(out.code, 125, "{out:?}");
+        assert!(out.stderr.contains(kind), "{out:?}");
+    }
+}

@@ -108,6 +108,17 @@ pub fn main(args: KeeperArgs) -> ExitCode {
         Err(_) => return ExitCode::FAILURE,
     }
     let _ = nix::unistd::setsid();
+    // Hold none of the daemon's output pipes: whoever reads them waits
+    // for their end, which would come only when the keeper leaves.
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..=2 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
     let listener = match UnixListener::bind(&args.socket) {
         Ok(l) => l,
         Err(_) => return ExitCode::FAILURE,

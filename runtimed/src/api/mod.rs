@@ -27,6 +27,7 @@ use crate::image::ImageStore;
 use crate::store::Store;
 
 pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
+    crate::container::check_cgroups_visible().map_err(anyhow::Error::msg)?;
     let listener = bind(&cfg.socket).await?;
     crate::private::secure(&cfg).with_context(|| format!("make {} private to root", cfg.root.display()))?;
     let store = Store::open(&cfg.store_dir()).context("open the state store")?;

@@ -25,6 +25,7 @@ use std::net::Ipv4Addr;
 use crate::firewall::PortMap;
 use crate::network::ports::PortRequest;
 use crate::network::{Endpoint, NetworkMode};
+pub use cgroup::check_visible as check_cgroups_visible;
 pub use control::Follow;
 pub use manager::Manager;
 

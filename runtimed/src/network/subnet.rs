@@ -36,12 +36,31 @@ pub fn check(subnet: Ipv4Net, in_use: &InUse) -> Result<()> {
     if subnet.prefix_len() > 30 {
         return Err(Error::InvalidArgument(format!("subnet {subnet} is too small (at most /30)")));
     }
+    if let Some(kind) = reserved_kind(subnet) {
+        return Err(Error::InvalidArgument(format!("subnet {subnet} is {kind}, not usable for a network")));
+    }
     match in_use.clash(&subnet) {
         Some((net, what)) => Err(Error::InvalidArgument(format!(
             "subnet {subnet} overlaps {net} ({what})"
         ))),
         None => Ok(()),
     }
+}
+
+/// What a range is reserved for, if it overlaps one that cannot carry
+/// container traffic (a bridge address there would break the host).
+fn reserved_kind(subnet: Ipv4Net) -> Option<&'static str> {
+    let reserved: [(&str, &str); 5] = [
+        ("0.0.0.0/8", "the \"this network\" range"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved (class E and broadcast)"),
+    ];
+    reserved.iter().find_map(|(range, kind)| {
+        let range: Ipv4Net = range.parse().expect("valid range");
+        (range.contains(&subnet.network()) || subnet.contains(&range.network())).then_some(*kind)
+    })
 }
 
 /// The first pool range that overlaps nothing in use.
@@ -103,6 +122,16 @@ mod tests {
         assert_eq!(gateway(s, Some(Ipv4Addr::new(10, 0, 5, 9))).unwrap(), Ipv4Addr::new(10, 0, 5, 9));
         assert!(gateway(s, Some(Ipv4Addr::new(10, 0, 5, 255))).is_err());
         assert!(check_mtu(1400).is_ok() && check_mtu(67).is_err());
+    }
+
+    #[test]
+    fn reserved_ranges_are_refused() {
+        let none = used(&[]);
+        for (net, kind) in [("224.1.0.0/24", "multicast"), ("127.5.0.0/16", "loopback"), ("0.0.0.0/1", "this network")] {
+            let err = check(net.parse().unwrap(), &none).unwrap_err().to_string();
+            assert!(err.contains(kind), "{net}: {err}");
+        }
+        assert!(check("10.1.0.0/24".parse().unwrap(), &none).is_ok());
     }
 
     #[test]
