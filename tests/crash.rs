@@ -7,7 +7,7 @@ use std::time::Duration;
 use integration_tests::{sh, Daemon};
 
 /// Every failpoint of the container lifecycle, in the order a run meets them.
-const LIFECYCLE: [&str; 12] = [
+const LIFECYCLE: [&str; 13] = [
     "create:layer",
     "create:netns",
     "create:attached",
@@ -17,6 +17,7 @@ const LIFECYCLE: [&str; 12] = [
     "start:shim",
     "start:published",
     "start:stored",
+    "stop:signalled",
     "rm:killed",
     "rm:unstored",
     "rm:released",
@@ -104,15 +105,16 @@ fn a_daemon_killed_at_any_step_leaves_nothing_orphaned() {
         "run", "-d", "--name", "victim", "-p", "18080:80", "busybox", "sleep", "600",
     ];
     for point in LIFECYCLE {
-        if point.starts_with("rm:") {
+        let (creates, _) = point.split_once(':').unwrap();
+        if creates == "rm" || creates == "stop" {
             d.ok(&run);
         }
         d.stop();
         d.spawn_crashing_at(point);
-        let out = if point.starts_with("rm:") {
-            d.ctl(&["rm", "-f", "victim"])
-        } else {
-            d.ctl(&run)
+        let out = match creates {
+            "rm" => d.ctl(&["rm", "-f", "victim"]),
+            "stop" => d.ctl(&["stop", "victim"]),
+            _ => d.ctl(&run),
         };
         assert!(
             d.wait_exited(Duration::from_secs(20)),
@@ -321,4 +323,74 @@ fn names_resolve_while_the_daemon_restarts() {
         fails, 0,
         "{oks} lookups answered, {fails} failed across the restart"
     );
+}
+
+#[test]
+fn a_daemon_killed_mid_connect_or_disconnect_leaves_no_stray_interface() {
+    let mut d = Daemon::start();
+    d.ok(&["network", "create", "--subnet", "10.99.8.0/24", "side"]);
+    d.ok(&["run", "-d", "--name", "victim", "busybox", "sleep", "600"]);
+    let connect = ["network", "connect", "side", "victim"];
+    let disconnect = ["network", "disconnect", "side", "victim"];
+    for point in ["connect:attached", "disconnect:stored"] {
+        let eth1_ip = |d: &Daemon| {
+            let addr = d.ok(&["exec", "victim", "ip", "-o", "-4", "addr", "show", "eth1"]);
+            addr.split_whitespace()
+                .nth(3)
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        // The address the interrupted step holds (the network's first).
+        let mut held = "10.99.8.2".to_string();
+        if point.starts_with("disconnect") {
+            d.ok(&connect);
+            held = eth1_ip(&d);
+        }
+        d.stop();
+        d.spawn_crashing_at(point);
+        let out = d.ctl(if point.starts_with("connect") {
+            &connect
+        } else {
+            &disconnect
+        });
+        assert!(
+            d.wait_exited(Duration::from_secs(20)),
+            "{point}: the daemon did not crash: {out:?}"
+        );
+        d.spawn();
+        // Both interrupted steps end with no eth1, on record or in the container.
+        let inspect = d.ok(&["inspect", "victim"]);
+        assert!(
+            !inspect.contains("10.99.8."),
+            "{point}: the record lists side: {inspect}"
+        );
+        let eth1 = d.ctl(&["exec", "victim", "ip", "link", "show", "eth1"]);
+        assert_ne!(
+            eth1.code, 0,
+            "{point}: eth1 is still in the container: {eth1:?}"
+        );
+        let veths = d.ns.exec("ip -o link show type veth");
+        assert_eq!(
+            veths.lines().count(),
+            1,
+            "{point}: only eth0's veth is left: {veths}"
+        );
+        // The address was freed: another container may take it.
+        let out = d.ctl(&[
+            "run",
+            "--rm",
+            "--network",
+            "side",
+            "--ip",
+            &held,
+            "busybox",
+            "true",
+        ]);
+        assert_eq!(out.code, 0, "{point}: {held} is still held: {out:?}");
+    }
+    assert_consistent(&d, "after connect crashes");
+    assert_clean(&d, "after connect crashes");
 }

@@ -31,6 +31,7 @@ impl Manager {
         let req = AttachRequest { name: rec.name.clone(), ip, mac: None, aliases };
         let paths = self.paths(&rec.id);
         let ep = self.networks().attach(&net, &rec.id, &paths.netns, &ifname, &req).await?;
+        crate::failpoint::hit("connect:attached");
         rec.endpoints.push(ep.clone());
         if let Err(e) = self.inner.store.containers.put(&rec.id, &rec).await {
             let _ = self.networks().detach(&ep).await;
@@ -57,9 +58,12 @@ impl Manager {
                 rec.name, net.name
             )));
         }
+        // The record goes first: a crash between the steps then leaves an
+        // interface and address that no record owns, which restart removes.
         let ep = rec.endpoints.remove(pos);
-        self.networks().detach(&ep).await?;
         self.inner.store.containers.put(&rec.id, &rec).await?;
+        crate::failpoint::hit("disconnect:stored");
+        self.networks().detach(&ep).await?;
         self.refresh_hosts(&rec);
         if net.is_overlay() {
             self.networks().overlay_down_if_unused(&net).await;

@@ -54,6 +54,7 @@ impl Manager {
         let mut rx = slot.state.subscribe();
         if rec.state == State::Running {
             self.signal(&rec, Signal::SIGTERM)?;
+            crate::failpoint::hit("stop:signalled");
             let exited = tokio::time::timeout(timeout, rx.wait_for(|s| !s.running)).await.is_ok();
             if !exited {
                 self.signal(&rec, Signal::SIGKILL)?;

@@ -142,16 +142,10 @@ impl Manager {
             }
         }
         self.remove_orphans(&known).await;
-        let live: Vec<_> = self
-            .inner
-            .store
-            .containers
-            .list()?
-            .into_iter()
-            .filter(|c| c.state == State::Running)
-            .flat_map(|c| c.ports)
-            .collect();
-        self.inner.networks.release_orphans(&live, &known).await
+        let records = self.inner.store.containers.list()?;
+        let live: Vec<_> = records.iter().filter(|c| c.state == State::Running).flat_map(|c| c.ports.clone()).collect();
+        let endpoints = records.into_iter().map(|c| (c.id, c.endpoints)).collect();
+        self.inner.networks.release_orphans(&live, &endpoints).await
     }
 
     /// Kills and deletes processes, layers, namespaces, cgroups and

@@ -127,14 +127,40 @@ impl Networks {
     /// Publishes exactly the ports of running containers (dropping those of
     /// containers gone after a crash between steps, restoring those lost
     /// to a flushed table) and frees addresses of unknown containers.
-    pub async fn release_orphans(&self, live_ports: &[PortMap], known: &std::collections::HashSet<String>) -> Result<()> {
+    ///
+    /// An address or host interface is kept only if a stored endpoint owns
+    /// it (`endpoints`: each known container's): a create, connect or
+    /// disconnect cut off between its steps leaves them otherwise.
+    pub async fn release_orphans(&self, live_ports: &[PortMap], endpoints: &HashMap<String, Vec<Endpoint>>) -> Result<()> {
         self.heal_at_start(live_ports).await?;
         for net in self.store.networks.list()? {
             for (ip, owner) in self.ipam.allocations(&net.id)? {
-                if !known.contains(&owner) {
-                    tracing::warn!("releasing {ip} on {} held by unknown container {owner}", net.name);
+                let eps = endpoints.get(&owner).map(Vec::as_slice).unwrap_or_default();
+                if !eps.iter().any(|e| e.network_id == net.id && e.ip == ip) {
+                    tracing::warn!("releasing {ip} on {}: no endpoint of container {owner} holds it", net.name);
                     self.ipam.release(&net.id, ip)?;
                 }
+            }
+        }
+        for (id, eps) in endpoints {
+            self.remove_stray_links(id, eps).await?;
+        }
+        self.ipam.flush().await
+    }
+
+    /// Deletes host ends of veths named for an interface the container's
+    /// record does not have (an interrupted connect or disconnect); the
+    /// kernel removes the container's end with it.
+    async fn remove_stray_links(&self, container_id: &str, eps: &[Endpoint]) -> Result<()> {
+        for n in 0..=eps.len() {
+            let ifname = format!("eth{n}");
+            if eps.iter().any(|e| e.ifname == ifname) {
+                continue;
+            }
+            let host = host_ifname(container_id, &ifname);
+            if self.host.link_index(&host).await?.is_some() {
+                tracing::warn!("deleting {host}: container {container_id} has no {ifname} on record");
+                self.host.delete_link(&host).await?;
             }
         }
         Ok(())
