@@ -179,6 +179,11 @@ impl Manager {
 }
 
 fn clear_runtime_blocking(parent: &str, lc_state: &std::path::Path, id: &str) {
+    // The common case, a container whose shim saw it exit and cleaned up:
+    // nothing to scan /proc for.
+    if !lc_state.exists() && cgroup::dirs(parent, id).is_empty() {
+        return;
+    }
     let shim = find_shim(id);
     let killed = cgroup::kill_all(parent, id);
     if let Some(pid) = shim {

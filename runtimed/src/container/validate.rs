@@ -67,7 +67,7 @@ pub fn hostname(name: &str) -> Result<()> {
     if name.len() > MAX_HOSTNAME {
         return Err(invalid(&format!("longer than {MAX_HOSTNAME} characters")));
     }
-    labels(name, false).map_err(|why| invalid(why))
+    labels(name, false).map_err(invalid)
 }
 
 /// A name in /etc/hosts or DNS: like a hostname, longer, `_` allowed.
@@ -76,7 +76,7 @@ pub fn dns_name(name: &str, what: &str) -> Result<()> {
     if name.len() > MAX_DNS_NAME {
         return Err(invalid(&format!("longer than {MAX_DNS_NAME} characters")));
     }
-    labels(name, true).map_err(|why| invalid(why))
+    labels(name, true).map_err(invalid)
 }
 
 fn labels(name: &str, underscore: bool) -> std::result::Result<(), &'static str> {
