@@ -58,6 +58,11 @@ pub fn status_text(c: &pb::ContainerInfo) -> String {
     }
 }
 
+/// The short form of an id, as lists show it.
+pub fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}
+
 pub fn command_text(c: &pb::ContainerInfo) -> String {
     let cmd = c.config.as_ref().map(|c| c.cmd.join(" ")).unwrap_or_default();
     let cmd = if cmd.is_empty() { "sh".to_string() } else { cmd };

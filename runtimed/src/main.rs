@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod failpoint;
 mod firewall;
+mod ids;
 mod image;
 mod keeper;
 mod network;

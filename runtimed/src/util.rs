@@ -11,13 +11,6 @@ pub fn now_nanos() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
-/// A random 64-hex-digit identifier, like docker's container ids.
-pub fn random_id() -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).expect("kernel random source");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// Writes a file so that readers see the old or the new content, never half.
 /// The file is private to root, like everything the daemon keeps.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {

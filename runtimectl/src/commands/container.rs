@@ -102,7 +102,7 @@ pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
     let list = client.containers().list(pb::ListRequest { all: a.all }).await?.into_inner().containers;
     if a.quiet {
         for c in &list {
-            println!("{}", &c.id[..12.min(c.id.len())]);
+            println!("{}", output::short_id(&c.id));
         }
     } else if a.format == Format::Json {
         let rows: Vec<_> = list.iter().map(output::ps_json).collect();
@@ -112,7 +112,7 @@ pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
             .iter()
             .map(|c| {
                 vec![
-                    c.id[..12.min(c.id.len())].to_string(),
+                    output::short_id(&c.id).to_string(),
                     c.config.as_ref().map(|c| c.image.clone()).unwrap_or_default(),
                     output::command_text(c),
                     output::ago(c.created_at),

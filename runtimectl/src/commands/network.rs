@@ -61,7 +61,7 @@ pub async fn ls(client: &Client, format: Format) -> Result<i32> {
     let rows: Vec<Vec<String>> = nets
         .iter()
         .map(|n| {
-            let id = n.id[..12.min(n.id.len())].to_string();
+            let id = output::short_id(&n.id).to_string();
             vec![id, n.name.clone(), n.driver.clone(), n.scope.clone(), n.subnet.clone(), n.bridge.clone()]
         })
         .collect();

@@ -57,7 +57,7 @@ pub async fn nodes(client: &Client, format: Format) -> Result<i32> {
         .iter()
         .map(|n| {
             let name = if n.self_ { format!("{} *", n.name) } else { n.name.clone() };
-            let id = n.id[..12.min(n.id.len())].to_string();
+            let id = output::short_id(&n.id).to_string();
             vec![id, name, n.address.clone(), if n.alive { "alive" } else { "down" }.to_string()]
         })
         .collect();

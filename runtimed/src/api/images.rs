@@ -37,7 +37,7 @@ impl Images for ImagesApi {
         // Spool to a file next to the image store, then unpack from it. The
         // spool goes when this handler ends, even if tonic drops it because
         // the client went away; the unpacking runs to its end regardless.
-        let spool = Spool(self.m.config().images_dir().join(format!(".import-{}.tar", crate::util::random_id())));
+        let spool = Spool(self.m.config().images_dir().join(format!(".import-{}.tar", crate::ids::random_id())));
         let tmp = spool.0.clone();
         let result = async {
             let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create import file", e))?;

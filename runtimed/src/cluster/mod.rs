@@ -209,7 +209,7 @@ impl Cluster {
         let local: Vec<ClusterEndpoint> = self.inner.local.lock().expect("local endpoints").values().cloned().collect();
         for ep in local {
             if let Err(e) = self.claim(&ep, lease).await {
-                tracing::error!("address {} of container {}: {e}", ep.ip, &ep.container_id[..12.min(ep.container_id.len())]);
+                tracing::error!("address {} of container {}: {e}", ep.ip, crate::ids::short_id(&ep.container_id));
             }
         }
         Ok(())

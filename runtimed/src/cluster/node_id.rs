@@ -75,7 +75,7 @@ fn parse(file: &Path, text: &str) -> Result<String> {
 
 /// The first 12 digits, as `node ls` and messages show it.
 pub fn short(id: &str) -> &str {
-    &id[..12.min(id.len())]
+    crate::ids::short_id(id)
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use crate::error::{Error, Result};
 use crate::network::ipam::check_assignable;
 use crate::network::subnet::{self, InUse};
 use crate::network::NetworkRecord;
-use crate::util::{now_nanos, random_id};
+use crate::ids::random_id;
+use crate::util::now_nanos;
 
 /// The first VXLAN id handed out (docker's overlay starts at 256 too).
 const FIRST_VNI: u32 = 256;
@@ -88,7 +89,7 @@ impl Cluster {
             return Err(Error::FailedPrecondition(format!(
                 "network {} is in use by container {} on node {} ({})",
                 net.name,
-                &ep.container_id[..12.min(ep.container_id.len())],
+                crate::ids::short_id(&ep.container_id),
                 self.node_label(&ep.node),
                 ep.ip
             )));

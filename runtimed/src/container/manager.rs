@@ -22,7 +22,8 @@ use crate::network::manager::AttachRequest;
 use crate::network::record::GATEWAY_NETWORK;
 use crate::network::{netns, NetworkMode, Networks};
 use crate::store::Store;
-use crate::util::{now_nanos, random_id};
+use crate::ids::{self, random_id, Kind};
+use crate::util::now_nanos;
 
 /// Run state seen by waiters; outlives the record of an auto-removed container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,23 +123,17 @@ impl Manager {
     /// Finds a container by full id, name, or unique id prefix.
     pub fn resolve(&self, reference: &str) -> Result<ContainerRecord> {
         let store = &self.inner.store;
-        let missing = || Error::NotFound(format!("No such container: {reference}"));
-        if reference.is_empty() {
-            return Err(Error::InvalidArgument("a container name or id is required".into()));
-        }
-        if let Some(rec) = store.containers.get(reference)? {
-            return Ok(rec);
-        }
-        if let Some(id) = store.container_id_by_name(reference)? {
-            return store.containers.get(&id)?.ok_or_else(missing);
-        }
-        match store.containers.ids_with_prefix(reference)?.as_slice() {
-            [id] => store.containers.get(id)?.ok_or_else(missing),
-            [] => Err(missing()),
-            _ => Err(Error::InvalidArgument(format!(
-                "multiple containers match the id prefix {reference}; use more characters"
-            ))),
-        }
+        let exact = |r: &str| -> Result<Option<ContainerRecord>> {
+            match store.containers.get(r)? {
+                Some(rec) => Ok(Some(rec)),
+                None => store.container_id_by_name(r)?.map_or(Ok(None), |id| store.containers.get(&id)),
+            }
+        };
+        let by_prefix = |r: &str| -> Result<Vec<ContainerRecord>> {
+            let ids = store.containers.ids_with_prefix(r)?;
+            Ok(ids.iter().map(|id| store.containers.get(id)).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect())
+        };
+        ids::resolve(Kind::Container, reference, exact, by_prefix)
     }
 
     pub fn list(&self, all: bool) -> Result<Vec<ContainerRecord>> {
@@ -206,7 +201,7 @@ impl Manager {
                 return Ok(candidate);
             }
         }
-        Ok(id[..12].to_string())
+        Ok(ids::short_id(id).to_string())
     }
 
     async fn prepare(&self, rec: &mut ContainerRecord, paths: &ContainerPaths) -> Result<()> {

@@ -112,7 +112,7 @@ impl ContainerRecord {
     }
 
     pub fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        crate::ids::short_id(&self.id)
     }
 }
 

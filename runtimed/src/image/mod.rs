@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::Store;
-use crate::util::{now_nanos, random_id};
+use crate::ids::{self, random_id, Kind};
+use crate::util::now_nanos;
 
 pub const DEFAULT_IMAGE: &str = "busybox";
 
@@ -45,19 +46,15 @@ impl ImageStore {
 
     /// Finds an image by name (`busybox`, `busybox:latest`) or id prefix.
     pub fn resolve(&self, reference: &str) -> Result<ImageRecord> {
-        let name = normalize(reference);
-        let images = self.store.images.list()?;
-        if let Some(img) = images.iter().find(|i| i.name == name) {
-            return Ok(img.clone());
-        }
-        let by_id: Vec<_> = images.iter().filter(|i| i.id.starts_with(reference)).collect();
-        match by_id.as_slice() {
-            [one] if reference.len() >= 4 => Ok((*one).clone()),
-            [_, _, ..] if reference.len() >= 4 => {
-                Err(Error::InvalidArgument(format!("image id prefix {reference} is ambiguous")))
-            }
-            _ => Err(Error::NotFound(format!("No such image: {reference}"))),
-        }
+        let exact = |r: &str| -> Result<Option<ImageRecord>> {
+            let name = normalize(r);
+            let images = self.store.images.list()?;
+            Ok(images.into_iter().find(|i| i.id == r || i.name == name))
+        };
+        let by_prefix = |r: &str| -> Result<Vec<ImageRecord>> {
+            Ok(self.store.images.list()?.into_iter().filter(|i| i.id.starts_with(r)).collect())
+        };
+        ids::resolve(Kind::Image, reference, exact, by_prefix)
     }
 
     /// Builds the default image unless it exists. Leaves nothing behind on

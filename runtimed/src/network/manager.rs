@@ -21,7 +21,8 @@ use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::firewall::{Firewall, NetworkRules, PortMap};
 use crate::store::Store;
-use crate::util::{now_nanos, random_id};
+use crate::ids::{self, random_id, Kind};
+use crate::util::now_nanos;
 
 /// What `network create` asks for.
 #[derive(Debug, Clone, Default)]
@@ -199,17 +200,20 @@ impl Networks {
         Ok(nets)
     }
 
+    /// The network whose full id or name is `reference`.
     fn find(&self, reference: &str) -> Result<Option<NetworkRecord>> {
-        let nets = self.store.networks.list()?;
-        if let Some(n) = nets.iter().find(|n| n.name == reference) {
-            return Ok(Some(n.clone()));
+        if let Some(net) = self.store.networks.get(reference)? {
+            return Ok(Some(net));
         }
-        let by_id: Vec<_> = nets.into_iter().filter(|n| n.id.starts_with(reference)).collect();
-        Ok(if by_id.len() == 1 && reference.len() >= 4 { by_id.into_iter().next() } else { None })
+        Ok(self.store.networks.list()?.into_iter().find(|n| n.name == reference))
     }
 
+    /// By full id, name or unique id prefix (see `ids`).
     pub fn resolve(&self, reference: &str) -> Result<NetworkRecord> {
-        self.find(reference)?.ok_or_else(|| Error::NotFound(format!("network {reference} not found")))
+        let by_prefix = |r: &str| -> Result<Vec<NetworkRecord>> {
+            Ok(self.store.networks.list()?.into_iter().filter(|n| n.id.starts_with(r)).collect())
+        };
+        ids::resolve(Kind::Network, reference, |r| self.find(r), by_prefix)
     }
 
     pub async fn create(&self, req: NetworkRequest) -> Result<NetworkRecord> {
@@ -478,7 +482,7 @@ impl Networks {
 
 /// The names an endpoint answers to: container name, short id, aliases.
 pub fn dns_names(name: &str, container_id: &str, aliases: &[String]) -> Vec<String> {
-    let mut names = vec![name.to_string(), container_id[..12.min(container_id.len())].to_string()];
+    let mut names = vec![name.to_string(), ids::short_id(container_id).to_string()];
     names.extend(aliases.iter().cloned());
     names.retain(|n| !n.is_empty());
     names
