@@ -1,104 +1,14 @@
 //! The per-container log: JSON lines like docker's json-file driver
 //! (`{"log":"hi\n","stream":"stdout","time":"2026-...Z"}`). The shim writes
-//! it; the daemon reads, tails and follows it.
+//! it (`shim::log`); the daemon reads, tails and follows it here.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use crate::shim::protocol::ExitStatus;
-
-pub use crate::shim::Stream;
-
-/// Longest line kept whole; longer output is split like docker does.
-const MAX_LINE: usize = 16 * 1024;
-
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-pub struct LogLine {
-    pub log: String,
-    pub stream: String,
-    pub time: String,
-}
-
-impl LogLine {
-    pub fn stream(&self) -> Stream {
-        if self.stream == "stderr" { Stream::Stderr } else { Stream::Stdout }
-    }
-
-    pub fn time_nanos(&self) -> i64 {
-        humantime::parse_rfc3339(&self.time)
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0)
-    }
-}
-
-/// Turns raw pipe chunks into whole log lines per stream.
-pub struct LogWriter {
-    file: File,
-    pending: [Vec<u8>; 2],
-    /// Lines lost to write errors (a full disk) since the last one written.
-    dropped: u64,
-}
-
-impl LogWriter {
-    pub fn new(file: File) -> Self {
-        LogWriter { file, pending: [Vec::new(), Vec::new()], dropped: 0 }
-    }
-
-    pub fn write(&mut self, stream: Stream, data: &[u8]) {
-        let idx = stream as usize;
-        self.pending[idx].extend_from_slice(data);
-        while let Some(pos) = self.pending[idx].iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending[idx].drain(..=pos).collect();
-            self.emit(stream, &line);
-        }
-        if self.pending[idx].len() >= MAX_LINE {
-            let line = std::mem::take(&mut self.pending[idx]);
-            self.emit(stream, &line);
-        }
-    }
-
-    /// Writes out partial lines left at the end of the output.
-    pub fn finish(&mut self) {
-        for stream in [Stream::Stdout, Stream::Stderr] {
-            let rest = std::mem::take(&mut self.pending[stream as usize]);
-            if !rest.is_empty() {
-                self.emit(stream, &rest);
-            }
-        }
-    }
-
-    fn emit(&mut self, stream: Stream, data: &[u8]) {
-        let line = LogLine {
-            log: String::from_utf8_lossy(data).into_owned(),
-            stream: if stream == Stream::Stderr { "stderr" } else { "stdout" }.to_string(),
-            time: humantime::format_rfc3339_nanos(SystemTime::now()).to_string(),
-        };
-        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
-        bytes.push(b'\n');
-        // One write per line, so a reader never sees half a line. A failed
-        // write drops the line and the container runs on; the loss is
-        // reported once when it starts and once when writing works again.
-        match self.file.write_all(&bytes) {
-            Err(e) => {
-                if self.dropped == 0 {
-                    tracing::error!("log write failed, dropping output until it works again: {e}");
-                }
-                self.dropped += 1;
-            }
-            Ok(()) if self.dropped > 0 => {
-                tracing::warn!("log writes work again; {} lines were lost", self.dropped);
-                self.dropped = 0;
-            }
-            Ok(()) => {}
-        }
-    }
-}
+pub use crate::shim::protocol::{LogLine, Stream};
 
 /// Reads a log incrementally. It keeps the file open, so lines can still be
 /// read after an auto-removed container's directory is gone.
@@ -162,6 +72,7 @@ pub fn read_exit_file(path: &Path) -> Option<ExitStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shim::log::LogWriter;
 
     fn temp(tag: &str) -> std::path::PathBuf {
         std::env::temp_dir().join(format!("log-{tag}-{}", std::process::id()))

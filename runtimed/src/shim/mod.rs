@@ -7,9 +7,9 @@
 //! the exit and records it in an exit file. `exec` joins a running container,
 //! collects the output and prints the outcome as JSON.
 
-mod pump;
-pub use pump::Stream;
+pub mod log;
 pub mod protocol;
+mod pump;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -23,7 +23,7 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::fcntl::OFlag;
 use nix::unistd::{fork, pipe2, setsid, ForkResult};
 
-use crate::container::logs::LogWriter;
+use log::LogWriter;
 use crate::util::{append_private, now_nanos, write_atomic, LossyStderr};
 use protocol::{classify, ExecOutcome, ExitStatus, FailKind, Ready};
 
@@ -197,8 +197,8 @@ fn exec_inner(a: &ExecArgs) -> Result<ExecOutcome, String> {
     let pid = with_default_signals(|| spawn_exec(a, out_w, err_w))?;
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let exit_code = pump::pump(pid, out_r, err_r, |stream, data| match stream {
-        pump::Stream::Stdout => stdout.extend_from_slice(data),
-        pump::Stream::Stderr => stderr.extend_from_slice(data),
+        protocol::Stream::Stdout => stdout.extend_from_slice(data),
+        protocol::Stream::Stderr => stderr.extend_from_slice(data),
     });
     Ok(ExecOutcome::Exited { exit_code, stdout, stderr })
 }

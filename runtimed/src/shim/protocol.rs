@@ -1,7 +1,39 @@
 //! What the shim tells the daemon: a ready line on its stdout after start, an
-//! exit file when the container is gone, and an exec result.
+//! exit file when the container is gone, an exec result, and the lines of
+//! the container's log. A leaf: the shim writes these, the daemon reads them.
+
+use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
+
+/// Which of the container's outputs a chunk or log line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One line of the JSON-lines log.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub log: String,
+    pub stream: String,
+    pub time: String,
+}
+
+impl LogLine {
+    pub fn stream(&self) -> Stream {
+        if self.stream == "stderr" { Stream::Stderr } else { Stream::Stdout }
+    }
+
+    pub fn time_nanos(&self) -> i64 {
+        humantime::parse_rfc3339(&self.time)
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0)
+    }
+}
 
 /// Why a container or exec process could not be started.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

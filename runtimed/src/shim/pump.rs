@@ -10,13 +10,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
+use super::protocol::Stream;
 use crate::util::pidfd_open;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
-    Stdout,
-    Stderr,
-}
 
 /// After the process exits, how long to keep draining pipes that other
 /// processes (its orphans) may still hold open.
