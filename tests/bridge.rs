@@ -5,36 +5,24 @@ use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use integration_tests::{bin_dir, import_tools, sh, Bg, Daemon, Netns, World, EXT_IP, HOST_IP};
+use integration_tests::{bin_dir, import_tools, sh, wait_for, Bg, Daemon, Netns, World, EXT_IP, HOST_IP};
 
 /// A busybox web server whose /cgi-bin/ip answers the client's address.
 const WEB: &str = "mkdir -p /www/cgi-bin && echo hello > /www/index.html && \
     printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && \
     chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www";
 
-fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(&d.ok(&["inspect", name])).unwrap();
-    v[0].clone()
-}
-
 fn ip_of(d: &Daemon, name: &str) -> String {
-    let c = inspect(d, name);
+    let c = d.inspect(name);
     let nets = c["NetworkSettings"]["Networks"].as_object().unwrap();
     nets.values().next().unwrap()["IPAddress"].as_str().unwrap().to_string()
 }
 
 /// Retries a fetch for a few seconds (servers take a moment to listen).
-fn eventually(what: &str, mut fetch: impl FnMut() -> Option<String>) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(body) = fetch() {
-            return body;
-        }
-        assert!(Instant::now() < deadline, "{what}: no answer within 10s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+fn eventually(what: &str, fetch: impl FnMut() -> Option<String>) -> String {
+    wait_for(what, Duration::from_secs(10), fetch)
 }
 
 /// A shell command fetching `url` (http://HOST[:PORT]/PATH) with busybox

@@ -1,25 +1,12 @@
 //! Core runtime: containers through `runtimectl` and a real daemon.
 
 use std::io::{BufRead, BufReader};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use integration_tests::Daemon;
-
-fn inspect(d: &Daemon, name: &str) -> serde_json::Value {
-    let text = d.ok(&["inspect", name]);
-    let v: serde_json::Value = serde_json::from_str(&text).expect("inspect prints JSON");
-    v[0].clone()
-}
+use integration_tests::{wait_for, Daemon};
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
+    wait_for(what, Duration::from_secs(20), || cond().then_some(()));
 }
 
 #[test]
@@ -94,7 +81,7 @@ fn network_none_has_only_loopback_up_and_host_sees_host_links() {
     assert!(addr.contains("127.0.0.1/8"), "{addr}");
     let host = d.ok(&["run", "--rm", "--network", "host", "busybox", "ip", "-o", "link"]);
     assert!(host.contains("rtveth0"), "host mode sees the host's links: {host}");
-    let c = inspect(&d, d.ok(&["create", "--network", "none", "busybox"]).trim());
+    let c = d.inspect(d.ok(&["create", "--network", "none", "busybox"]).trim());
     let sandbox = c["NetworkSettings"]["SandboxKey"].as_str().unwrap().to_string();
     assert!(std::path::Path::new(&sandbox).exists());
     d.ok(&["rm", c["Id"].as_str().unwrap()]);
@@ -106,21 +93,21 @@ fn detached_container_survives_daemon_kill_and_stop_records_exit() {
     let mut d = Daemon::start();
     let script = "trap 'exit 0' TERM; while true; do sleep 0.1; done";
     d.ok(&["run", "-d", "--name", "svc", "busybox", "sh", "-c", script]);
-    let pid = inspect(&d, "svc")["State"]["Pid"].as_i64().unwrap();
+    let pid = d.inspect("svc")["State"]["Pid"].as_i64().unwrap();
     assert!(pid > 0);
     d.kill9();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "container outlives the daemon");
     d.spawn();
-    let c = inspect(&d, "svc");
+    let c = d.inspect("svc");
     assert_eq!(c["State"]["Status"], "running");
     assert_eq!(c["State"]["Pid"].as_i64().unwrap(), pid, "same pid after restart");
     assert_eq!(d.container_ids().len(), 1, "nothing duplicated");
     d.ok(&["stop", "-t", "5", "svc"]);
-    let c = inspect(&d, "svc");
+    let c = d.inspect("svc");
     assert_eq!(c["State"]["Status"], "exited");
     assert_eq!(c["State"]["ExitCode"], 0, "the TERM trap's exit code is recorded");
     d.ok(&["start", "svc"]);
-    assert_eq!(inspect(&d, "svc")["State"]["Status"], "running", "an exited container starts again");
+    assert_eq!(d.inspect("svc")["State"]["Status"], "running", "an exited container starts again");
     d.ok(&["kill", "svc"]);
     assert_eq!(d.ok(&["wait", "svc"]).trim(), "137");
 }
@@ -129,12 +116,12 @@ fn detached_container_survives_daemon_kill_and_stop_records_exit() {
 fn exit_while_daemon_is_down_is_recorded_on_restart() {
     let mut d = Daemon::start();
     d.ok(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 7"]);
-    let pid = inspect(&d, "short")["State"]["Pid"].as_i64().unwrap();
+    let pid = d.inspect("short")["State"]["Pid"].as_i64().unwrap();
     d.kill9();
     wait_until("container exit", || !std::path::Path::new(&format!("/proc/{pid}")).exists());
     std::thread::sleep(Duration::from_millis(300));
     d.spawn();
-    let c = inspect(&d, "short");
+    let c = d.inspect("short");
     assert_eq!(c["State"]["Status"], "exited");
     assert_eq!(c["State"]["ExitCode"], 7);
     d.ok(&["rm", "short"]);
@@ -291,8 +278,8 @@ fn a_daemon_that_is_not_running_is_a_clear_125() {
 fn containers_are_found_by_name_and_id_prefix() {
     let d = Daemon::start();
     let id = d.ok(&["create", "--name", "findme", "busybox", "true"]).trim().to_string();
-    assert_eq!(inspect(&d, &id[..6])["Name"], "findme");
-    assert_eq!(inspect(&d, "findme")["Id"], id.as_str());
+    assert_eq!(d.inspect(&id[..6])["Name"], "findme");
+    assert_eq!(d.inspect("findme")["Id"], id.as_str());
     let ps: serde_json::Value = serde_json::from_str(&d.ok(&["ps", "-a", "--format", "json"])).unwrap();
     assert_eq!(ps[0]["Names"], "findme");
     assert_eq!(ps[0]["State"], "created");

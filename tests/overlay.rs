@@ -1,9 +1,9 @@
 //! Overlay networks across nodes: each node a namespace with its own
 //! `runtimed`, all on one underlay bridge, sharing a real etcd.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use integration_tests::{Cluster, Daemon};
+use integration_tests::{wait_for, Cluster, Daemon};
 
 /// A field of the container's endpoint on `network`, from `inspect`.
 fn endpoint_field(d: &Daemon, container: &str, network: &str, field: &str) -> String {
@@ -33,11 +33,7 @@ fn overlay(c: &Cluster, name: &str, extra: &[&str]) {
 
 /// Waits (up to `secs`) until `check` holds.
 fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !check() {
-        assert!(Instant::now() < deadline, "{what}: not within {secs}s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for(what, Duration::from_secs(secs), || check().then_some(()));
 }
 
 fn pings(d: &Daemon, container: &str, target: &str) -> bool {

@@ -45,9 +45,7 @@ fn mode(path: &std::path::Path) -> u32 {
 }
 
 fn id_of(d: &Daemon, name: &str) -> String {
-    let v: serde_json::Value =
-        serde_json::from_str(&d.ok(&["inspect", name])).expect("inspect prints JSON");
-    v[0]["Id"].as_str().expect("an id").to_string()
+    d.inspect(name)["Id"].as_str().expect("an id").to_string()
 }
 
 #[test]

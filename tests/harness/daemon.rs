@@ -177,6 +177,12 @@ impl Daemon {
         cmd
     }
 
+    /// `runtimectl inspect NAME`, parsed: the container's JSON object.
+    pub fn inspect(&self, name: &str) -> serde_json::Value {
+        let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).expect("inspect prints JSON");
+        v[0].clone()
+    }
+
     /// Runs `runtimectl`, asserting success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.ctl(args);

@@ -39,6 +39,19 @@ pub fn bin_dir() -> PathBuf {
     exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
 }
 
+/// Polls `probe` every 50 ms until it gives a value, panicking with `what`
+/// after `timeout`: for servers that take a moment, and state that settles.
+pub fn wait_for<T>(what: &str, timeout: std::time::Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// Runs a shell command on the test machine (inside no namespace), panicking
 /// on failure: only for building test topology.
 pub fn sh(cmd: &str) -> String {
