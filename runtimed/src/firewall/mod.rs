@@ -274,7 +274,7 @@ impl Firewall {
     }
 
     /// Removes our whole table; a missing table is not an error.
-    #[allow(dead_code)] // API for tests and a clean shutdown
+    #[cfg(test)]
     pub fn delete_table(&self) -> Result<()> {
         nft::apply(
             "delete the firewall table",

@@ -281,6 +281,7 @@ fn ct_states() -> Expr {
     nftables::expr::Expression::List(vec![string("established"), string("related")])
 }
 
+#[cfg(test)]
 /// Deletes our table; adding it first makes a missing table no error.
 pub(super) fn delete_batch(table: &str) -> Batch<'static> {
     let obj = NfListObject::Table(Table {

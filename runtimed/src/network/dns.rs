@@ -7,7 +7,6 @@
 //! forwarding here relays the upstream's bytes untouched (same id, flags, rcode,
 //! records, EDNS and compression), which is both simpler and exact. hickory-proto
 //! still parses the queries and builds the answers for local names.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -50,10 +49,12 @@ pub struct Records {
 }
 
 impl Records {
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
 
+    #[cfg(test)]
     /// Replaces the addresses of `name`; an empty list forgets the name, so it is forwarded again.
     pub fn set(&self, name: &str, addrs: Vec<Ipv4Addr>) {
         let key = normalize(name);
@@ -147,6 +148,7 @@ pub struct DnsServer {
 }
 
 impl DnsServer {
+    #[cfg(test)]
     /// Serves UDP and TCP on `bind` (the network's gateway IP, port 53; port 0 picks one
     /// port free for both). Bind a specific address, not a wildcard, so UDP answers leave
     /// from the address the container asked. Known names are answered from `records`,
@@ -201,6 +203,7 @@ impl DnsServer {
         })
     }
 
+    #[cfg(test)]
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
