@@ -195,8 +195,8 @@ rm_cgroups() {
 }
 
 # rm_tmp DIR: unmounts whatever is still mounted under DIR, compared as a path
-# (/tmp/b1 must not take /tmp/b10 along), deepest first:
-# daemons' namespaces, image layers), then deletes DIR.
+# (/tmp/b1 must not take /tmp/b10 along), deepest first (daemons'
+# namespaces, image layers), then deletes DIR.
 rm_tmp() {
     local m
     awk -v t="${1%/}" '$5 == t || index($5, t "/") == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do
