@@ -39,10 +39,10 @@ def main():
     images = rpc.ImagesStub(ch)
 
     assert system.Version(pb.VersionRequest()).version
-    assert any(i.name == "busybox" for i in images.List(pb.ListImagesRequest()).images)
+    assert any(i.name == "busybox" for i in images.ListImages(pb.ListImagesRequest()).images)
 
     # Attached run: the id first, then output, then the exit code.
-    events = list(containers.Run(pb.RunRequest(
+    events = list(containers.RunContainer(pb.RunContainerRequest(
         name="pyrun",
         config=pb.ContainerConfig(image="busybox", cmd=["sh", "-c", "echo from python; exit 5"],
                                   auto_remove=True))))
@@ -51,43 +51,43 @@ def main():
     assert output == b"from python\n", output
     assert events[-1].exit_code == 5, events[-1]
 
-    cid = containers.Create(pb.CreateRequest(
+    cid = containers.CreateContainer(pb.CreateContainerRequest(
         name="py", config=pb.ContainerConfig(image="busybox", cmd=["sleep", "300"]))).id
-    assert containers.Start(pb.StartRequest(container="py")).pid > 0
-    info = containers.Inspect(pb.InspectRequest(container=cid[:8]))
+    assert containers.StartContainer(pb.StartContainerRequest(container="py")).pid > 0
+    info = containers.InspectContainer(pb.InspectContainerRequest(container=cid[:8])).container
     assert info.state == pb.CONTAINER_STATE_RUNNING and info.name == "py", info
-    listed = containers.List(pb.ListRequest(all=False)).containers
+    listed = containers.ListContainers(pb.ListContainersRequest(all=False)).containers
     assert [c.id for c in listed] == [cid], listed
-    res = containers.Exec(pb.ExecRequest(container="py", cmd=["sh", "-c", "echo hi; exit 2"]))
+    res = containers.ExecContainer(pb.ExecContainerRequest(container="py", cmd=["sh", "-c", "echo hi; exit 2"]))
     assert (res.exit_code, res.stdout) == (2, b"hi\n"), res
-    containers.Kill(pb.KillRequest(container="py", signal="TERM"))
-    containers.Stop(pb.StopRequest(container="py", timeout_seconds=1))
-    assert containers.Wait(pb.WaitRequest(container="py")).exit_code == 137
-    containers.Remove(pb.RemoveRequest(container="py"))
+    containers.KillContainer(pb.KillContainerRequest(container="py", signal="TERM"))
+    containers.StopContainer(pb.StopContainerRequest(container="py", timeout_seconds=1))
+    assert containers.WaitContainer(pb.WaitContainerRequest(container="py")).exit_code == 137
+    containers.RemoveContainer(pb.RemoveContainerRequest(container="py"))
 
     try:
-        containers.Inspect(pb.InspectRequest(container="ghost"))
+        containers.InspectContainer(pb.InspectContainerRequest(container="ghost"))
         raise AssertionError("inspect of a missing container succeeded")
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.NOT_FOUND, e
         assert "No such container: ghost" in e.details(), e.details()
     try:
-        containers.Create(pb.CreateRequest(name="x", config=pb.ContainerConfig(image="nope")))
+        containers.CreateContainer(pb.CreateContainerRequest(name="x", config=pb.ContainerConfig(image="nope")))
         raise AssertionError("create with a missing image succeeded")
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.NOT_FOUND, e
 
     try:
-        containers.Create(pb.CreateRequest(name="noconfig"))
+        containers.CreateContainer(pb.CreateContainerRequest(name="noconfig"))
         raise AssertionError("create without a config succeeded")
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
     try:
-        containers.Kill(pb.KillRequest(container="", signal="KILL"))
+        containers.KillContainer(pb.KillContainerRequest(container="", signal="KILL"))
         raise AssertionError("kill without a container succeeded")
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
-    assert not containers.List(pb.ListRequest(all=True)).containers
+    assert not containers.ListContainers(pb.ListContainersRequest(all=True)).containers
 
     health = health_pb2_grpc.HealthStub(ch)
     status = health.Check(health_pb2.HealthCheckRequest(service="runtime.v1.Containers")).status

@@ -60,13 +60,13 @@ fn write_output(entry: &pb::LogEntry) {
 }
 
 pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
-    use pb::run_response::Event;
-    let req = pb::RunRequest {
+    use pb::run_container_response::Event;
+    let req = pb::RunContainerRequest {
         name: a.create.name.clone().unwrap_or_default(),
         config: Some(config(&a.create)?),
         detach: a.detach,
     };
-    let mut stream = client.containers().run(req).await?.into_inner();
+    let mut stream = client.containers().run_container(req).await?.into_inner();
     while let Some(msg) = stream.next().await {
         match msg?.event {
             Some(Event::Id(id)) if a.detach => println!("{id}"),
@@ -83,15 +83,15 @@ pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
 }
 
 pub async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
-    let req = pb::CreateRequest { name: a.name.clone().unwrap_or_default(), config: Some(config(&a)?) };
-    let resp = client.containers().create(req).await?.into_inner();
+    let req = pb::CreateContainerRequest { name: a.name.clone().unwrap_or_default(), config: Some(config(&a)?) };
+    let resp = client.containers().create_container(req).await?.into_inner();
     println!("{}", resp.id);
     Ok(0)
 }
 
 pub async fn start(client: &Client, names: Vec<String>) -> Result<i32> {
     for_each(names, |container| async move {
-        client.containers().start(pb::StartRequest { container: container.clone() }).await?;
+        client.containers().start_container(pb::StartContainerRequest { container: container.clone() }).await?;
         println!("{container}");
         Ok(())
     })
@@ -99,7 +99,7 @@ pub async fn start(client: &Client, names: Vec<String>) -> Result<i32> {
 }
 
 pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
-    let list = client.containers().list(pb::ListRequest { all: a.all }).await?.into_inner().containers;
+    let list = client.containers().list_containers(pb::ListContainersRequest { all: a.all }).await?.into_inner().containers;
     if a.quiet {
         for c in &list {
             println!("{}", output::short_id(&c.id));
@@ -129,8 +129,8 @@ pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
 
 pub async fn stop(client: &Client, time: u32, names: Vec<String>) -> Result<i32> {
     for_each(names, |container| async move {
-        let req = pb::StopRequest { container: container.clone(), timeout_seconds: Some(time) };
-        client.containers().stop(req).await?;
+        let req = pb::StopContainerRequest { container: container.clone(), timeout_seconds: Some(time) };
+        client.containers().stop_container(req).await?;
         println!("{container}");
         Ok(())
     })
@@ -141,7 +141,7 @@ pub async fn kill(client: &Client, signal: String, names: Vec<String>) -> Result
     for_each(names, |container| {
         let signal = signal.clone();
         async move {
-            client.containers().kill(pb::KillRequest { container: container.clone(), signal }).await?;
+            client.containers().kill_container(pb::KillContainerRequest { container: container.clone(), signal }).await?;
             println!("{container}");
             Ok(())
         }
@@ -151,7 +151,7 @@ pub async fn kill(client: &Client, signal: String, names: Vec<String>) -> Result
 
 pub async fn rm(client: &Client, force: bool, names: Vec<String>) -> Result<i32> {
     for_each(names, |container| async move {
-        client.containers().remove(pb::RemoveRequest { container: container.clone(), force }).await?;
+        client.containers().remove_container(pb::RemoveContainerRequest { container: container.clone(), force }).await?;
         println!("{container}");
         Ok(())
     })
@@ -163,23 +163,25 @@ pub async fn logs(client: &Client, follow: bool, tail: &str, container: String) 
         "all" | "" => None,
         n => Some(n.parse::<i64>().map_err(|_| CliError::new(format!("invalid --tail value: {n}")))?),
     };
-    let req = pb::LogsRequest { container, follow, tail };
-    let mut stream = client.containers().logs(req).await?.into_inner();
-    while let Some(entry) = stream.next().await {
-        write_output(&entry?);
+    let req = pb::ContainerLogsRequest { container, follow, tail };
+    let mut stream = client.containers().container_logs(req).await?.into_inner();
+    while let Some(msg) = stream.next().await {
+        if let Some(entry) = msg?.entry {
+            write_output(&entry);
+        }
     }
     Ok(0)
 }
 
 pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
-    let req = pb::ExecRequest {
+    let req = pb::ExecContainerRequest {
         container: a.container,
         cmd: a.cmd,
         env: env_entries(&a.env),
         working_dir: a.workdir.unwrap_or_default(),
         user: a.user.unwrap_or_default(),
     };
-    let resp = client.containers().exec(req).await?.into_inner();
+    let resp = client.containers().exec_container(req).await?.into_inner();
     let _ = std::io::stdout().write_all(&resp.stdout);
     let _ = std::io::stderr().write_all(&resp.stderr);
     Ok(resp.exit_code)
@@ -189,8 +191,8 @@ pub async fn inspect(client: &Client, names: Vec<String>) -> Result<i32> {
     let mut found = Vec::new();
     let mut code = 0;
     for container in names {
-        match client.containers().inspect(pb::InspectRequest { container }).await {
-            Ok(info) => found.push(output::container_json(&info.into_inner())),
+        match client.containers().inspect_container(pb::InspectContainerRequest { container }).await {
+            Ok(resp) => found.extend(resp.into_inner().container.as_ref().map(output::container_json)),
             Err(status) => {
                 eprintln!("runtimectl: {}", status.message());
                 code = 1;
@@ -203,7 +205,7 @@ pub async fn inspect(client: &Client, names: Vec<String>) -> Result<i32> {
 
 pub async fn wait(client: &Client, names: Vec<String>) -> Result<i32> {
     for_each(names, |container| async move {
-        let resp = client.containers().wait(pb::WaitRequest { container }).await?.into_inner();
+        let resp = client.containers().wait_container(pb::WaitContainerRequest { container }).await?.into_inner();
         println!("{}", resp.exit_code);
         Ok(())
     })
@@ -211,8 +213,8 @@ pub async fn wait(client: &Client, names: Vec<String>) -> Result<i32> {
 }
 
 pub async fn port(client: &Client, container: String) -> Result<i32> {
-    let info = client.containers().inspect(pb::InspectRequest { container }).await?.into_inner();
-    for p in &info.ports {
+    let resp = client.containers().inspect_container(pb::InspectContainerRequest { container }).await?.into_inner();
+    for p in resp.container.iter().flat_map(|c| &c.ports) {
         let ip = if p.host_ip.is_empty() { "0.0.0.0" } else { &p.host_ip };
         println!("{}/{} -> {ip}:{}", p.container_port, p.protocol, p.host_port);
     }

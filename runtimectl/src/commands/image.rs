@@ -36,14 +36,14 @@ pub async fn import(client: &Client, name: String, file: String) -> Result<i32> 
     };
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     let mut images = client.images();
-    let (sent, resp) = tokio::join!(send, images.import(stream));
+    let (sent, resp) = tokio::join!(send, images.import_image(stream));
     sent.map_err(|e| CliError::new(format!("read {file}: {e}")))?;
-    println!("{}", resp?.into_inner().id);
+    println!("{}", resp?.into_inner().image.map(|i| i.id).unwrap_or_default());
     Ok(0)
 }
 
 pub async fn ls(client: &Client, format: Format) -> Result<i32> {
-    let images = client.images().list(pb::ListImagesRequest {}).await?.into_inner().images;
+    let images = client.images().list_images(pb::ListImagesRequest {}).await?.into_inner().images;
     if format == Format::Json {
         let rows: Vec<_> = images.iter().map(output::image_json).collect();
         println!("{}", serde_json::Value::Array(rows));
@@ -61,7 +61,7 @@ pub async fn ls(client: &Client, format: Format) -> Result<i32> {
 
 pub async fn rm(client: &Client, names: Vec<String>) -> Result<i32> {
     for_each(names, |image| async move {
-        let resp = client.images().remove(pb::RemoveImageRequest { image }).await?.into_inner();
+        let resp = client.images().remove_image(pb::RemoveImageRequest { image }).await?.into_inner();
         println!("Deleted: {}", resp.id);
         Ok(())
     })

@@ -48,12 +48,13 @@ pub async fn create(
         internal,
         options,
     };
-    println!("{}", client.networks().create(req).await?.into_inner().id);
+    let created = client.networks().create_network(req).await?.into_inner();
+    println!("{}", created.network.map(|n| n.id).unwrap_or_default());
     Ok(0)
 }
 
 pub async fn ls(client: &Client, format: Format) -> Result<i32> {
-    let nets = client.networks().list(pb::ListNetworksRequest {}).await?.into_inner().networks;
+    let nets = client.networks().list_networks(pb::ListNetworksRequest {}).await?.into_inner().networks;
     if format == Format::Json {
         println!("{}", Value::Array(nets.iter().map(network_json).collect()));
         return Ok(0);
@@ -73,8 +74,8 @@ pub async fn inspect(client: &Client, names: Vec<String>) -> Result<i32> {
     let mut found = Vec::new();
     let mut code = 0;
     for network in names {
-        match client.networks().inspect(pb::InspectNetworkRequest { network }).await {
-            Ok(n) => found.push(network_json(&n.into_inner())),
+        match client.networks().inspect_network(pb::InspectNetworkRequest { network }).await {
+            Ok(resp) => found.extend(resp.into_inner().network.as_ref().map(network_json)),
             Err(status) => {
                 eprintln!("runtimectl: {}", status.message());
                 code = 1;
@@ -87,7 +88,7 @@ pub async fn inspect(client: &Client, names: Vec<String>) -> Result<i32> {
 
 pub async fn rm(client: &Client, names: Vec<String>) -> Result<i32> {
     for_each(names, |network| async move {
-        client.networks().remove(pb::RemoveNetworkRequest { network: network.clone() }).await?;
+        client.networks().remove_network(pb::RemoveNetworkRequest { network: network.clone() }).await?;
         println!("{network}");
         Ok(())
     })
@@ -95,12 +96,12 @@ pub async fn rm(client: &Client, names: Vec<String>) -> Result<i32> {
 }
 
 pub async fn connect(client: &Client, network: String, container: String, ip: Option<String>, aliases: Vec<String>) -> Result<i32> {
-    let req = pb::ConnectRequest { network, container, ip: ip.unwrap_or_default(), aliases };
+    let req = pb::ConnectContainerRequest { network, container, ip: ip.unwrap_or_default(), aliases };
     client.networks().connect_container(req).await?;
     Ok(0)
 }
 
 pub async fn disconnect(client: &Client, network: String, container: String) -> Result<i32> {
-    client.networks().disconnect_container(pb::DisconnectRequest { network, container }).await?;
+    client.networks().disconnect_container(pb::DisconnectContainerRequest { network, container }).await?;
     Ok(0)
 }

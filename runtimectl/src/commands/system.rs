@@ -67,8 +67,8 @@ pub async fn nodes(client: &Client, format: Format) -> Result<i32> {
 
 pub async fn events(client: &Client, format: Format) -> Result<i32> {
     let mut stream = client.system().events(pb::EventsRequest {}).await?.into_inner();
-    while let Some(event) = stream.next().await {
-        let e = event?;
+    while let Some(msg) = stream.next().await {
+        let Some(e) = msg?.event else { continue };
         if format == Format::Json {
             let doc = json!({ "Action": e.action, "Id": e.id, "Name": e.name, "Time": e.time, "Attributes": e.attributes });
             println!("{doc}");

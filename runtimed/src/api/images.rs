@@ -22,12 +22,12 @@ impl ImagesApi {
 
 #[tonic::async_trait]
 impl Images for ImagesApi {
-    async fn list(&self, _: Request<pb::ListImagesRequest>) -> Result<Response<pb::ListImagesResponse>, Status> {
+    async fn list_images(&self, _: Request<pb::ListImagesRequest>) -> Result<Response<pb::ListImagesResponse>, Status> {
         let images = self.m.images().list()?.iter().map(image_info).collect();
         Ok(Response::new(pb::ListImagesResponse { images }))
     }
 
-    async fn import(&self, req: Request<Streaming<pb::ImportImageRequest>>) -> Result<Response<pb::ImageInfo>, Status> {
+    async fn import_image(&self, req: Request<Streaming<pb::ImportImageRequest>>) -> Result<Response<pb::ImportImageResponse>, Status> {
         use pb::import_image_request::Part;
         let mut stream = req.into_inner();
         let name = match stream.message().await?.and_then(|m| m.part) {
@@ -53,10 +53,10 @@ impl Images for ImagesApi {
         }
         .await;
         drop(spool);
-        Ok(Response::new(image_info(&result?)))
+        Ok(Response::new(pb::ImportImageResponse { image: Some(image_info(&result?)) }))
     }
 
-    async fn remove(&self, req: Request<pb::RemoveImageRequest>) -> Result<Response<pb::RemoveImageResponse>, Status> {
+    async fn remove_image(&self, req: Request<pb::RemoveImageRequest>) -> Result<Response<pb::RemoveImageResponse>, Status> {
         let reference = req.into_inner().image;
         let image = self.m.images().resolve(&reference)?;
         let user = self.m.user_of_image(&image.id)?;

@@ -61,30 +61,30 @@ fn request(r: pb::CreateNetworkRequest) -> Result<NetworkRequest, Error> {
 
 #[tonic::async_trait]
 impl Networks for NetworksApi {
-    async fn create(&self, req: Request<pb::CreateNetworkRequest>) -> Result<Response<pb::NetworkInfo>, Status> {
+    async fn create_network(&self, req: Request<pb::CreateNetworkRequest>) -> Result<Response<pb::CreateNetworkResponse>, Status> {
         let (m, r) = (self.m.clone(), request(req.into_inner())?);
         let net = to_completion(async move { m.networks().create(r).await }).await?;
-        Ok(Response::new(self.info(&net)?))
+        Ok(Response::new(pb::CreateNetworkResponse { network: Some(self.info(&net)?) }))
     }
 
-    async fn list(&self, _: Request<pb::ListNetworksRequest>) -> Result<Response<pb::ListNetworksResponse>, Status> {
+    async fn list_networks(&self, _: Request<pb::ListNetworksRequest>) -> Result<Response<pb::ListNetworksResponse>, Status> {
         let nets = self.m.networks().list()?;
         let networks = nets.iter().map(|n| self.info(n)).collect::<Result<_, _>>()?;
         Ok(Response::new(pb::ListNetworksResponse { networks }))
     }
 
-    async fn inspect(&self, req: Request<pb::InspectNetworkRequest>) -> Result<Response<pb::NetworkInfo>, Status> {
+    async fn inspect_network(&self, req: Request<pb::InspectNetworkRequest>) -> Result<Response<pb::InspectNetworkResponse>, Status> {
         let net = self.m.networks().resolve(&req.into_inner().network)?;
-        Ok(Response::new(self.info(&net)?))
+        Ok(Response::new(pb::InspectNetworkResponse { network: Some(self.info(&net)?) }))
     }
 
-    async fn remove(&self, req: Request<pb::RemoveNetworkRequest>) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
+    async fn remove_network(&self, req: Request<pb::RemoveNetworkRequest>) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
         let (m, network) = (self.m.clone(), req.into_inner().network);
         let net = to_completion(async move { m.networks().remove(&network).await }).await?;
         Ok(Response::new(pb::RemoveNetworkResponse { id: net.id }))
     }
 
-    async fn connect_container(&self, req: Request<pb::ConnectRequest>) -> Result<Response<pb::EndpointInfo>, Status> {
+    async fn connect_container(&self, req: Request<pb::ConnectContainerRequest>) -> Result<Response<pb::ConnectContainerResponse>, Status> {
         let r = req.into_inner();
         let ip = match r.ip.as_str() {
             "" => None,
@@ -93,13 +93,13 @@ impl Networks for NetworksApi {
         let m = self.m.clone();
         let ep = to_completion(async move { m.connect(&r.network, &r.container, ip, r.aliases).await }).await?;
         let net = self.m.networks().resolve(&ep.network_id).ok();
-        Ok(Response::new(endpoint_info(&ep, net.as_ref())))
+        Ok(Response::new(pb::ConnectContainerResponse { endpoint: Some(endpoint_info(&ep, net.as_ref())) }))
     }
 
-    async fn disconnect_container(&self, req: Request<pb::DisconnectRequest>) -> Result<Response<pb::DisconnectResponse>, Status> {
+    async fn disconnect_container(&self, req: Request<pb::DisconnectContainerRequest>) -> Result<Response<pb::DisconnectContainerResponse>, Status> {
         let r = req.into_inner();
         let m = self.m.clone();
         to_completion(async move { m.disconnect(&r.network, &r.container).await }).await?;
-        Ok(Response::new(pb::DisconnectResponse {}))
+        Ok(Response::new(pb::DisconnectContainerResponse {}))
     }
 }

@@ -82,11 +82,11 @@ impl System for SystemApi {
         Ok(Response::new(pb::ListNodesResponse { nodes }))
     }
 
-    type EventsStream = Pin<Box<dyn Stream<Item = Result<pb::Event, Status>> + Send>>;
+    type EventsStream = Pin<Box<dyn Stream<Item = Result<pb::EventsResponse, Status>> + Send>>;
 
     async fn events(&self, _: Request<pb::EventsRequest>) -> Result<Response<Self::EventsStream>, Status> {
         let stream = BroadcastStream::new(self.m.events().subscribe()).filter_map(|e| match e {
-            Ok(event) => Some(Ok(event)),
+            Ok(event) => Some(Ok(pb::EventsResponse { event: Some(event) })),
             // A slow reader loses old events rather than stalling the daemon.
             Err(BroadcastStreamRecvError::Lagged(n)) => {
                 tracing::warn!("events subscriber lagged by {n}");
