@@ -344,3 +344,24 @@ fn reserved_subnets_are_refused() {
         assert!(out.stderr.contains(kind), "{out:?}");
     }
 }
+
+#[test]
+fn stop_and_rm_end_every_process_of_the_container() {
+    let d = Daemon::start();
+    // The init forwards nothing and a child ignores SIGTERM.
+    let script = "trap '' TERM; (trap '' TERM; sleep 600) & sleep 600";
+    d.ok(&[
+        "run", "-d", "--name", "stubborn", "busybox", "sh", "-c", script,
+    ]);
+    d.ok(&["stop", "-t", "1", "stubborn"]);
+    for cg in d.cgroups() {
+        let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
+        assert!(
+            procs.trim().is_empty(),
+            "processes left after stop: {procs}"
+        );
+    }
+    d.ok(&["start", "stubborn"]);
+    d.ok(&["rm", "-f", "stubborn"]);
+    assert!(d.cgroups().is_empty(), "cgroups left: {:?}", d.cgroups());
+}

@@ -57,7 +57,9 @@ impl Manager {
             crate::failpoint::hit("stop:signalled");
             let exited = tokio::time::timeout(timeout, rx.wait_for(|s| !s.running)).await.is_ok();
             if !exited {
-                self.signal(&rec, Signal::SIGKILL)?;
+                // Everything in the cgroup: children that ignore SIGTERM and
+                // outlived the init would otherwise keep the shim waiting.
+                self.kill_all(&rec).await?;
                 let _ = rx.wait_for(|s| !s.running).await;
             }
         }
