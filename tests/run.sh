@@ -18,10 +18,13 @@ cargo test --workspace --no-fail-fast -- --test-threads "${TEST_THREADS:-4}" 2>&
 status=${PIPESTATUS[0]}
 set -e
 # Every test cleans up after itself; prove it.
+# (A socket keeper leaves within a second of its daemon's directory.)
+sleep 1
 leaks=$( (ip netns list | grep -E '^(rt|ext|ul)[0-9]+x' || true; grep -E ' /tmp/rt[0-9]+x' /proc/self/mountinfo || true
-          pgrep -a -f 'etcd --name e1 --data-dir /tmp/etcd[0-9]+x' || true) | head -5)
+          pgrep -a -f 'etcd --name e1 --data-dir /tmp/etcd[0-9]+x' || true
+          pgrep -a -f 'runtimed (keeper|shim run) .*/tmp/rt[0-9]+x' || true) | head -5)
 if [ -n "$leaks" ]; then echo "tests leaked resources:"; echo "$leaks"; exit 1; fi
-echo "no leaked namespaces, mounts or etcd servers"
+echo "no leaked namespaces, mounts, shims, keepers or etcd servers"
 # The multi-node demo's Vagrantfile and scripts (no VMs are started).
 vagrant/check.sh || status=1
 # One closing line for the whole workspace (cargo prints one per target).
