@@ -148,10 +148,16 @@ fn a_client_killed_mid_request_leaves_a_whole_container_or_none() {
         let _ = client.wait();
     }
     // The requests finish on their own: each container ends up running.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::time::Instant::now() < deadline && states(&d).iter().any(|(_, running)| !running) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // A request still being served may not be listed yet, so wait until
+    // the list holds still for a second, all running.
+    let mut last = Vec::new();
+    integration_tests::wait_for("requests to settle", Duration::from_secs(30), || {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = states(&d);
+        let stable = now == last && now.iter().all(|(_, running)| *running);
+        last = now;
+        stable.then_some(())
+    });
     assert_consistent(&d, "after killed clients");
     for (id, running) in states(&d) {
         assert!(running, "container {id} was left half-made");
