@@ -30,6 +30,9 @@ struct Inner {
 struct State {
     /// None after a reopen failed: the next use tries again.
     open: Option<Open>,
+    /// `open` is a copy in memory, for reads while the disk is too full to
+    /// open the real database: writes first try to reopen that.
+    read_only: bool,
     /// Bumped at each reopen: a change made on an older instance is lost,
     /// and its failure must not reopen the newer one again.
     generation: u64,
@@ -52,6 +55,7 @@ impl Database {
         let reserve_missing = AtomicBool::new(!recover::ensure_reserve(dir));
         let state = RwLock::new(State {
             open: Some(open),
+            read_only: false,
             generation: 0,
         });
         Ok(Database(Arc::new(Inner {
@@ -74,20 +78,44 @@ impl Database {
         &self.0.dir
     }
 
-    /// The trees `names` and the generation they belong to; reopens the
-    /// database if an earlier reopen failed.
-    pub fn trees<const N: usize>(&self, names: [&str; N]) -> Result<([sled::Tree; N], u64)> {
-        if let Some(found) = self.lookup(names) {
+    /// The trees `names` to read; reopens the database if an earlier
+    /// reopen failed.
+    pub fn trees<const N: usize>(&self, names: [&str; N]) -> Result<[sled::Tree; N]> {
+        Ok(self.trees_for(names, false)?.0)
+    }
+
+    /// The trees `names` to change, and the generation to flush; reopens
+    /// the database if it is closed or a read-only copy.
+    pub fn trees_to_write<const N: usize>(
+        &self,
+        names: [&str; N],
+    ) -> Result<([sled::Tree; N], u64)> {
+        self.trees_for(names, true)
+    }
+
+    fn trees_for<const N: usize>(
+        &self,
+        names: [&str; N],
+        write: bool,
+    ) -> Result<([sled::Tree; N], u64)> {
+        if let Some(found) = self.lookup(names, write) {
             return Ok(found);
         }
         self.reopen(None)?;
-        self.lookup(names)
+        self.lookup(names, write)
             .ok_or_else(|| Error::internal("the store closed again while it was being reopened"))
     }
 
-    fn lookup<const N: usize>(&self, names: [&str; N]) -> Option<([sled::Tree; N], u64)> {
+    fn lookup<const N: usize>(
+        &self,
+        names: [&str; N],
+        write: bool,
+    ) -> Option<([sled::Tree; N], u64)> {
         let state = self.state();
-        let open = state.open.as_ref()?;
+        let open = state
+            .open
+            .as_ref()
+            .filter(|_| !(write && state.read_only))?;
         Some((names.map(|n| open.tree(self.0.names, n)), state.generation))
     }
 
@@ -116,25 +144,48 @@ impl Database {
     }
 
     /// Reopens the database, unless it was reopened since `seen` (or, with
-    /// no `seen`, unless it is open).
+    /// no `seen`, unless it is open and writable). If the disk is too full
+    /// for that, reads go to a copy in memory.
     fn reopen(&self, seen: Option<u64>) -> Result<()> {
         let mut state = self.0.state.write().unwrap_or_else(PoisonError::into_inner);
         let current = match seen {
             Some(g) => g == state.generation,
-            None => state.open.is_none(),
+            None => state.open.is_none() || state.read_only,
         };
         if !current {
             return Ok(());
         }
         state.generation += 1;
-        // sled's lock is released once the last in-flight user lets go.
-        drop(state.open.take());
+        if !state.read_only {
+            // sled's lock is released once the last in-flight user lets go.
+            drop(state.open.take());
+        }
         self.0.reserve_missing.store(true, Ordering::Relaxed);
-        let open =
-            recover::open(&self.0.dir, self.0.names).map_err(|e| classify(&self.0.dir, e))?;
-        state.open = Some(open);
-        tracing::info!(dir = %self.0.dir.display(), generation = state.generation, "store reopened from disk");
-        Ok(())
+        match recover::open(&self.0.dir, self.0.names) {
+            Ok(open) => {
+                (state.open, state.read_only) = (Some(open), false);
+                tracing::info!(dir = %self.0.dir.display(), generation = state.generation, "store reopened from disk");
+                Ok(())
+            }
+            Err(e) => {
+                if recover::is_full(&e) && state.open.is_none() {
+                    self.open_copy(&mut state);
+                }
+                Err(classify(&self.0.dir, e))
+            }
+        }
+    }
+
+    fn open_copy(&self, state: &mut State) {
+        match recover::open_copy(&self.0.dir, self.0.names) {
+            Ok(copy) => {
+                (state.open, state.read_only) = (Some(copy), true);
+                tracing::warn!(dir = %self.0.dir.display(), "store disk full: serving reads from a copy in memory until writes fit again");
+            }
+            Err(e) => {
+                tracing::error!(dir = %self.0.dir.display(), "store disk full, and {e}: the store is closed until there is room")
+            }
+        }
     }
 
     /// Makes the changes made on `generation` durable; fails if the
@@ -143,7 +194,7 @@ impl Database {
         let db = {
             let state = self.state();
             match &state.open {
-                Some(open) if state.generation == generation => open.db.clone(),
+                Some(open) if state.generation == generation && !state.read_only => open.db.clone(),
                 _ => return Err(lost()),
             }
         };
@@ -207,15 +258,15 @@ impl TreeCell {
         &self.db
     }
 
-    /// The tree as of now, and its generation.
+    /// The tree to change, and its generation.
     pub fn tree(&self) -> Result<(sled::Tree, u64)> {
-        let ([tree], generation) = self.db.trees([self.name])?;
+        let ([tree], generation) = self.db.trees_to_write([self.name])?;
         Ok((tree, generation))
     }
 
     /// Runs a read.
     pub fn read<R>(&self, f: impl FnOnce(&sled::Tree) -> sled::Result<R>) -> Result<R> {
-        let (tree, _) = self.tree()?;
+        let [tree] = self.db.trees([self.name])?;
         f(&tree).map_err(|e| classify(self.db.dir(), e))
     }
 

@@ -118,3 +118,48 @@ async fn a_write_that_fails_on_a_full_disk_is_undone_and_writes_resume() {
         .collect();
     assert_eq!(ids, ["kept"]);
 }
+
+#[tokio::test]
+async fn reads_go_on_when_the_disk_fills_again_before_a_write_fits() {
+    let Some(fs) = Tmpfs::mount("twice", 16) else {
+        return;
+    };
+    let dir = fs.0.join("store");
+    let store = Store::open(&dir).unwrap();
+    store
+        .insert_container(&record("kept", "kept"))
+        .await
+        .unwrap();
+    fill(&fs.0.join("filler1"));
+    let (mut taken, _, _) = insert_until_refused(&store, 0).await;
+    // The reserve given back to reopen the store is gone too.
+    fill(&fs.0.join("filler2"));
+    let (more, err, refused) = insert_until_refused(&store, 1).await;
+    taken.extend(more);
+    assert!(matches!(err, Error::StoreFull(_)), "{err}");
+    assert!(store.containers.get(&refused).unwrap().is_none());
+    assert_eq!(
+        store.containers.list().unwrap().len(),
+        1 + taken.len(),
+        "reads work"
+    );
+    let err = store.insert_container(&record("x", "x")).await.unwrap_err();
+    assert!(matches!(err, Error::StoreFull(_)), "{err}");
+    std::fs::remove_file(fs.0.join("filler1")).unwrap();
+    std::fs::remove_file(fs.0.join("filler2")).unwrap();
+    store.insert_container(&record("x", "x")).await.unwrap();
+    for rec in &taken {
+        store.remove_container(rec).await.unwrap();
+    }
+    drop(store);
+    let store = Store::open(&dir).unwrap();
+    let mut ids: Vec<String> = store
+        .containers
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["kept", "x"]);
+}

@@ -73,7 +73,7 @@ impl Store {
     /// one transaction.
     pub async fn insert_container(&self, rec: &ContainerRecord) -> Result<()> {
         let value = table::encode(rec)?;
-        let (trees, generation) = self.db.trees(CONTAINER_TREES)?;
+        let (trees, generation) = self.db.trees_to_write(CONTAINER_TREES)?;
         let [c, n, p] = &trees;
         let res = (c, n, p).transaction(|(containers, names, ports)| {
             if names.get(rec.name.as_bytes())?.is_some() {
@@ -98,7 +98,7 @@ impl Store {
     /// Deletes a container record and frees its name and ports in one
     /// transaction.
     pub async fn remove_container(&self, rec: &ContainerRecord) -> Result<()> {
-        let (trees, generation) = self.db.trees(CONTAINER_TREES)?;
+        let (trees, generation) = self.db.trees_to_write(CONTAINER_TREES)?;
         let [c, n, p] = &trees;
         let res: Result<(), TransactionError<()>> = (c, n, p).transaction(|(containers, names, ports)| {
             containers.remove(rec.id.as_bytes())?;

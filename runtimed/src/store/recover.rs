@@ -4,11 +4,13 @@
 //! sled writes a snapshot at open; on a full disk that fails and leaves an
 //! empty `snap.*.generating` file, which sled then refuses at every later
 //! open. A reserve file keeps room for that snapshot: it is given back when
-//! sled needs the space, and taken again once writes succeed.
+//! sled needs the space, and taken again once writes succeed. Should the
+//! disk fill again before that, reads are served from a copy in memory.
 
 use std::io::{ErrorKind, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Space kept for the snapshot sled writes when it (re)opens.
@@ -55,6 +57,57 @@ fn try_open(dir: &Path, names: &[&str]) -> sled::Result<Open> {
         .map(|n| db.open_tree(n))
         .collect::<sled::Result<_>>()?;
     Ok(Open { db, trees })
+}
+
+/// Opens a copy of the database in memory (`/dev/shm`), for reads while
+/// the disk is too full for sled to open the real one. Nothing is ever
+/// written to it.
+pub(super) fn open_copy(dir: &Path, names: &[&str]) -> std::io::Result<Open> {
+    let copy = copy_dir(dir)?;
+    let open = try_open(&copy, names);
+    // sled keeps its files open; no one else needs the copy.
+    let _ = std::fs::remove_dir_all(&copy);
+    open.map_err(|e| std::io::Error::other(format!("open a copy of the store: {e}")))
+}
+
+/// Copies sled's files (not the reserve or unfinished snapshots) to a new
+/// private directory in memory.
+fn copy_dir(dir: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    static COPIES: AtomicUsize = AtomicUsize::new(0);
+    let base = Path::new("/dev/shm");
+    let base = if base.is_dir() {
+        base.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let n = COPIES.fetch_add(1, Ordering::Relaxed);
+    let copy = base.join(format!("runtimed-store-copy-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&copy);
+    std::fs::DirBuilder::new().mode(0o700).create(&copy)?;
+    let copied = copy_files(dir, &copy);
+    if copied.is_err() {
+        let _ = std::fs::remove_dir_all(&copy);
+    }
+    copied.map(|()| copy)
+}
+
+fn copy_files(from: &Path, to: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name_str = name.to_string_lossy();
+        if name_str == RESERVE_FILE || name_str.ends_with(".generating") {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::create_dir(to.join(&name))?;
+            copy_files(&entry.path(), &to.join(&name))?;
+        } else {
+            std::fs::copy(entry.path(), to.join(&name))?;
+        }
+    }
+    Ok(())
 }
 
 /// Another instance (the one being replaced) still holds the database.
