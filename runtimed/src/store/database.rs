@@ -78,6 +78,10 @@ impl Database {
         &self.0.dir
     }
 
+    fn generation(&self) -> u64 {
+        self.state().generation
+    }
+
     /// The trees `names` to read; reopens the database if an earlier
     /// reopen failed.
     pub fn trees<const N: usize>(&self, names: [&str; N]) -> Result<[sled::Tree; N]> {
@@ -268,6 +272,30 @@ impl TreeCell {
     pub fn read<R>(&self, f: impl FnOnce(&sled::Tree) -> sled::Result<R>) -> Result<R> {
         let [tree] = self.db.trees([self.name])?;
         f(&tree).map_err(|e| classify(self.db.dir(), e))
+    }
+
+    /// The outcome of flushing a write of `key` (to `expected`; None:
+    /// removed) made on `generation`. sled may write a change to disk and
+    /// still fail the flush on a later one: once the store was reopened
+    /// from disk, a change found there was saved after all.
+    pub fn saved_anyway(
+        &self,
+        flushed: Result<()>,
+        generation: u64,
+        key: &[u8],
+        expected: Option<&[u8]>,
+    ) -> Result<()> {
+        let Err(e) = flushed else { return Ok(()) };
+        let reopened = self.db.generation() != generation;
+        if reopened
+            && self
+                .read(|t| t.get(key))
+                .is_ok_and(|v| v.as_deref() == expected)
+        {
+            tracing::info!(key = %String::from_utf8_lossy(key), "the store saved the change before its error");
+            return Ok(());
+        }
+        Err(e)
     }
 
     /// Runs a write, not yet durable: returns the generation to flush.

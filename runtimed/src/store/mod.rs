@@ -86,7 +86,10 @@ impl Store {
         });
         drop(trees);
         match res {
-            Ok(()) => self.db.flush(generation).await,
+            Ok(()) => {
+                let flushed = self.db.flush(generation).await;
+                self.containers.cell().saved_anyway(flushed, generation, rec.id.as_bytes(), Some(&value))
+            }
             Err(TransactionError::Abort(())) => Err(Error::AlreadyExists(format!(
                 "the container name \"{}\" is already in use",
                 rec.name
@@ -108,7 +111,10 @@ impl Store {
         });
         drop(trees);
         match res {
-            Ok(()) => self.db.flush(generation).await,
+            Ok(()) => {
+                let flushed = self.db.flush(generation).await;
+                self.containers.cell().saved_anyway(flushed, generation, rec.id.as_bytes(), None)
+            }
             Err(TransactionError::Storage(e)) => Err(self.db.failed_async(generation, e).await),
             Err(TransactionError::Abort(())) => Err(Error::internal("remove aborted")),
         }

@@ -29,6 +29,11 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
         Table { cell, _record: PhantomData }
     }
 
+    /// For changes made with other trees in one transaction.
+    pub(super) fn cell(&self) -> &TreeCell {
+        &self.cell
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<T>> {
         self.cell.read(|t| t.get(id.as_bytes()))?.map(|v| decode(&v)).transpose()
     }
@@ -36,13 +41,15 @@ impl<T: Serialize + DeserializeOwned> Table<T> {
     /// Writes a record and flushes it to disk.
     pub async fn put(&self, id: &str, value: &T) -> Result<()> {
         let value = encode(value)?;
-        let (_, generation) = self.cell.write(|t| t.insert(id.as_bytes(), value))?;
-        self.cell.db().flush(generation).await
+        let (_, generation) = self.cell.write(|t| t.insert(id.as_bytes(), value.as_slice()))?;
+        let flushed = self.cell.db().flush(generation).await;
+        self.cell.saved_anyway(flushed, generation, id.as_bytes(), Some(&value))
     }
 
     pub async fn remove(&self, id: &str) -> Result<()> {
         let (_, generation) = self.cell.write(|t| t.remove(id.as_bytes()))?;
-        self.cell.db().flush(generation).await
+        let flushed = self.cell.db().flush(generation).await;
+        self.cell.saved_anyway(flushed, generation, id.as_bytes(), None)
     }
 
     pub fn list(&self) -> Result<Vec<T>> {
