@@ -419,18 +419,36 @@ fn named_states(d: &Daemon) -> Vec<(String, bool)> {
 /// Creates containers until the daemon refuses one for lack of space;
 /// returns the names it took and the refusal. Their records are large
 /// (100 kB of environment) to use up the room sled's log already holds.
-fn create_until_refused(d: &Daemon, round: usize) -> (Vec<String>, String, integration_tests::Output) {
+fn create_until_refused(d: &Daemon, tag: &str) -> (Vec<String>, String, integration_tests::Output) {
     let env = format!("BIG={}", "x".repeat(100_000));
     let mut taken = Vec::new();
     for i in 0..50 {
-        let name = format!("c{round}x{i}");
+        let name = format!("c{tag}x{i}");
         let out = d.ctl(&["create", "--name", &name, "-e", &env, "busybox", "true"]);
         if out.code != 0 {
             return (taken, name, out);
         }
         taken.push(name);
     }
-    panic!("round {round}: the daemon never ran out of space");
+    panic!("{tag}: the daemon never ran out of space");
+}
+
+/// Fills the disk with `filler`, then checks the daemon refuses a create
+/// with the full-disk error and does not list it; returns the containers
+/// created before the refusal.
+fn fill_until_refused(d: &Daemon, filler: &std::path::Path, tag: &str) -> Vec<String> {
+    sh(&format!("dd if=/dev/zero of={} bs=64k 2>/dev/null; true", filler.display()));
+    let (taken, refused, out) = create_until_refused(d, tag);
+    assert_eq!(out.code, 125, "{tag}: {out:?}");
+    let store = d.root().join("store");
+    let expected = format!(
+        "no space left on the device holding {}: free some space; the change was not saved",
+        store.display()
+    );
+    assert!(out.stderr.contains(&expected), "{tag}: {out:?}");
+    let names = named_states(d);
+    assert!(!names.iter().any(|(n, _)| *n == refused), "{tag}: {names:?}");
+    taken
 }
 
 #[test]
@@ -447,22 +465,20 @@ fn a_full_store_disk_refuses_changes_and_recovers_without_a_restart() {
     ));
     d.spawn();
     d.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "600"]);
-    let filler = root.join("filler");
-    let store = root.join("store").display().to_string();
+    let (filler, filler2) = (root.join("filler"), root.join("filler2"));
     for round in 0..3 {
-        sh(&format!("dd if=/dev/zero of={} bs=64k 2>/dev/null; true", filler.display()));
-        let (taken, refused, out) = create_until_refused(&d, round);
-        assert_eq!(out.code, 125, "round {round}: {out:?}");
-        let expected = format!("no space left on the device holding {store}: free some space; the change was not saved");
-        assert!(out.stderr.contains(&expected), "round {round}: {out:?}");
-        let names = named_states(&d);
-        assert!(!names.iter().any(|(n, _)| *n == refused), "round {round}: {names:?}");
-        // The daemon still answers, and stop works on a full disk.
+        let mut taken = fill_until_refused(&d, &filler, &format!("{round}a"));
+        // Fill again whatever the daemon freed to reopen its store: it
+        // still answers, and stop works (an exit the store refuses is
+        // written once there is room).
+        taken.extend(fill_until_refused(&d, &filler2, &format!("{round}b")));
         let out = d.ctl(&["stop", "-t", "1", "up"]);
         assert_eq!(out.code, 0, "round {round}: {out:?}");
         d.ok(&["ps", "-a"]);
+        d.ok(&["inspect", "up"]);
         // Room again: every change works without a restart.
         std::fs::remove_file(&filler).unwrap();
+        std::fs::remove_file(&filler2).unwrap();
         for name in &taken {
             d.ok(&["rm", "-f", name]);
         }
