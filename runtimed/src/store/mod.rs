@@ -7,6 +7,7 @@
 //! (a full disk) is reported and rolled back by reopening the database
 //! from disk, so the store takes writes again once there is room.
 
+mod cell;
 mod database;
 #[cfg(test)]
 mod full_disk_tests;
@@ -23,10 +24,11 @@ use crate::error::{Error, Result};
 use crate::image::ImageRecord;
 use crate::network::ports::PortIndex;
 use crate::network::NetworkRecord;
-pub use database::{Database, TreeCell};
+pub use cell::TreeCell;
+pub use database::Database;
 pub use table::Table;
 #[cfg(test)]
-pub use database::testing;
+pub use cell::testing;
 
 /// Bump when a record changes in a way old code cannot read.
 pub const SCHEMA_VERSION: u32 = 1;

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::database::TreeCell;
+use super::cell::TreeCell;
 use crate::error::{Error, Result};
 
 #[derive(Clone)]
