@@ -163,3 +163,36 @@ async fn reads_go_on_when_the_disk_fills_again_before_a_write_fits() {
     ids.sort();
     assert_eq!(ids, ["kept", "x"]);
 }
+
+/// What the monitor's `persist_later` relies on: a refused update leaves
+/// the stored record as it was, so the retry still finds it unchanged.
+#[tokio::test]
+async fn a_refused_update_leaves_the_record_as_it_was() {
+    let Some(fs) = Tmpfs::mount("update", 16) else {
+        return;
+    };
+    let store = Store::open(&fs.0.join("store")).unwrap();
+    store.insert_container(&record("c", "c")).await.unwrap();
+    fill(&fs.0.join("filler"));
+    let mut saved = "c".to_string();
+    for i in 0..1000 {
+        // Large values, to use up the room sled's log already holds.
+        let name = format!("{i}-{}", "x".repeat(100_000));
+        match store.containers.put("c", &record("c", &name)).await {
+            Ok(()) => saved = name,
+            Err(e) => {
+                assert!(matches!(e, Error::StoreFull(_)), "{e}");
+                assert_eq!(store.containers.get("c").unwrap().unwrap().name, saved);
+                std::fs::remove_file(fs.0.join("filler")).unwrap();
+                store
+                    .containers
+                    .put("c", &record("c", &name))
+                    .await
+                    .unwrap();
+                assert_eq!(store.containers.get("c").unwrap().unwrap().name, name);
+                return;
+            }
+        }
+    }
+    panic!("the store never ran out of space");
+}
