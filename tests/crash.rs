@@ -400,3 +400,116 @@ fn a_daemon_killed_mid_connect_or_disconnect_leaves_no_stray_interface() {
     assert_consistent(&d, "after connect crashes");
     assert_clean(&d, "after connect crashes");
 }
+
+/// Names and states (running or not) of every container, by `ps -a`.
+fn named_states(d: &Daemon) -> Vec<(String, bool)> {
+    let out = d.ok(&["ps", "-a", "--format", "json"]);
+    let mut found: Vec<(String, bool)> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .flat_map(
+            |l| match serde_json::from_str::<serde_json::Value>(l).expect("ps JSON") {
+                serde_json::Value::Array(items) => items,
+                one => vec![one],
+            },
+        )
+        .map(|c| {
+            let name = c["Names"].as_str().unwrap_or_default();
+            (name.trim_start_matches('/').to_string(), c["State"] == "running")
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Creates containers until the daemon refuses one for lack of space;
+/// returns the names it took and the refusal. Their records are large
+/// (100 kB of environment) to use up the room sled's log already holds.
+fn create_until_refused(d: &Daemon, tag: &str) -> (Vec<String>, String, integration_tests::Output) {
+    let env = format!("BIG={}", "x".repeat(100_000));
+    let mut taken = Vec::new();
+    for i in 0..50 {
+        let name = format!("c{tag}x{i}");
+        let out = d.ctl(&["create", "--name", &name, "-e", &env, "busybox", "true"]);
+        if out.code != 0 {
+            return (taken, name, out);
+        }
+        taken.push(name);
+    }
+    panic!("{tag}: the daemon never ran out of space");
+}
+
+/// Fills the disk with `filler`, then checks the daemon refuses a create
+/// with the full-disk error and does not list it; returns the containers
+/// created before the refusal.
+fn fill_until_refused(d: &Daemon, filler: &std::path::Path, tag: &str) -> Vec<String> {
+    sh(&format!("dd if=/dev/zero of={} bs=64k 2>/dev/null; true", filler.display()));
+    let (taken, refused, out) = create_until_refused(d, tag);
+    assert_eq!(out.code, 125, "{tag}: {out:?}");
+    let store = d.root().join("store");
+    let expected = format!(
+        "no space left on the device holding {}: free some space; the change was not saved",
+        store.display()
+    );
+    assert!(out.stderr.contains(&expected), "{tag}: {out:?}");
+    let names = named_states(d);
+    assert!(!names.iter().any(|(n, _)| *n == refused), "{tag}: {names:?}");
+    taken
+}
+
+#[test]
+fn a_full_store_disk_refuses_changes_and_recovers_without_a_restart() {
+    let mut d = Daemon::start();
+    d.stop();
+    // The daemon's root on a 40 MB tmpfs (unmounted by the harness).
+    let root = d.root();
+    let saved = d.dir.join("root-saved");
+    sh(&format!(
+        "mv {0} {1} && mkdir {0} && mount -t tmpfs -o size=40m tmpfs {0} && cp -a {1}/. {0}/",
+        root.display(),
+        saved.display()
+    ));
+    d.spawn();
+    d.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "600"]);
+    let (filler, filler2) = (root.join("filler"), root.join("filler2"));
+    for round in 0..3 {
+        let mut taken = fill_until_refused(&d, &filler, &format!("{round}a"));
+        // Fill again whatever the daemon freed to reopen its store: it
+        // still answers, and stop works (an exit the store refuses is
+        // written once there is room).
+        taken.extend(fill_until_refused(&d, &filler2, &format!("{round}b")));
+        let out = d.ctl(&["stop", "-t", "1", "up"]);
+        assert_eq!(out.code, 0, "round {round}: {out:?}");
+        d.ok(&["ps", "-a"]);
+        d.ok(&["inspect", "up"]);
+        // Room again: every change works without a restart.
+        std::fs::remove_file(&filler).unwrap();
+        std::fs::remove_file(&filler2).unwrap();
+        for name in &taken {
+            d.ok(&["rm", "-f", name]);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while named_states(&d) != [("up".to_string(), false)] && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert_eq!(named_states(&d), [("up".to_string(), false)], "round {round}: the exit was recorded");
+        let name = format!("ok{round}");
+        d.ok(&["create", "--name", &name, "busybox", "sleep", "600"]);
+        d.ok(&["start", &name]);
+        d.ok(&["rm", "-f", &name]);
+        d.ok(&["start", "up"]);
+        assert_eq!(named_states(&d), [("up".to_string(), true)], "round {round}");
+    }
+    // The store opens after a restart and holds exactly what was saved.
+    d.stop();
+    d.spawn();
+    assert_eq!(named_states(&d), [("up".to_string(), true)]);
+    assert_consistent(&d, "after the disk was full three times");
+    d.ok(&["rm", "-f", "up"]);
+    let left: Vec<String> = d
+        .leftovers()
+        .into_iter()
+        .filter(|l| *l != root.display().to_string())
+        .collect();
+    assert!(left.is_empty(), "leftovers after the disk was full: {left:?}");
+}

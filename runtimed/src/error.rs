@@ -27,6 +27,10 @@ pub enum Error {
     Unavailable(String),
     #[error("store: {0}")]
     Store(#[from] sled::Error),
+    /// The disk holding the store (this directory) is full: the write
+    /// was refused and rolled back, so the user must free space.
+    #[error("no space left on the device holding {}: free some space; the change was not saved", .0.display())]
+    StoreFull(std::path::PathBuf),
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },
     #[error("{0}")]
@@ -63,6 +67,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(_) => (Code::InvalidArgument, None),
             Error::FailedPrecondition(_) => (Code::FailedPrecondition, None),
             Error::Unavailable(_) => (Code::Unavailable, None),
+            Error::StoreFull(_) => (Code::ResourceExhausted, None),
             Error::CommandNotFound(_) => (Code::InvalidArgument, Some(127)),
             Error::CannotExecute(_) => (Code::PermissionDenied, Some(126)),
             Error::Store(_) | Error::Io { .. } | Error::Internal(_) => (Code::Internal, None),
@@ -86,6 +91,13 @@ mod tests {
         let status = Status::from(Error::CommandNotFound("nope".into()));
         assert_eq!(status.code(), Code::InvalidArgument);
         assert_eq!(status.metadata().get(EXIT_CODE_METADATA).unwrap(), "127");
+    }
+
+    #[test]
+    fn a_full_store_says_what_to_do() {
+        let status = Status::from(Error::StoreFull("/r/store".into()));
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert!(status.message().starts_with("no space left on the device holding /r/store: free some space"), "{}", status.message());
     }
 
     #[test]

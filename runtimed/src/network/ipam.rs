@@ -6,14 +6,21 @@
 //! broadcast address and the gateway are never handed out.
 
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use ipnet::Ipv4Net;
 
 use crate::error::{Error, Result};
+use crate::store::TreeCell;
 
 #[derive(Clone)]
 pub struct Ipam {
-    tree: sled::Tree,
+    cell: TreeCell,
+    /// Store generation of the oldest change not yet flushed, plus one (0:
+    /// none), so a flush after the store was reopened reports that change
+    /// as lost.
+    unflushed: Arc<AtomicU64>,
 }
 
 /// One network's address space.
@@ -29,8 +36,15 @@ fn key(network_id: &str, ip: Ipv4Addr) -> String {
 }
 
 impl Ipam {
-    pub fn new(tree: sled::Tree) -> Self {
-        Ipam { tree }
+    pub fn new(cell: TreeCell) -> Self {
+        Ipam { cell, unflushed: Arc::new(AtomicU64::new(0)) }
+    }
+
+    /// Runs a write, remembering its generation for [`Ipam::flush`].
+    fn write<R>(&self, f: impl FnOnce(&sled::Tree) -> sled::Result<R>) -> Result<R> {
+        let (r, generation) = self.cell.write(f)?;
+        let _ = self.unflushed.compare_exchange(0, generation + 1, Ordering::AcqRel, Ordering::Acquire);
+        Ok(r)
     }
 
     /// Claims `requested`, or the next free address after the last one handed
@@ -48,14 +62,14 @@ impl Ipam {
         }
         let hosts: Vec<Ipv4Addr> = pool.subnet.hosts().filter(|ip| *ip != pool.gateway).collect();
         let cursor_key = format!("{}/cursor", pool.network_id);
-        let start = match self.tree.get(&cursor_key)? {
+        let start = match self.cell.read(|t| t.get(&cursor_key))? {
             Some(v) => hosts.iter().position(|ip| ip.octets() == v.as_ref()).map_or(0, |i| i + 1),
             None => 0,
         };
         for i in 0..hosts.len() {
             let ip = hosts[(start + i) % hosts.len()];
             if self.claim(pool.network_id, ip, owner)? {
-                self.tree.insert(cursor_key.as_bytes(), &ip.octets())?;
+                self.write(|t| t.insert(cursor_key.as_bytes(), &ip.octets()))?;
                 return Ok(ip);
             }
         }
@@ -66,13 +80,13 @@ impl Ipam {
     }
 
     fn claim(&self, network_id: &str, ip: Ipv4Addr, owner: &str) -> Result<bool> {
-        let res = self.tree.compare_and_swap(key(network_id, ip), None as Option<&[u8]>, Some(owner.as_bytes()))?;
+        let res = self.write(|t| t.compare_and_swap(key(network_id, ip), None as Option<&[u8]>, Some(owner.as_bytes())))?;
         Ok(res.is_ok())
     }
 
     /// Frees an address; freeing one that is not held is fine.
     pub fn release(&self, network_id: &str, ip: Ipv4Addr) -> Result<()> {
-        self.tree.remove(key(network_id, ip))?;
+        self.write(|t| t.remove(key(network_id, ip)))?;
         Ok(())
     }
 
@@ -80,8 +94,7 @@ impl Ipam {
     pub fn allocations(&self, network_id: &str) -> Result<Vec<(Ipv4Addr, String)>> {
         let prefix = format!("{network_id}/");
         let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefix.as_bytes()) {
-            let (k, v) = item?;
+        for (k, v) in self.cell.read(|t| t.scan_prefix(prefix.as_bytes()).collect::<sled::Result<Vec<_>>>())? {
             let k = String::from_utf8_lossy(&k);
             if let Some(Ok(ip)) = k.strip_prefix(&prefix).map(str::parse::<Ipv4Addr>) {
                 out.push((ip, String::from_utf8_lossy(&v).into_owned()));
@@ -95,13 +108,17 @@ impl Ipam {
         for (ip, _) in self.allocations(network_id)? {
             self.release(network_id, ip)?;
         }
-        self.tree.remove(format!("{network_id}/cursor"))?;
+        self.write(|t| t.remove(format!("{network_id}/cursor")))?;
         Ok(())
     }
 
+    /// Makes the changes so far durable; fails if the store was reopened
+    /// since the oldest of them (it was lost).
     pub async fn flush(&self) -> Result<()> {
-        self.tree.flush_async().await?;
-        Ok(())
+        match self.unflushed.swap(0, Ordering::AcqRel) {
+            0 => self.cell.db().flush_current().await,
+            g => self.cell.db().flush(g - 1).await,
+        }
     }
 }
 
@@ -129,8 +146,8 @@ mod tests {
     fn ipam(tag: &str) -> (Ipam, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("ipam-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let db = sled::open(&dir).unwrap();
-        (Ipam::new(db.open_tree("ipam").unwrap()), dir)
+        let db = crate::store::Database::open(&dir, &["ipam"]).unwrap();
+        (Ipam::new(db.cell("ipam")), dir)
     }
 
     fn pool(subnet: &str) -> Pool<'static> {

@@ -14,6 +14,7 @@ use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 
 use crate::error::{Error, Result};
 use crate::firewall::{PortMap, Proto};
+use crate::store::TreeCell;
 
 /// A `-p` request as the user gave it (host_port 0: pick one).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -61,27 +62,25 @@ fn key_of(p: &PortMap) -> Key {
 /// Which container holds each published host port.
 #[derive(Clone)]
 pub struct PortIndex {
-    tree: sled::Tree,
+    cell: TreeCell,
     /// Where the next pick in [`EPHEMERAL`] starts, so picks do not rescan
     /// the ports handed out before.
     cursor: Arc<AtomicUsize>,
 }
 
 impl PortIndex {
-    pub fn new(tree: sled::Tree) -> Self {
-        PortIndex { tree, cursor: Arc::new(AtomicUsize::new(0)) }
-    }
-
-    pub(crate) fn tree(&self) -> &sled::Tree {
-        &self.tree
+    pub fn new(cell: TreeCell) -> Self {
+        PortIndex { cell, cursor: Arc::new(AtomicUsize::new(0)) }
     }
 
     /// Whether a container already holds a port that clashes with `key`.
     fn held(&self, key: Key) -> Result<bool> {
-        if on_all_addresses(&key) {
-            return Ok(self.tree.scan_prefix(&index_key(key)[..3]).next().transpose()?.is_some());
-        }
-        Ok(self.tree.contains_key(index_key(key))? || self.tree.contains_key(index_key((key.0, None, key.2)))?)
+        self.cell.read(|t| {
+            if on_all_addresses(&key) {
+                return Ok(t.scan_prefix(&index_key(key)[..3]).next().transpose()?.is_some());
+            }
+            Ok(t.contains_key(index_key(key))? || t.contains_key(index_key((key.0, None, key.2)))?)
+        })
     }
 
     /// Records `ports` as held by `owner`, inside the caller's transaction.
@@ -107,15 +106,16 @@ impl PortIndex {
     /// written before the index existed, or any drift, is repaired).
     pub fn rebuild<'a>(&self, held: impl Iterator<Item = (&'a str, &'a [PortMap])>) -> Result<()> {
         let mut batch = sled::Batch::default();
-        for k in self.tree.iter().keys() {
-            batch.remove(k?);
+        for k in self.cell.read(|t| t.iter().keys().collect::<sled::Result<Vec<_>>>())? {
+            batch.remove(k);
         }
         for (owner, ports) in held {
             for p in ports {
                 batch.insert(&index_key(key_of(p))[..], owner.as_bytes());
             }
         }
-        self.tree.apply_batch(batch)?;
+        // Not flushed: it is rebuilt from the records at every open.
+        self.cell.write(|t| t.apply_batch(batch))?;
         Ok(())
     }
 
@@ -188,8 +188,16 @@ mod tests {
     }
 
     fn index() -> PortIndex {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        PortIndex::new(db.open_tree("ports").unwrap())
+        let (cell, dir) = crate::store::testing::cell("ports");
+        // sled keeps its files open; nothing else needs the directory.
+        std::fs::remove_dir_all(dir).unwrap();
+        PortIndex::new(cell)
+    }
+
+    impl PortIndex {
+        fn tree(&self) -> sled::Tree {
+            self.cell.tree().unwrap().0
+        }
     }
 
     /// What `Store::insert_container` does with the index.

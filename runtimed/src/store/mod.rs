@@ -3,8 +3,15 @@
 //! Each record type has its own tree (a typed [`Table`]); values are JSON so
 //! records can grow fields. The `meta` tree holds the schema version, checked
 //! at open so an older daemon never misreads a newer store. Every write is
-//! flushed before the caller reports the change as done.
+//! flushed before the caller reports the change as done; one that fails
+//! (a full disk) is reported and rolled back by reopening the database
+//! from disk, so the store takes writes again once there is room.
 
+mod cell;
+mod database;
+#[cfg(test)]
+mod full_disk_tests;
+mod recover;
 mod table;
 
 use std::path::Path;
@@ -17,18 +24,27 @@ use crate::error::{Error, Result};
 use crate::image::ImageRecord;
 use crate::network::ports::PortIndex;
 use crate::network::NetworkRecord;
+pub use cell::TreeCell;
+pub use database::Database;
 pub use table::Table;
+#[cfg(test)]
+pub use cell::testing;
 
 /// Bump when a record changes in a way old code cannot read.
 pub const SCHEMA_VERSION: u32 = 1;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
+/// Every tree of the store, opened (and reopened) together.
+const TREES: &[&str] = &["meta", "containers", "container_names", "images", "networks", "ipam", "ports"];
+/// The trees a container's create and remove change in one transaction.
+const CONTAINER_TREES: [&str; 3] = ["containers", "container_names", "ports"];
+
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
+    db: Database,
     pub containers: Table<ContainerRecord>,
     /// Container name -> id; keeps names unique.
-    names: sled::Tree,
+    names: TreeCell,
     pub images: Table<ImageRecord>,
     pub networks: Table<NetworkRecord>,
     /// IP allocations, owned by `network::ipam`.
@@ -39,15 +55,15 @@ pub struct Store {
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store> {
-        let db = sled::open(dir)?;
-        check_schema(&db)?;
+        let db = Database::open(dir, TREES)?;
+        check_schema(&db.cell("meta"))?;
         let store = Store {
-            containers: Table::new(db.open_tree("containers")?),
-            names: db.open_tree("container_names")?,
-            images: Table::new(db.open_tree("images")?),
-            networks: Table::new(db.open_tree("networks")?),
-            ipam: crate::network::ipam::Ipam::new(db.open_tree("ipam")?),
-            ports: PortIndex::new(db.open_tree("ports")?),
+            containers: Table::new(db.cell("containers")),
+            names: db.cell("container_names"),
+            images: Table::new(db.cell("images")),
+            networks: Table::new(db.cell("networks")),
+            ipam: crate::network::ipam::Ipam::new(db.cell("ipam")),
+            ports: PortIndex::new(db.cell("ports")),
             db,
         };
         let containers = store.containers.list()?;
@@ -55,18 +71,13 @@ impl Store {
         Ok(store)
     }
 
-    /// Makes every write so far durable.
-    pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
-        Ok(())
-    }
-
     /// Inserts a new container, claims its name and its published ports in
     /// one transaction.
     pub async fn insert_container(&self, rec: &ContainerRecord) -> Result<()> {
         let value = table::encode(rec)?;
-        let trees = (self.containers.tree(), &self.names, self.ports.tree());
-        let res = trees.transaction(|(containers, names, ports)| {
+        let (trees, generation) = self.db.trees_to_write(CONTAINER_TREES)?;
+        let [c, n, p] = &trees;
+        let res = (c, n, p).transaction(|(containers, names, ports)| {
             if names.get(rec.name.as_bytes())?.is_some() {
                 return Err(ConflictableTransactionError::Abort(()));
             }
@@ -75,44 +86,52 @@ impl Store {
             PortIndex::hold_in(ports, &rec.ports, &rec.id)?;
             Ok(())
         });
+        drop(trees);
         match res {
-            Ok(()) => self.flush().await,
+            Ok(()) => {
+                let flushed = self.db.flush(generation).await;
+                self.containers.cell().saved_anyway(flushed, generation, rec.id.as_bytes(), Some(&value))
+            }
             Err(TransactionError::Abort(())) => Err(Error::AlreadyExists(format!(
                 "the container name \"{}\" is already in use",
                 rec.name
             ))),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
+            Err(TransactionError::Storage(e)) => Err(self.db.failed_async(generation, e).await),
         }
     }
 
     /// Deletes a container record and frees its name and ports in one
     /// transaction.
     pub async fn remove_container(&self, rec: &ContainerRecord) -> Result<()> {
-        let trees = (self.containers.tree(), &self.names, self.ports.tree());
-        let res: Result<(), TransactionError<()>> = trees.transaction(|(containers, names, ports)| {
+        let (trees, generation) = self.db.trees_to_write(CONTAINER_TREES)?;
+        let [c, n, p] = &trees;
+        let res: Result<(), TransactionError<()>> = (c, n, p).transaction(|(containers, names, ports)| {
             containers.remove(rec.id.as_bytes())?;
             names.remove(rec.name.as_bytes())?;
             PortIndex::release_in(ports, &rec.ports, &rec.id)?;
             Ok(())
         });
-        res.map_err(|e| match e {
-            TransactionError::Storage(e) => Error::Store(e),
-            TransactionError::Abort(()) => Error::internal("remove aborted"),
-        })?;
-        self.flush().await
+        drop(trees);
+        match res {
+            Ok(()) => {
+                let flushed = self.db.flush(generation).await;
+                self.containers.cell().saved_anyway(flushed, generation, rec.id.as_bytes(), None)
+            }
+            Err(TransactionError::Storage(e)) => Err(self.db.failed_async(generation, e).await),
+            Err(TransactionError::Abort(())) => Err(Error::internal("remove aborted")),
+        }
     }
 
     pub fn container_id_by_name(&self, name: &str) -> Result<Option<String>> {
-        Ok(self.names.get(name.as_bytes())?.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        Ok(self.names.read(|t| t.get(name.as_bytes()))?.map(|v| String::from_utf8_lossy(&v).into_owned()))
     }
 }
 
-fn check_schema(db: &sled::Db) -> Result<()> {
-    let meta = db.open_tree("meta")?;
-    match meta.get(SCHEMA_KEY)? {
+fn check_schema(meta: &TreeCell) -> Result<()> {
+    match meta.read(|t| t.get(SCHEMA_KEY))? {
         None => {
-            meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-            meta.flush()?;
+            let (_, generation) = meta.write(|t| t.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()))?;
+            meta.db().flush_blocking(generation)?;
             Ok(())
         }
         Some(v) => {
@@ -164,6 +183,21 @@ mod tests {
         drop(store);
         let store = Store::open(&dir).unwrap();
         assert_eq!(store.containers.get("ccc").unwrap().unwrap().name, "db");
+        drop(store);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_unfinished_snapshot_does_not_keep_the_store_shut() {
+        let (store, dir) = temp_store("snap");
+        store.insert_container(&record("ddd", "snap")).await.unwrap();
+        drop(store);
+        // What a snapshot cut off by a full disk leaves; it sorts last.
+        std::fs::write(dir.join("snap.FFFFFFFFFFFFFFFF.generating"), b"").unwrap();
+        assert!(sled::open(&dir).is_err(), "sled refuses it by itself");
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.containers.get("ddd").unwrap().unwrap().name, "snap");
+        assert!(!dir.join("snap.FFFFFFFFFFFFFFFF.generating").exists());
         drop(store);
         std::fs::remove_dir_all(dir).unwrap();
     }

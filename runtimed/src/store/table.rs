@@ -1,15 +1,18 @@
 //! A sled tree holding one record type, keyed by id, stored as JSON.
+//! Writes are flushed before they return; a failed one is rolled back by
+//! the reopen it causes (see `database`).
 
 use std::marker::PhantomData;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::cell::TreeCell;
 use crate::error::{Error, Result};
 
 #[derive(Clone)]
 pub struct Table<T> {
-    tree: sled::Tree,
+    cell: TreeCell,
     _record: PhantomData<fn() -> T>,
 }
 
@@ -22,41 +25,41 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Table<T> {
-    pub(super) fn new(tree: sled::Tree) -> Self {
-        Table { tree, _record: PhantomData }
+    pub(super) fn new(cell: TreeCell) -> Self {
+        Table { cell, _record: PhantomData }
     }
 
-    pub(super) fn tree(&self) -> &sled::Tree {
-        &self.tree
+    /// For changes made with other trees in one transaction.
+    pub(super) fn cell(&self) -> &TreeCell {
+        &self.cell
     }
 
     pub fn get(&self, id: &str) -> Result<Option<T>> {
-        self.tree.get(id.as_bytes())?.map(|v| decode(&v)).transpose()
+        self.cell.read(|t| t.get(id.as_bytes()))?.map(|v| decode(&v)).transpose()
     }
 
     /// Writes a record and flushes it to disk.
     pub async fn put(&self, id: &str, value: &T) -> Result<()> {
-        self.tree.insert(id.as_bytes(), encode(value)?)?;
-        self.tree.flush_async().await?;
-        Ok(())
+        let value = encode(value)?;
+        let (_, generation) = self.cell.write(|t| t.insert(id.as_bytes(), value.as_slice()))?;
+        let flushed = self.cell.db().flush(generation).await;
+        self.cell.saved_anyway(flushed, generation, id.as_bytes(), Some(&value))
     }
 
     pub async fn remove(&self, id: &str) -> Result<()> {
-        self.tree.remove(id.as_bytes())?;
-        self.tree.flush_async().await?;
-        Ok(())
+        let (_, generation) = self.cell.write(|t| t.remove(id.as_bytes()))?;
+        let flushed = self.cell.db().flush(generation).await;
+        self.cell.saved_anyway(flushed, generation, id.as_bytes(), None)
     }
 
     pub fn list(&self) -> Result<Vec<T>> {
-        self.tree.iter().values().map(|v| decode(&v?)).collect()
+        let values = self.cell.read(|t| t.iter().values().collect::<sled::Result<Vec<_>>>())?;
+        values.iter().map(|v| decode(v)).collect()
     }
 
     /// Ids starting with `prefix` (for docker-style short ids).
     pub fn ids_with_prefix(&self, prefix: &str) -> Result<Vec<String>> {
-        self.tree
-            .scan_prefix(prefix.as_bytes())
-            .keys()
-            .map(|k| Ok(String::from_utf8_lossy(&k?).into_owned()))
-            .collect()
+        let keys = self.cell.read(|t| t.scan_prefix(prefix.as_bytes()).keys().collect::<sled::Result<Vec<_>>>())?;
+        Ok(keys.iter().map(|k| String::from_utf8_lossy(k).into_owned()).collect())
     }
 }
