@@ -5,7 +5,6 @@ use std::net::Ipv4Addr;
 
 use super::manager::Manager;
 use super::{etc, ContainerRecord, State};
-use crate::cluster::ClusterEndpoint;
 use crate::error::{Error, Result};
 use crate::network::manager::{dns_names, AttachRequest};
 use crate::network::{Endpoint, NetworkMode};
@@ -70,20 +69,6 @@ impl Manager {
         }
         self.inner.events.emit("disconnect", &rec.id, &rec.name, &[("network", net.name)]);
         Ok(())
-    }
-
-    /// This node's endpoints on overlay networks, as the cluster stores them.
-    pub fn overlay_endpoints(&self) -> Result<Vec<ClusterEndpoint>> {
-        let mut out = Vec::new();
-        for rec in self.inner.store.containers.list()? {
-            for ep in &rec.endpoints {
-                if self.networks().resolve(&ep.network_id).is_ok_and(|n| n.is_overlay()) {
-                    let names = dns_names(&rec.name, &rec.id, &ep.aliases);
-                    out.extend(self.networks().cluster_endpoint(ep, &rec.id, names));
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// A running container's /etc/hosts follows its addresses (a stopped

@@ -407,7 +407,8 @@ impl Networks {
             let cluster = self.cluster()?;
             let taken = cluster
                 .allocate(net, req.ip, |ip| {
-                    self.cluster_endpoint(&endpoint(ip), container_id, names.clone()).expect("cluster present")
+                    let ep = endpoint(ip);
+                    self.cluster_endpoint(&ep.network_id, ip, ep.mac, container_id, names.clone()).expect("cluster present")
                 })
                 .await?;
             endpoint(taken.ip)
