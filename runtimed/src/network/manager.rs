@@ -43,12 +43,31 @@ pub struct AttachRequest {
     pub ip: Option<Ipv4Addr>,
     pub mac: Option<[u8; 6]>,
     pub aliases: Vec<String>,
+    /// The container's own network (from create): it also gets what its
+    /// driver needs for egress and published ports.
+    pub primary: bool,
 }
 
 impl AttachRequest {
     /// The requested MAC, else docker's MAC for the address.
     pub fn mac_for(&self, ip: Ipv4Addr) -> [u8; 6] {
         self.mac.unwrap_or_else(|| mac_from_ip(ip))
+    }
+}
+
+/// What a container got on one network.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// The network's endpoint first, then any legs its driver added.
+    pub endpoints: Vec<Endpoint>,
+    /// Where the container's published ports lead.
+    pub ports_to: Ipv4Addr,
+}
+
+impl Attachment {
+    /// The endpoint on the network asked for.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoints[0]
     }
 }
 
@@ -301,17 +320,41 @@ impl Networks {
         Ok(net)
     }
 
-    /// Allocates an address and plugs a new interface `ifname` of the
-    /// namespace `netns` into the network. Nothing is left behind on failure.
+    /// Plugs the container (namespace `netns`, already holding `existing`)
+    /// into `net`: its endpoint there and, for its own network on a driver
+    /// that does not route out, a leg on the gateway network. Nothing is
+    /// left behind on failure.
     pub async fn attach(
         &self,
         net: &NetworkRecord,
         container_id: &str,
         netns: &Path,
-        ifname: &str,
+        existing: &[Endpoint],
         req: &AttachRequest,
-    ) -> Result<Endpoint> {
-        self.attach_one(driver::of(net)?, net, container_id, netns, ifname, req).await
+    ) -> Result<Attachment> {
+        let driver = driver::of(net)?;
+        let ep = self.attach_one(driver, net, container_id, netns, &next_ifname(existing), req).await?;
+        if !(req.primary && driver.needs_gateway_leg()) {
+            return Ok(Attachment { ports_to: ep.ip, endpoints: vec![ep] });
+        }
+        let taken: Vec<Endpoint> = existing.iter().chain([&ep]).cloned().collect();
+        match self.attach_gateway_leg(container_id, netns, &next_ifname(&taken), req).await {
+            Ok(leg) => Ok(Attachment { ports_to: leg.ip, endpoints: vec![ep, leg] }),
+            Err(e) => {
+                if let Err(undo) = self.detach(&ep).await {
+                    tracing::warn!("detach from {} after a failed gateway leg: {undo}", ep.network);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Egress and published ports for a container whose network does not
+    /// route out (docker's `docker_gwbridge`).
+    async fn attach_gateway_leg(&self, container_id: &str, netns: &Path, ifname: &str, req: &AttachRequest) -> Result<Endpoint> {
+        let gw = self.resolve(GATEWAY_NETWORK)?;
+        let req = AttachRequest { name: req.name.clone(), ..Default::default() };
+        self.attach_one(driver::of(&gw)?, &gw, container_id, netns, ifname, &req).await
     }
 
     /// Allocates an address and plugs a new interface `ifname` into the
@@ -385,6 +428,14 @@ impl Networks {
         }
         self.ipam.flush().await
     }
+}
+
+/// The first ethN not among `existing`.
+fn next_ifname(existing: &[Endpoint]) -> String {
+    (0..)
+        .map(|n| format!("eth{n}"))
+        .find(|name| !existing.iter().any(|e| &e.ifname == name))
+        .expect("an unused interface name")
 }
 
 /// The names an endpoint answers to: container name, short id, aliases.

@@ -56,7 +56,7 @@ impl Networks {
 
     /// Removes the data plane of `net` once no local container uses it
     /// (as stored: callers update the container record first).
-    pub async fn overlay_down_if_unused(&self, net: &NetworkRecord) {
+    pub(super) async fn overlay_down_if_unused(&self, net: &NetworkRecord) {
         let _one = self.overlay_lock.lock().await;
         let used = self.store.containers.list().map(|all| {
             all.iter().any(|c| c.endpoints.iter().any(|e| e.network_id == net.id))

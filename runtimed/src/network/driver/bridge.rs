@@ -155,6 +155,10 @@ impl NetworkDriver for BridgeDriver {
         true
     }
 
+    fn needs_gateway_leg(&self) -> bool {
+        false
+    }
+
     fn endpoint_left<'a>(
         &'a self,
         _nets: &'a Networks,

@@ -96,6 +96,10 @@ pub trait NetworkDriver: Send + Sync {
     /// Whether a container's first interface on it takes the default route.
     fn routes_default(&self) -> bool;
 
+    /// Whether containers also need a leg on the local gateway network for
+    /// egress and published ports (the network itself does not route out).
+    fn needs_gateway_leg(&self) -> bool;
+
     /// After an endpoint left (its container's record already updated):
     /// frees what only endpoints needed.
     fn endpoint_left<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord)

@@ -144,6 +144,10 @@ impl NetworkDriver for OverlayDriver {
         false
     }
 
+    fn needs_gateway_leg(&self) -> bool {
+        true
+    }
+
     fn endpoint_left<'a>(
         &'a self,
         nets: &'a Networks,
