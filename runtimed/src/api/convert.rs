@@ -139,7 +139,7 @@ pub fn network_info(n: &NetworkRecord, containers: Vec<pb::NetworkContainer>) ->
         mtu: n.mtu,
         created_at: n.created_at,
         containers,
-        scope: if n.is_overlay() { "global" } else { "local" }.into(),
+        scope: n.scope().into(),
         vni: n.vni.unwrap_or(0),
     }
 }

@@ -43,7 +43,7 @@ pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
     networks.init().await.context("set up networks")?;
     manager.reconcile().await.context("reconcile containers")?;
     networks.watch_firewall();
-    networks.start_cluster(manager.overlay_endpoints()?);
+    networks.start_cluster()?;
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<containers_server::ContainersServer<containers::ContainersApi>>().await;

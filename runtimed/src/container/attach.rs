@@ -5,7 +5,6 @@ use std::net::Ipv4Addr;
 
 use super::manager::Manager;
 use super::{etc, ContainerRecord, State};
-use crate::cluster::ClusterEndpoint;
 use crate::error::{Error, Result};
 use crate::network::manager::{dns_names, AttachRequest};
 use crate::network::{Endpoint, NetworkMode};
@@ -27,20 +26,23 @@ impl Manager {
         if rec.endpoints.iter().any(|e| e.network_id == net.id) {
             return Err(Error::AlreadyExists(format!("container {} is already connected to network {}", rec.name, net.name)));
         }
-        let ifname = next_ifname(&rec);
-        let req = AttachRequest { name: rec.name.clone(), ip, mac: None, aliases };
+        let req = AttachRequest { name: rec.name.clone(), ip, mac: None, aliases, primary: false };
         let paths = self.paths(&rec.id);
-        let ep = self.networks().attach(&net, &rec.id, &paths.netns, &ifname, &req).await?;
+        let attached = self.networks().attach(&net, &rec.id, &paths.netns, &rec.endpoints, &req).await?;
         crate::failpoint::hit("connect:attached");
-        rec.endpoints.push(ep.clone());
+        rec.endpoints.extend(attached.endpoints.iter().cloned());
         if let Err(e) = self.inner.store.containers.put(&rec.id, &rec).await {
-            let _ = self.networks().detach(&ep).await;
+            for ep in &attached.endpoints {
+                let _ = self.networks().detach(ep).await;
+            }
             return Err(e);
         }
-        self.dns_register(&rec, &ep);
+        for ep in &attached.endpoints {
+            self.dns_register(&rec, ep);
+        }
         self.refresh_hosts(&rec);
         self.inner.events.emit("connect", &rec.id, &rec.name, &[("network", net.name.clone())]);
-        Ok(ep)
+        Ok(attached.endpoint().clone())
     }
 
     pub async fn disconnect(&self, network: &str, container: &str) -> Result<()> {
@@ -65,25 +67,8 @@ impl Manager {
         crate::failpoint::hit("disconnect:stored");
         self.networks().detach(&ep).await?;
         self.refresh_hosts(&rec);
-        if net.is_overlay() {
-            self.networks().overlay_down_if_unused(&net).await;
-        }
         self.inner.events.emit("disconnect", &rec.id, &rec.name, &[("network", net.name)]);
         Ok(())
-    }
-
-    /// This node's endpoints on overlay networks, as the cluster stores them.
-    pub fn overlay_endpoints(&self) -> Result<Vec<ClusterEndpoint>> {
-        let mut out = Vec::new();
-        for rec in self.inner.store.containers.list()? {
-            for ep in &rec.endpoints {
-                if self.networks().resolve(&ep.network_id).is_ok_and(|n| n.is_overlay()) {
-                    let names = dns_names(&rec.name, &rec.id, &ep.aliases);
-                    out.extend(self.networks().cluster_endpoint(ep, &rec.id, names));
-                }
-            }
-        }
-        Ok(out)
     }
 
     /// A running container's /etc/hosts follows its addresses (a stopped
@@ -103,12 +88,4 @@ impl Manager {
         self.networks().dns_add(ep, &dns_names(&rec.name, &rec.id, &ep.aliases));
         self.networks().dns_forwarders(ep, &rec.spec.dns);
     }
-}
-
-/// The first ethN the container does not have yet.
-fn next_ifname(rec: &ContainerRecord) -> String {
-    (0..)
-        .map(|n| format!("eth{n}"))
-        .find(|name| !rec.endpoints.iter().any(|e| &e.ifname == name))
-        .expect("an unused interface name")
 }

@@ -19,7 +19,6 @@ use crate::events::Events;
 use crate::failpoint;
 use crate::image::{ImageRecord, ImageStore};
 use crate::network::manager::AttachRequest;
-use crate::network::record::GATEWAY_NETWORK;
 use crate::network::{netns, NetworkMode, Networks};
 use crate::store::Store;
 use crate::ids::{self, random_id, Kind};
@@ -216,8 +215,8 @@ impl Manager {
         self.connect_network(rec, paths).await
     }
 
-    /// Plugs eth0 into the container's bridge network and assigns its
-    /// published ports.
+    /// Plugs the container into its network (with whatever legs the
+    /// network's driver adds) and assigns its published ports.
     async fn connect_network(&self, rec: &mut ContainerRecord, paths: &ContainerPaths) -> Result<()> {
         let NetworkMode::Bridge(name) = &rec.spec.network else {
             return check_options_without_network(&rec.spec);
@@ -231,22 +230,15 @@ impl Manager {
             ip: rec.spec.ip,
             mac: rec.spec.mac,
             aliases: rec.spec.aliases.clone(),
+            primary: true,
         };
-        let ep = self.inner.networks.attach(&net, &rec.id, &paths.netns, "eth0", &req).await?;
+        let attached = self.inner.networks.attach(&net, &rec.id, &paths.netns, &rec.endpoints, &req).await?;
         failpoint::hit("create:attached");
-        rec.endpoints.push(ep.clone());
-        self.dns_register(rec, &ep);
-        // Overlay containers leave (and are reached on published ports)
-        // through the local gateway bridge, on eth1.
-        let mut target = ep.ip;
-        if net.is_overlay() {
-            let gw = self.inner.networks.resolve(GATEWAY_NETWORK)?;
-            let gw_req = AttachRequest { name: rec.name.clone(), ..Default::default() };
-            let gw_ep = self.inner.networks.attach(&gw, &rec.id, &paths.netns, "eth1", &gw_req).await?;
-            target = gw_ep.ip;
-            rec.endpoints.push(gw_ep);
+        for ep in &attached.endpoints {
+            self.dns_register(rec, ep);
         }
-        rec.ports = self.inner.store.ports.assign(&rec.spec.ports, target)?;
+        rec.endpoints.extend(attached.endpoints);
+        rec.ports = self.inner.store.ports.assign(&rec.spec.ports, attached.ports_to)?;
         Ok(())
     }
 

@@ -1,5 +1,5 @@
-//! Networks: the default bridge, user-defined bridge networks and overlay
-//! networks (see `overlay.rs`), their bridges and firewall rules, and
+//! Networks: the default bridge, user-defined networks of any driver (see
+//! `driver/`), what the drivers share (store, netlink, firewall, DNS), and
 //! container endpoints on them.
 
 use std::collections::HashMap;
@@ -10,19 +10,18 @@ use std::sync::{Arc, Mutex};
 use ipnet::Ipv4Net;
 
 use super::dns::{self, DnsServer, Records};
+use super::driver::{self, BridgeDriver, NetworkDriver};
 use crate::keeper::Keeper;
 use super::heal::{publish_locked, unpublish_locked, FirewallState};
 use super::ipam::Ipam;
 use super::netlink::Netlink;
-use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_MTU, DEFAULT_NETWORK, GATEWAY_BRIDGE, GATEWAY_NETWORK};
-use super::subnet::{self, InUse};
-use crate::cluster::ops::OverlayRequest;
+use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_NETWORK, GATEWAY_BRIDGE, GATEWAY_NETWORK};
+use super::subnet::InUse;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::firewall::{Firewall, NetworkRules, PortMap};
+use crate::firewall::{Firewall, PortMap};
 use crate::store::Store;
-use crate::ids::{self, random_id, Kind};
-use crate::util::now_nanos;
+use crate::ids::{self, Kind};
 
 /// What `network create` asks for.
 #[derive(Debug, Clone, Default)]
@@ -44,12 +43,38 @@ pub struct AttachRequest {
     pub ip: Option<Ipv4Addr>,
     pub mac: Option<[u8; 6]>,
     pub aliases: Vec<String>,
+    /// The container's own network (from create): it also gets what its
+    /// driver needs for egress and published ports.
+    pub primary: bool,
+}
+
+impl AttachRequest {
+    /// The requested MAC, else docker's MAC for the address.
+    pub fn mac_for(&self, ip: Ipv4Addr) -> [u8; 6] {
+        self.mac.unwrap_or_else(|| mac_from_ip(ip))
+    }
+}
+
+/// What a container got on one network.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// The network's endpoint first, then any legs its driver added.
+    pub endpoints: Vec<Endpoint>,
+    /// Where the container's published ports lead.
+    pub ports_to: Ipv4Addr,
+}
+
+impl Attachment {
+    /// The endpoint on the network asked for.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoints[0]
+    }
 }
 
 #[derive(Clone)]
 pub struct Networks {
     pub(super) store: Store,
-    ipam: Ipam,
+    pub(super) ipam: Ipam,
     pub(super) host: Netlink,
     firewall: Firewall,
     pub(super) cluster: Option<Cluster>,
@@ -174,22 +199,14 @@ impl Networks {
         self.firewall_ensure()?;
         if self.find(DEFAULT_NETWORK)?.is_none() {
             let req = NetworkRequest { name: DEFAULT_NETWORK.into(), ..Default::default() };
-            self.create_with_bridge(req, self.default_bridge.clone()).await?;
+            BridgeDriver.create_on(self, req, self.default_bridge.clone()).await?;
         }
         if self.cluster.is_some() && self.find(GATEWAY_NETWORK)?.is_none() {
             let req = NetworkRequest { name: GATEWAY_NETWORK.into(), ..Default::default() };
-            self.create_with_bridge(req, GATEWAY_BRIDGE.into()).await?;
+            BridgeDriver.create_on(self, req, GATEWAY_BRIDGE.into()).await?;
         }
         for net in self.store.networks.list()? {
-            if !net.is_overlay() {
-                self.setup(&net).await?;
-            } else if self.host.link_index(&net.bridge).await?.is_some() {
-                // Carried here before the restart: its DNS server must run again.
-                self.firewall_keep_overlay(&net)?;
-                if let Err(e) = self.overlay_up(&net).await {
-                    tracing::warn!(network = net.name, "overlay network: {e}");
-                }
-            }
+            driver::of(&net)?.restore(self, &net).await?;
         }
         Ok(())
     }
@@ -221,64 +238,11 @@ impl Networks {
         if self.find(&req.name)?.is_some() {
             return Err(Error::AlreadyExists(format!("network with name {} already exists", req.name)));
         }
-        match req.driver.as_str() {
-            "" | "bridge" => {}
-            "overlay" => return self.create_overlay(req).await,
-            other => return Err(Error::InvalidArgument(format!("network driver {other} is not supported (use bridge or overlay)"))),
-        }
-        let id = random_id();
-        let bridge = format!("rt-{}", &id[..10]);
-        self.create_with_bridge(req, bridge).await
-    }
-
-    async fn create_with_bridge(&self, req: NetworkRequest, bridge: String) -> Result<NetworkRecord> {
-        let in_use = self.in_use().await?;
-        let subnet = match req.subnet {
-            Some(s) => {
-                let s = s.trunc();
-                subnet::check(s, &in_use)?;
-                s
-            }
-            None => subnet::choose(&in_use)?,
-        };
-        let gateway = subnet::gateway(subnet, req.gateway)?;
-        let mtu = subnet::check_mtu(req.mtu.unwrap_or(DEFAULT_MTU))?;
-        let id = random_id();
-        let rec = NetworkRecord {
-            id: id.clone(),
-            name: req.name,
-            driver: "bridge".into(),
-            subnet,
-            gateway,
-            bridge,
-            internal: req.internal,
-            mtu,
-            created_at: now_nanos(),
-            vni: None,
-        };
-        if let Err(e) = self.setup(&rec).await {
-            self.teardown(&rec).await;
-            return Err(e);
-        }
-        self.store.networks.put(&rec.id, &rec).await?;
-        Ok(rec)
-    }
-
-    async fn create_overlay(&self, req: NetworkRequest) -> Result<NetworkRecord> {
-        let cluster = self.cluster()?;
-        if req.internal {
-            return Err(Error::InvalidArgument("overlay networks cannot be internal".into()));
-        }
-        req.mtu.map(subnet::check_mtu).transpose()?;
-        let local = self.in_use().await?.nets;
-        let ask = OverlayRequest { name: req.name, subnet: req.subnet, gateway: req.gateway, mtu: req.mtu };
-        let rec = cluster.create_network(&ask, &local).await?;
-        self.store.networks.put(&rec.id, &rec).await?;
-        Ok(rec)
+        driver::lookup(&req.driver)?.create(self, req).await
     }
 
     /// Subnets of host addresses, host routes and our networks.
-    async fn in_use(&self) -> Result<InUse> {
+    pub(super) async fn in_use(&self) -> Result<InUse> {
         let mut nets = Vec::new();
         for n in self.store.networks.list()? {
             nets.push((n.subnet, format!("network {}", n.name)));
@@ -295,16 +259,6 @@ impl Networks {
             }
         }
         Ok(InUse { nets })
-    }
-
-    /// Bridge up with the gateway address, local-net routing for published
-    /// ports on 127.0.0.1, and the network's firewall rules.
-    async fn setup(&self, net: &NetworkRecord) -> Result<()> {
-        self.host.ensure_bridge(&net.bridge, net.gateway_net(), net.mtu).await?;
-        write_sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
-        let rules = NetworkRules { bridge: net.bridge.clone(), subnet: net.subnet, internal: net.internal };
-        self.firewall_add_network(&rules)?;
-        self.start_dns(net).await
     }
 
     /// Serves the network's names on its gateway address, port 53,
@@ -362,97 +316,94 @@ impl Networks {
         if net.name == DEFAULT_NETWORK || net.name == GATEWAY_NETWORK {
             return Err(Error::FailedPrecondition(format!("the network {} is the daemon's own and cannot be removed", net.name)));
         }
-        if net.is_overlay() {
-            self.cluster()?.remove_network(&net).await?;
-            self.store.networks.remove(&net.id).await?;
-            self.overlay_down_if_unused(&net).await;
-            return Ok(net);
-        }
-        let users = self.ipam.allocations(&net.id)?;
-        if let Some((ip, owner)) = users.first() {
-            return Err(Error::FailedPrecondition(format!(
-                "network {} is in use by container {} ({ip})",
-                net.name,
-                &owner[..owner.len().min(12)]
-            )));
-        }
-        self.store.networks.remove(&net.id).await?;
-        self.ipam.forget_network(&net.id)?;
-        self.teardown(&net).await;
+        driver::of(&net)?.remove(self, &net).await?;
         Ok(net)
     }
 
-    /// Allocates an address and plugs a new interface `ifname` of the
-    /// namespace `netns` into the network. The first interface (eth0) gets
-    /// the default route. Nothing is left behind on failure.
+    /// Plugs the container (namespace `netns`, already holding `existing`)
+    /// into `net`: its endpoint there and, for its own network on a driver
+    /// that does not route out, a leg on the gateway network. Nothing is
+    /// left behind on failure.
     pub async fn attach(
         &self,
+        net: &NetworkRecord,
+        container_id: &str,
+        netns: &Path,
+        existing: &[Endpoint],
+        req: &AttachRequest,
+    ) -> Result<Attachment> {
+        let driver = driver::of(net)?;
+        let ep = self.attach_one(driver, net, container_id, netns, &next_ifname(existing), req).await?;
+        if !(req.primary && driver.needs_gateway_leg()) {
+            return Ok(Attachment { ports_to: ep.ip, endpoints: vec![ep] });
+        }
+        let taken: Vec<Endpoint> = existing.iter().chain([&ep]).cloned().collect();
+        match self.attach_gateway_leg(container_id, netns, &next_ifname(&taken), req).await {
+            Ok(leg) => Ok(Attachment { ports_to: leg.ip, endpoints: vec![ep, leg] }),
+            Err(e) => {
+                if let Err(undo) = self.detach(&ep).await {
+                    tracing::warn!("detach from {} after a failed gateway leg: {undo}", ep.network);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Egress and published ports for a container whose network does not
+    /// route out (docker's `docker_gwbridge`).
+    async fn attach_gateway_leg(&self, container_id: &str, netns: &Path, ifname: &str, req: &AttachRequest) -> Result<Endpoint> {
+        let gw = self.resolve(GATEWAY_NETWORK)?;
+        let req = AttachRequest { name: req.name.clone(), ..Default::default() };
+        self.attach_one(driver::of(&gw)?, &gw, container_id, netns, ifname, &req).await
+    }
+
+    /// Allocates an address and plugs a new interface `ifname` into the
+    /// network. The first interface (eth0) gets the default route if the
+    /// driver routes out.
+    async fn attach_one(
+        &self,
+        driver: &dyn NetworkDriver,
         net: &NetworkRecord,
         container_id: &str,
         netns: &Path,
         ifname: &str,
         req: &AttachRequest,
     ) -> Result<Endpoint> {
-        let endpoint = |ip| Endpoint {
+        let ip = driver.allocate(self, net, container_id, req).await?;
+        let ep = Endpoint {
             network_id: net.id.clone(),
             network: net.name.clone(),
             ifname: ifname.to_string(),
             host_ifname: host_ifname(container_id, ifname),
             ip,
-            mac: req.mac.unwrap_or_else(|| mac_from_ip(ip)),
+            mac: req.mac_for(ip),
             aliases: req.aliases.clone(),
         };
-        let ep = if net.is_overlay() {
-            let names = dns_names(&req.name, container_id, &req.aliases);
-            let cluster = self.cluster()?;
-            let taken = cluster
-                .allocate(net, req.ip, |ip| {
-                    self.cluster_endpoint(&endpoint(ip), container_id, names.clone()).expect("cluster present")
-                })
-                .await?;
-            endpoint(taken.ip)
-        } else {
-            endpoint(self.ipam.allocate(&net.pool(), req.ip, container_id)?)
-        };
-        if let Err(e) = self.plug(net, &ep, netns).await {
-            let _ = self.release(&ep, net.is_overlay()).await;
+        if let Err(e) = self.plug(driver, net, &ep, netns).await {
+            let _ = driver.release(self, &ep).await;
             return Err(e);
         }
         self.ipam.flush().await?;
         Ok(ep)
     }
 
-    /// Frees the endpoint's address, in the cluster for overlay networks.
-    async fn release(&self, ep: &Endpoint, overlay: bool) -> Result<()> {
-        if overlay {
-            self.cluster()?.release(&ep.network_id, ep.ip).await
-        } else {
-            self.ipam.release(&ep.network_id, ep.ip)
-        }
-    }
-
     /// Re-creates the interface of a stored endpoint (after a reboot wiped
     /// the namespace), keeping its address.
     pub async fn replug(&self, ep: &Endpoint, netns: &Path) -> Result<()> {
         let net = self.resolve(&ep.network_id)?;
-        self.plug(&net, ep, netns).await
+        self.plug(driver::of(&net)?, &net, ep, netns).await
     }
 
-    /// Overlay containers route only their subnet through the overlay; their
-    /// default route is the gateway bridge's (on eth1), whose ports are
-    /// isolated from each other so it connects no two overlay networks.
-    async fn plug(&self, net: &NetworkRecord, ep: &Endpoint, netns: &Path) -> Result<()> {
-        let (bridge, mtu) = if net.is_overlay() {
-            self.overlay_up(net).await?
-        } else {
-            (self.host.ensure_bridge(&net.bridge, net.gateway_net(), net.mtu).await?, net.mtu)
-        };
+    /// The gateway network's interfaces get the default route whatever
+    /// their name, and its bridge ports are isolated from each other.
+    async fn plug(&self, driver: &dyn NetworkDriver, net: &NetworkRecord, ep: &Endpoint, netns: &Path) -> Result<()> {
+        let (bridge, mtu) = driver.data_plane(self, net).await?;
         let peer = format!("{}p", ep.host_ifname);
         let gw_bridge = net.name == GATEWAY_NETWORK;
         self.host.add_veth_to_bridge(&ep.host_ifname, &peer, bridge, mtu, netns, gw_bridge).await?;
         let inside = Netlink::in_netns(netns)?;
         let addr = Ipv4Net::new(ep.ip, net.subnet.prefix_len()).map_err(Error::internal)?;
-        let routed = (ep.ifname == "eth0" || gw_bridge) && !net.internal && !net.is_overlay();
+        let routed = (ep.ifname == "eth0" || gw_bridge) && !net.internal && driver.routes_default();
         let gateway = routed.then_some(net.gateway);
         let res = inside.configure_interface(&peer, &ep.ifname, ep.mac, addr, gateway).await;
         if res.is_err() {
@@ -465,19 +416,26 @@ impl Networks {
     pub async fn detach(&self, ep: &Endpoint) -> Result<()> {
         self.records(&ep.network_id).remove_addr(ep.ip);
         self.host.delete_link(&ep.host_ifname).await?;
-        let overlay = self.resolve(&ep.network_id).ok().filter(|n| n.is_overlay());
-        if let Err(e) = self.release(ep, overlay.is_some()).await {
-            if overlay.is_none() {
-                return Err(e);
+        match self.resolve(&ep.network_id) {
+            Ok(net) => {
+                let driver = driver::of(&net)?;
+                driver.release(self, ep).await?;
+                driver.endpoint_left(self, &net).await;
             }
-            // The address goes with this session's lease.
-            tracing::warn!("release {} on {}: {e}", ep.ip, ep.network);
-        }
-        if let Some(net) = overlay {
-            self.overlay_down_if_unused(&net).await;
+            // Removed meanwhile (an overlay network, by another node): at
+            // most a local allocation is left.
+            Err(_) => self.ipam.release(&ep.network_id, ep.ip)?,
         }
         self.ipam.flush().await
     }
+}
+
+/// The first ethN not among `existing`.
+fn next_ifname(existing: &[Endpoint]) -> String {
+    (0..)
+        .map(|n| format!("eth{n}"))
+        .find(|name| !existing.iter().any(|e| &e.ifname == name))
+        .expect("an unused interface name")
 }
 
 /// The names an endpoint answers to: container name, short id, aliases.
@@ -505,7 +463,7 @@ fn validate_name(name: &str) -> Result<()> {
     }
 }
 
-fn write_sysctl(key: &str, value: &str) -> Result<()> {
+pub(super) fn write_sysctl(key: &str, value: &str) -> Result<()> {
     let path = format!("/proc/sys/{key}");
     std::fs::write(&path, value).map_err(|e| Error::io(format!("write {path}"), e))
 }

@@ -2,6 +2,7 @@
 //! namespace before the container starts; the container joins it by path.
 
 pub mod dns;
+pub mod driver;
 mod heal;
 pub mod ipam;
 pub mod manager;

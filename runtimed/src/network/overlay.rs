@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-use super::manager::Networks;
+use super::manager::{dns_names, Networks};
 use super::record::{format_mac, NetworkRecord};
 use super::vxlan::Remote;
 use crate::cluster::{Cluster, ClusterEndpoint, ClusterState};
@@ -56,7 +56,7 @@ impl Networks {
 
     /// Removes the data plane of `net` once no local container uses it
     /// (as stored: callers update the container record first).
-    pub async fn overlay_down_if_unused(&self, net: &NetworkRecord) {
+    pub(super) async fn overlay_down_if_unused(&self, net: &NetworkRecord) {
         let _one = self.overlay_lock.lock().await;
         let used = self.store.containers.list().map(|all| {
             all.iter().any(|c| c.endpoints.iter().any(|e| e.network_id == net.id))
@@ -76,12 +76,19 @@ impl Networks {
     }
 
     /// The record other nodes see for a local endpoint.
-    pub fn cluster_endpoint(&self, ep: &super::Endpoint, container_id: &str, names: Vec<String>) -> Option<ClusterEndpoint> {
+    pub(super) fn cluster_endpoint(
+        &self,
+        network_id: &str,
+        ip: Ipv4Addr,
+        mac: [u8; 6],
+        container_id: &str,
+        names: Vec<String>,
+    ) -> Option<ClusterEndpoint> {
         let cluster = self.cluster.as_ref()?;
         Some(ClusterEndpoint {
-            network_id: ep.network_id.clone(),
-            ip: ep.ip,
-            mac: ep.mac,
+            network_id: network_id.to_string(),
+            ip,
+            mac,
             container_id: container_id.to_string(),
             names,
             node: cluster.node_id().to_string(),
@@ -89,10 +96,24 @@ impl Networks {
         })
     }
 
-    /// Joins the cluster with this node's endpoints and follows it.
-    pub fn start_cluster(&self, local: Vec<ClusterEndpoint>) {
-        let Some(cluster) = self.cluster.clone() else { return };
-        cluster.start(local);
+    /// This node's endpoints on overlay networks, as the cluster stores them.
+    fn local_endpoints(&self) -> Result<Vec<ClusterEndpoint>> {
+        let mut out = Vec::new();
+        for rec in self.store.containers.list()? {
+            for ep in &rec.endpoints {
+                if self.resolve(&ep.network_id).is_ok_and(|n| n.is_overlay()) {
+                    let names = dns_names(&rec.name, &rec.id, &ep.aliases);
+                    out.extend(self.cluster_endpoint(&ep.network_id, ep.ip, ep.mac, &rec.id, names));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Joins the cluster with this node's endpoints (as stored) and follows it.
+    pub fn start_cluster(&self) -> Result<()> {
+        let Some(cluster) = self.cluster.clone() else { return Ok(()) };
+        cluster.start(self.local_endpoints()?);
         let this = self.clone();
         let mut changes = cluster.subscribe();
         tokio::spawn(async move {
@@ -103,6 +124,7 @@ impl Networks {
                 }
             }
         });
+        Ok(())
     }
 
     /// Mirrors overlay networks into the local store and reprograms every

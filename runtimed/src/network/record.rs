@@ -43,8 +43,15 @@ impl NetworkRecord {
         self.name != DEFAULT_NETWORK && self.name != GATEWAY_NETWORK
     }
 
+    /// Overlay networks are mirrored from the cluster; the follower in
+    /// `overlay.rs` tells them from local ones by this.
     pub fn is_overlay(&self) -> bool {
         self.vni.is_some()
+    }
+
+    /// How far it reaches ("local", "global"), as its driver says.
+    pub fn scope(&self) -> &'static str {
+        super::driver::of(self).map_or("local", |d| d.scope().as_str())
     }
 
     /// Its address space, as IPAM sees it.
