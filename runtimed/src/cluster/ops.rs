@@ -11,9 +11,9 @@ use ipnet::Ipv4Net;
 use super::state::{self, ClusterEndpoint};
 use super::{json, timed, Cluster};
 use crate::error::{Error, Result};
-use crate::network::ipam::check_assignable;
-use crate::network::subnet::{self, InUse};
-use crate::network::NetworkRecord;
+use crate::store::ipam::check_assignable;
+use crate::records::subnet::{self, InUse};
+use crate::records::network::NetworkRecord;
 use crate::ids::random_id;
 use crate::util::now_nanos;
 

@@ -17,7 +17,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::network::NetworkRecord;
+use crate::records::network::NetworkRecord;
 
 pub const PREFIX: &str = "/runtimed/";
 

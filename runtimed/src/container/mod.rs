@@ -18,103 +18,13 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 
-use std::net::Ipv4Addr;
 
-use crate::firewall::PortMap;
-use crate::network::ports::PortRequest;
-use crate::network::{Endpoint, NetworkMode};
 pub use cgroup::check_visible as check_cgroups_visible;
 pub use control::Follow;
 pub use manager::Manager;
 
-/// What the user asked for; stored as given so a restart rebuilds the same.
-#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
-pub struct ContainerSpec {
-    pub cmd: Vec<String>,
-    pub env: Vec<String>,
-    pub working_dir: String,
-    pub user: String,
-    pub hostname: String,
-    pub read_only: bool,
-    pub network: NetworkMode,
-    pub auto_remove: bool,
-    #[serde(default)]
-    pub ports: Vec<PortRequest>,
-    /// Static address on the network (`--ip`).
-    #[serde(default)]
-    pub ip: Option<Ipv4Addr>,
-    #[serde(default)]
-    pub mac: Option<[u8; 6]>,
-    /// Extra DNS names on user-defined networks (`--network-alias`).
-    #[serde(default)]
-    pub aliases: Vec<String>,
-    /// `--dns` servers for resolv.conf.
-    #[serde(default)]
-    pub dns: Vec<Ipv4Addr>,
-    /// `--add-host NAME:IP` lines for /etc/hosts.
-    #[serde(default)]
-    pub extra_hosts: Vec<(String, Ipv4Addr)>,
-}
-
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    Created,
-    Running,
-    Exited,
-}
-
-/// One container in the store.
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct ContainerRecord {
-    pub id: String,
-    pub name: String,
-    /// The image as the user named it.
-    pub image: String,
-    pub image_id: String,
-    pub spec: ContainerSpec,
-    pub state: State,
-    /// Host pid of the container's init while running.
-    pub pid: i32,
-    /// Pid of the shim supervising it while running.
-    pub shim_pid: i32,
-    pub exit_code: i32,
-    pub created_at: i64,
-    pub started_at: i64,
-    pub finished_at: i64,
-    /// Interfaces on networks, kept so they come back after a restart.
-    #[serde(default)]
-    pub endpoints: Vec<Endpoint>,
-    /// Published ports as assigned (host ports chosen).
-    #[serde(default)]
-    pub ports: Vec<PortMap>,
-}
-
-impl ContainerRecord {
-    pub fn new(id: String, name: String, image: String, spec: ContainerSpec) -> Self {
-        ContainerRecord {
-            id,
-            name,
-            image,
-            image_id: String::new(),
-            spec,
-            state: State::Created,
-            pid: 0,
-            shim_pid: 0,
-            exit_code: 0,
-            created_at: crate::util::now_nanos(),
-            started_at: 0,
-            finished_at: 0,
-            endpoints: Vec::new(),
-            ports: Vec::new(),
-        }
-    }
-
-    pub fn short_id(&self) -> &str {
-        crate::ids::short_id(&self.id)
-    }
-}
+pub use crate::records::container::{ContainerRecord, ContainerSpec, State};
 
 /// Where a container's files live; all derived from its id.
 #[derive(Debug, Clone)]

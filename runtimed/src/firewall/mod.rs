@@ -43,31 +43,15 @@ mod table;
 mod tests;
 mod watch;
 
-use std::net::Ipv4Addr;
 
 pub use contents::Contents;
 pub use error::{FirewallError, Result};
 pub use shape::Shape;
 pub use watch::NftEvents;
 
-/// Transport protocol of a published port.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub enum Proto {
-    Tcp,
-    Udp,
-}
+pub use crate::records::port::{PortMap, Proto};
 
 impl Proto {
-    /// nft's name of the protocol (`inet_proto`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-        }
-    }
-
     fn from_nft(s: &str) -> Option<Self> {
         match s {
             "tcp" => Some(Proto::Tcp),
@@ -75,20 +59,6 @@ impl Proto {
             _ => None,
         }
     }
-}
-
-/// One published port: `host_ip:host_port/proto` -> `container_ip:container_port`.
-/// `host_ip` None (or `0.0.0.0`) means every local address of the host;
-/// [`Firewall::published`] reports both as None.
-#[derive(
-    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-pub struct PortMap {
-    pub proto: Proto,
-    pub host_ip: Option<Ipv4Addr>,
-    pub host_port: u16,
-    pub container_ip: Ipv4Addr,
-    pub container_port: u16,
 }
 
 /// What the firewall needs to know about one bridge network.

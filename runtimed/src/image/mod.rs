@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::store::Store;
@@ -13,13 +12,7 @@ use crate::util::now_nanos;
 
 pub const DEFAULT_IMAGE: &str = "busybox";
 
-#[derive(Serialize, Deserialize, Debug, Clone)]
-pub struct ImageRecord {
-    pub id: String,
-    pub name: String,
-    pub size: u64,
-    pub created_at: i64,
-}
+pub use crate::records::image::ImageRecord;
 
 #[derive(Clone)]
 pub struct ImageStore {

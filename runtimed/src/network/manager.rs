@@ -9,12 +9,12 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::Ipv4Net;
 
-use super::dns::{self, DnsServer, Records};
+use crate::dns::{self, DnsServer, Records};
 use super::driver::{self, BridgeDriver, NetworkDriver};
 use crate::keeper::Keeper;
 use super::heal::{publish_locked, unpublish_locked, FirewallState};
 use super::ipam::Ipam;
-use super::netlink::Netlink;
+use crate::netlink::Netlink;
 use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_NETWORK, GATEWAY_BRIDGE, GATEWAY_NETWORK};
 use super::subnet::InUse;
 use crate::cluster::Cluster;

@@ -11,7 +11,7 @@ use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, N
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{LinkUnspec, LinkVxlan};
 
-use super::netlink::{nl_err, Netlink};
+use crate::netlink::{nl_err, Netlink};
 use crate::error::{Error, Result};
 
 /// IANA's VXLAN port.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::Store;
-use crate::container::{ContainerRecord, ContainerSpec};
+use crate::records::container::{ContainerRecord, ContainerSpec};
 use crate::error::Error;
 
 /// A tmpfs of `mb` megabytes, unmounted on drop.

@@ -11,6 +11,8 @@ mod cell;
 mod database;
 #[cfg(test)]
 mod full_disk_tests;
+pub mod ipam;
+pub mod ports;
 mod recover;
 mod table;
 
@@ -19,11 +21,11 @@ use std::path::Path;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::container::ContainerRecord;
+use crate::records::container::ContainerRecord;
 use crate::error::{Error, Result};
-use crate::image::ImageRecord;
-use crate::network::ports::PortIndex;
-use crate::network::NetworkRecord;
+use crate::records::image::ImageRecord;
+use ports::PortIndex;
+use crate::records::network::NetworkRecord;
 pub use cell::TreeCell;
 pub use database::Database;
 pub use table::Table;
@@ -48,7 +50,7 @@ pub struct Store {
     pub images: Table<ImageRecord>,
     pub networks: Table<NetworkRecord>,
     /// IP allocations, owned by `network::ipam`.
-    pub ipam: crate::network::ipam::Ipam,
+    pub ipam: ipam::Ipam,
     /// Published host ports -> container, owned by `network::ports`.
     pub ports: PortIndex,
 }
@@ -62,7 +64,7 @@ impl Store {
             names: db.cell("container_names"),
             images: Table::new(db.cell("images")),
             networks: Table::new(db.cell("networks")),
-            ipam: crate::network::ipam::Ipam::new(db.cell("ipam")),
+            ipam: ipam::Ipam::new(db.cell("ipam")),
             ports: PortIndex::new(db.cell("ports")),
             db,
         };
@@ -149,7 +151,7 @@ fn check_schema(meta: &TreeCell) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::{ContainerRecord, ContainerSpec};
+    use crate::records::container::{ContainerRecord, ContainerSpec};
 
     fn temp_store(tag: &str) -> (Store, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("store-{tag}-{}", std::process::id()));

@@ -9,21 +9,13 @@ use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use sled::transaction::{TransactionalTree, UnabortableTransactionError};
 
 use crate::error::{Error, Result};
-use crate::firewall::{PortMap, Proto};
+use crate::records::port::{PortMap, Proto};
 use crate::store::TreeCell;
 
-/// A `-p` request as the user gave it (host_port 0: pick one).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct PortRequest {
-    pub host_ip: Option<Ipv4Addr>,
-    pub host_port: u16,
-    pub container_port: u16,
-    pub proto: Proto,
-}
+pub use crate::records::port::PortRequest;
 
 /// Where the daemon picks host ports for `-p CONTAINER_PORT`.
 const EPHEMERAL: std::ops::RangeInclusive<u16> = 49153..=65535;
