@@ -38,7 +38,7 @@ fn http_cmd(url: &str) -> String {
 fn body(response: &str) -> Option<String> {
     // CGI answers end their headers with a bare "\n\n".
     let (head, body) = response.split_once("\r\n\r\n").or_else(|| response.split_once("\n\n"))?;
-    head.starts_with("HTTP/1.") .then_some(())?;
+    head.starts_with("HTTP/1.").then_some(())?;
     head.lines().next()?.contains(" 200 ").then(|| body.to_string())
 }
 
@@ -105,7 +105,14 @@ fn serve_dir(dir: &std::path::Path) {
 fn default_bridge_wires_eth0_with_address_route_and_mac() {
     let w = World::new();
     let d = &w.d;
-    let out = d.ok(&["run", "--rm", "busybox", "sh", "-c", "ip -o -4 addr show eth0; ip route; cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu"]);
+    let out = d.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; ip route; cat /sys/class/net/eth0/address /sys/class/net/eth0/mtu",
+    ]);
     let addr = out.lines().next().unwrap();
     assert!(addr.contains("inet 10.88.0."), "{out}");
     assert!(out.contains("default via 10.88.0.1 dev eth0"), "{out}");
@@ -292,8 +299,18 @@ fn static_ip_and_mac_are_honoured() {
     let d = &w.d;
     d.ok(&["network", "create", "--subnet", "10.99.4.0/24", "fixed"]);
     let out = d.ok(&[
-        "run", "--rm", "--network", "fixed", "--ip", "10.99.4.77", "--mac-address", "02:aa:bb:cc:dd:ee",
-        "busybox", "sh", "-c", "ip -o -4 addr show eth0; cat /sys/class/net/eth0/address",
+        "run",
+        "--rm",
+        "--network",
+        "fixed",
+        "--ip",
+        "10.99.4.77",
+        "--mac-address",
+        "02:aa:bb:cc:dd:ee",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; cat /sys/class/net/eth0/address",
     ]);
     assert!(out.contains("10.99.4.77/24") && out.contains("02:aa:bb:cc:dd:ee"), "{out}");
 }
@@ -444,8 +461,19 @@ fn dns_add_host_and_hostname_reach_the_container() {
     // The external machine serves DNS; containers reach it masqueraded.
     let _dns = FakeDns::start(&w.ext, EXT_IP);
     d.ok(&[
-        "run", "-d", "--name", "named", "--add-host", "db.example:10.1.2.3", "--hostname", "myhost", "--dns", EXT_IP,
-        "busybox", "sleep", "600",
+        "run",
+        "-d",
+        "--name",
+        "named",
+        "--add-host",
+        "db.example:10.1.2.3",
+        "--hostname",
+        "myhost",
+        "--dns",
+        EXT_IP,
+        "busybox",
+        "sleep",
+        "600",
     ]);
     let ip = ip_of(d, "named");
     let hosts = d.ok(&["exec", "named", "cat", "/etc/hosts"]);
@@ -472,7 +500,17 @@ fn dns_add_host_and_hostname_reach_the_container() {
     assert_eq!(resolve_in(d, "custom", "plain"), Some(ip_of(d, "plain")), "container names still resolve");
     assert_eq!(resolve_in(d, "plain", "custom"), Some(ip_of(d, "custom")));
     // --add-host also applies with the host's network.
-    let hosts = d.ok(&["run", "--rm", "--network", "host", "--add-host", "db.example:10.1.2.3", "busybox", "cat", "/etc/hosts"]);
+    let hosts = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--add-host",
+        "db.example:10.1.2.3",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
     assert!(hosts.contains("10.1.2.3\tdb.example"), "{hosts}");
 }
 

@@ -39,8 +39,21 @@ fn container_settings_reach_the_process() {
     let d = Daemon::start();
     let script = "echo $FOO; pwd; id -u; id -g; hostname; touch /x 2>/dev/null && echo rw || echo ro";
     let out = d.ok(&[
-        "run", "--rm", "-e", "FOO=bar", "-w", "/tmp", "-u", "www-data", "--hostname", "box1",
-        "--read-only", "busybox", "sh", "-c", script,
+        "run",
+        "--rm",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "-u",
+        "www-data",
+        "--hostname",
+        "box1",
+        "--read-only",
+        "busybox",
+        "sh",
+        "-c",
+        script,
     ]);
     assert_eq!(out, "bar\n/tmp\n33\n33\nbox1\nro\n");
     let out = d.ok(&["run", "--rm", "busybox", "sh", "-c", "touch /x && echo rw; id -u"]);
@@ -163,11 +176,8 @@ fn logs_tail_and_follow() {
 #[test]
 fn events_report_the_lifecycle() {
     let d = Daemon::start();
-    let mut events = d
-        .ctl_cmd(&["events", "--format", "json"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("events");
+    let mut events =
+        d.ctl_cmd(&["events", "--format", "json"]).stdout(std::process::Stdio::piped()).spawn().expect("events");
     std::thread::sleep(Duration::from_millis(300));
     d.ok(&["run", "--rm", "--name", "ev", "busybox", "true"]);
     let reader = BufReader::new(events.stdout.take().unwrap());

@@ -29,18 +29,11 @@ fn states(d: &Daemon) -> Vec<(String, bool)> {
     let out = d.ok(&["ps", "-a", "--format", "json"]);
     out.lines()
         .filter(|l| !l.trim().is_empty())
-        .flat_map(
-            |l| match serde_json::from_str::<serde_json::Value>(l).expect("ps JSON") {
-                serde_json::Value::Array(items) => items,
-                one => vec![one],
-            },
-        )
-        .map(|c| {
-            (
-                c["ID"].as_str().unwrap_or_default().to_string(),
-                c["State"] == "running",
-            )
+        .flat_map(|l| match serde_json::from_str::<serde_json::Value>(l).expect("ps JSON") {
+            serde_json::Value::Array(items) => items,
+            one => vec![one],
         })
+        .map(|c| (c["ID"].as_str().unwrap_or_default().to_string(), c["State"] == "running"))
         .collect()
 }
 
@@ -52,19 +45,13 @@ fn assert_consistent(d: &Daemon, when: &str) {
         let id = cg.file_name().unwrap().to_string_lossy().into_owned();
         let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
         let running = states.iter().any(|(i, r)| *i == id && *r);
-        assert!(
-            running || procs.trim().is_empty(),
-            "{when}: processes of {id}, which is not running: {procs}"
-        );
+        assert!(running || procs.trim().is_empty(), "{when}: processes of {id}, which is not running: {procs}");
     }
     let shims = sh("pgrep -af 'runtimed shim run' || true");
     for line in shims.lines() {
         let owner = states.iter().find(|(id, _)| line.contains(id.as_str()));
         let ours = line.contains(&d.dir.display().to_string());
-        assert!(
-            !ours || owner.is_some_and(|(_, r)| *r),
-            "{when}: a shim of no running container: {line}"
-        );
+        assert!(!ours || owner.is_some_and(|(_, r)| *r), "{when}: a shim of no running container: {line}");
     }
 }
 
@@ -74,36 +61,20 @@ fn assert_clean(d: &Daemon, when: &str) {
     for (id, _) in states(d) {
         d.ok(&["rm", "-f", &id]);
     }
-    assert!(
-        d.leftovers().is_empty(),
-        "{when}: leftovers {:?}",
-        d.leftovers()
-    );
+    assert!(d.leftovers().is_empty(), "{when}: leftovers {:?}", d.leftovers());
     let veths = d.ns.exec("ip -o link show type veth");
     assert!(veths.trim().is_empty(), "{when}: veths left: {veths}");
     let nft = d.ns.exec("nft list table ip runtimed");
     assert!(!nft.contains(PORT), "{when}: DNAT elements left: {nft}");
     // The port and an address are free again.
-    d.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "probe",
-        "-p",
-        &format!("{PORT}:80"),
-        "busybox",
-        "sleep",
-        "60",
-    ]);
+    d.ok(&["run", "-d", "--name", "probe", "-p", &format!("{PORT}:80"), "busybox", "sleep", "60"]);
     d.ok(&["rm", "-f", "probe"]);
 }
 
 #[test]
 fn a_daemon_killed_at_any_step_leaves_nothing_orphaned() {
     let mut d = Daemon::start();
-    let run = [
-        "run", "-d", "--name", "victim", "-p", "18080:80", "busybox", "sleep", "600",
-    ];
+    let run = ["run", "-d", "--name", "victim", "-p", "18080:80", "busybox", "sleep", "600"];
     for point in LIFECYCLE {
         let (creates, _) = point.split_once(':').unwrap();
         if creates == "rm" || creates == "stop" {
@@ -116,10 +87,7 @@ fn a_daemon_killed_at_any_step_leaves_nothing_orphaned() {
             "stop" => d.ctl(&["stop", "victim"]),
             _ => d.ctl(&run),
         };
-        assert!(
-            d.wait_exited(Duration::from_secs(20)),
-            "{point}: the daemon did not crash: {out:?}"
-        );
+        assert!(d.wait_exited(Duration::from_secs(20)), "{point}: the daemon did not crash: {out:?}");
         d.spawn();
         assert_consistent(&d, point);
         // Whatever was kept works: start it, or it is gone.
@@ -137,12 +105,8 @@ fn a_client_killed_mid_request_leaves_a_whole_container_or_none() {
     for (i, delay_ms) in [0u64, 20, 50, 80, 120, 200].iter().enumerate() {
         let name = format!("c{i}");
         let port = format!("{}:80", 18090 + i);
-        let mut client = d
-            .ctl_cmd(&[
-                "run", "-d", "--name", &name, "-p", &port, "busybox", "sleep", "600",
-            ])
-            .spawn()
-            .unwrap();
+        let mut client =
+            d.ctl_cmd(&["run", "-d", "--name", &name, "-p", &port, "busybox", "sleep", "600"]).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(*delay_ms));
         let _ = client.kill();
         let _ = client.wait();
@@ -169,36 +133,20 @@ fn a_client_killed_mid_request_leaves_a_whole_container_or_none() {
 fn an_import_cut_off_leaves_no_spool_or_partial_image() {
     let mut d = Daemon::start();
     let tar = d.dir.join("img.tar");
-    let busybox = std::fs::read_dir(d.root().join("images"))
-        .unwrap()
-        .flatten()
-        .next()
-        .unwrap()
-        .path();
-    sh(&format!(
-        "tar -C {}/rootfs -cf {} .",
-        busybox.display(),
-        tar.display()
-    ));
+    let busybox = std::fs::read_dir(d.root().join("images")).unwrap().flatten().next().unwrap().path();
+    sh(&format!("tar -C {}/rootfs -cf {} .", busybox.display(), tar.display()));
     for point in ["import:spooled", "import:unpacked"] {
         d.stop();
         d.spawn_crashing_at(point);
         let out = d.ctl(&["image", "import", "img", tar.to_str().unwrap()]);
-        assert!(
-            d.wait_exited(Duration::from_secs(20)),
-            "{point}: the daemon did not crash: {out:?}"
-        );
+        assert!(d.wait_exited(Duration::from_secs(20)), "{point}: the daemon did not crash: {out:?}");
         d.spawn();
         let entries: Vec<String> = std::fs::read_dir(d.root().join("images"))
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(
-            entries.len(),
-            1,
-            "{point}: only busybox is left: {entries:?}"
-        );
+        assert_eq!(entries.len(), 1, "{point}: only busybox is left: {entries:?}");
         let images = d.ok(&["image", "ls"]);
         assert!(!images.contains("img"), "{point}: {images}");
     }
@@ -246,13 +194,7 @@ fn a_full_disk_loses_output_not_containers() {
         "-c",
         "while true; do echo 0123456789012345678901234567890123456789; done",
     ]);
-    let full = || {
-        sh(&format!("df --output=avail {} | tail -n 1", root.display()))
-            .trim()
-            .parse::<u64>()
-            .unwrap()
-            < 64
-    };
+    let full = || sh(&format!("df --output=avail {} | tail -n 1", root.display())).trim().parse::<u64>().unwrap() < 64;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !full() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(200));
@@ -260,11 +202,7 @@ fn a_full_disk_loses_output_not_containers() {
     assert!(full(), "the log filled the disk");
     std::thread::sleep(Duration::from_secs(1));
     // The shim lives on and relays; the daemon still answers.
-    assert_eq!(
-        states(&d),
-        vec![(states(&d)[0].0.clone(), true)],
-        "still running on a full disk"
-    );
+    assert_eq!(states(&d), vec![(states(&d)[0].0.clone(), true)], "still running on a full disk");
     d.ok(&["ps", "-a"]);
     // Stopping works and frees nothing by itself; removing frees the log.
     let out = d.ctl(&["stop", "-t", "1", "chatty"]);
@@ -275,47 +213,19 @@ fn a_full_disk_loses_output_not_containers() {
     assert!(!full(), "rm freed the space");
     // Writes work again without a restart.
     assert_eq!(d.ok(&["run", "--rm", "busybox", "echo", "hi"]), "hi\n");
-    let left: Vec<String> = d
-        .leftovers()
-        .into_iter()
-        .filter(|l| *l != root.display().to_string())
-        .collect();
-    assert!(
-        left.is_empty(),
-        "leftovers after the disk was full: {left:?}"
-    );
+    let left: Vec<String> = d.leftovers().into_iter().filter(|l| *l != root.display().to_string()).collect();
+    assert!(left.is_empty(), "leftovers after the disk was full: {left:?}");
 }
 
 #[test]
 fn names_resolve_while_the_daemon_restarts() {
     let mut d = Daemon::start();
     d.ok(&["network", "create", "--subnet", "10.99.7.0/24", "dnsnet"]);
-    d.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "target",
-        "--network",
-        "dnsnet",
-        "busybox",
-        "sleep",
-        "600",
-    ]);
+    d.ok(&["run", "-d", "--name", "target", "--network", "dnsnet", "busybox", "sleep", "600"]);
     // Looks the name up every 100 ms for about 6 s and logs each outcome.
     let script = "for i in $(seq 1 60); do \
         if nslookup target >/dev/null 2>&1; then echo ok; else echo fail; fi; sleep 0.1; done; echo done";
-    d.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "asker",
-        "--network",
-        "dnsnet",
-        "busybox",
-        "sh",
-        "-c",
-        script,
-    ]);
+    d.ok(&["run", "-d", "--name", "asker", "--network", "dnsnet", "busybox", "sh", "-c", script]);
     std::thread::sleep(Duration::from_millis(1000));
     d.kill9();
     std::thread::sleep(Duration::from_millis(1500));
@@ -325,10 +235,7 @@ fn names_resolve_while_the_daemon_restarts() {
     let fails = log.lines().filter(|l| *l == "fail").count();
     let oks = log.lines().filter(|l| *l == "ok").count();
     assert!(log.ends_with("done\n"), "{log}");
-    assert_eq!(
-        fails, 0,
-        "{oks} lookups answered, {fails} failed across the restart"
-    );
+    assert_eq!(fails, 0, "{oks} lookups answered, {fails} failed across the restart");
 }
 
 #[test]
@@ -341,13 +248,7 @@ fn a_daemon_killed_mid_connect_or_disconnect_leaves_no_stray_interface() {
     for point in ["connect:attached", "disconnect:stored"] {
         let eth1_ip = |d: &Daemon| {
             let addr = d.ok(&["exec", "victim", "ip", "-o", "-4", "addr", "show", "eth1"]);
-            addr.split_whitespace()
-                .nth(3)
-                .unwrap()
-                .split('/')
-                .next()
-                .unwrap()
-                .to_string()
+            addr.split_whitespace().nth(3).unwrap().split('/').next().unwrap().to_string()
         };
         // The address the interrupted step holds (the network's first).
         let mut held = "10.99.8.2".to_string();
@@ -357,44 +258,18 @@ fn a_daemon_killed_mid_connect_or_disconnect_leaves_no_stray_interface() {
         }
         d.stop();
         d.spawn_crashing_at(point);
-        let out = d.ctl(if point.starts_with("connect") {
-            &connect
-        } else {
-            &disconnect
-        });
-        assert!(
-            d.wait_exited(Duration::from_secs(20)),
-            "{point}: the daemon did not crash: {out:?}"
-        );
+        let out = d.ctl(if point.starts_with("connect") { &connect } else { &disconnect });
+        assert!(d.wait_exited(Duration::from_secs(20)), "{point}: the daemon did not crash: {out:?}");
         d.spawn();
         // Both interrupted steps end with no eth1, on record or in the container.
         let inspect = d.ok(&["inspect", "victim"]);
-        assert!(
-            !inspect.contains("10.99.8."),
-            "{point}: the record lists side: {inspect}"
-        );
+        assert!(!inspect.contains("10.99.8."), "{point}: the record lists side: {inspect}");
         let eth1 = d.ctl(&["exec", "victim", "ip", "link", "show", "eth1"]);
-        assert_ne!(
-            eth1.code, 0,
-            "{point}: eth1 is still in the container: {eth1:?}"
-        );
+        assert_ne!(eth1.code, 0, "{point}: eth1 is still in the container: {eth1:?}");
         let veths = d.ns.exec("ip -o link show type veth");
-        assert_eq!(
-            veths.lines().count(),
-            1,
-            "{point}: only eth0's veth is left: {veths}"
-        );
+        assert_eq!(veths.lines().count(), 1, "{point}: only eth0's veth is left: {veths}");
         // The address was freed: another container may take it.
-        let out = d.ctl(&[
-            "run",
-            "--rm",
-            "--network",
-            "side",
-            "--ip",
-            &held,
-            "busybox",
-            "true",
-        ]);
+        let out = d.ctl(&["run", "--rm", "--network", "side", "--ip", &held, "busybox", "true"]);
         assert_eq!(out.code, 0, "{point}: {held} is still held: {out:?}");
     }
     assert_consistent(&d, "after connect crashes");
@@ -407,12 +282,10 @@ fn named_states(d: &Daemon) -> Vec<(String, bool)> {
     let mut found: Vec<(String, bool)> = out
         .lines()
         .filter(|l| !l.trim().is_empty())
-        .flat_map(
-            |l| match serde_json::from_str::<serde_json::Value>(l).expect("ps JSON") {
-                serde_json::Value::Array(items) => items,
-                one => vec![one],
-            },
-        )
+        .flat_map(|l| match serde_json::from_str::<serde_json::Value>(l).expect("ps JSON") {
+            serde_json::Value::Array(items) => items,
+            one => vec![one],
+        })
         .map(|c| {
             let name = c["Names"].as_str().unwrap_or_default();
             (name.trim_start_matches('/').to_string(), c["State"] == "running")
@@ -447,10 +320,8 @@ fn fill_until_refused(d: &Daemon, filler: &std::path::Path, tag: &str) -> Vec<St
     let (taken, refused, out) = create_until_refused(d, tag);
     assert_eq!(out.code, 125, "{tag}: {out:?}");
     let store = d.root().join("store");
-    let expected = format!(
-        "no space left on the device holding {}: free some space; the change was not saved",
-        store.display()
-    );
+    let expected =
+        format!("no space left on the device holding {}: free some space; the change was not saved", store.display());
     assert!(out.stderr.contains(&expected), "{tag}: {out:?}");
     let names = named_states(d);
     assert!(!names.iter().any(|(n, _)| *n == refused), "{tag}: {names:?}");
@@ -506,10 +377,6 @@ fn a_full_store_disk_refuses_changes_and_recovers_without_a_restart() {
     assert_eq!(named_states(&d), [("up".to_string(), true)]);
     assert_consistent(&d, "after the disk was full three times");
     d.ok(&["rm", "-f", "up"]);
-    let left: Vec<String> = d
-        .leftovers()
-        .into_iter()
-        .filter(|l| *l != root.display().to_string())
-        .collect();
+    let left: Vec<String> = d.leftovers().into_iter().filter(|l| *l != root.display().to_string()).collect();
     assert!(left.is_empty(), "leftovers after the disk was full: {left:?}");
 }

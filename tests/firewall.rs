@@ -13,10 +13,7 @@ const REPAIRED: &str = "was flushed or altered";
 /// One HTTP GET with busybox `nc` from `ns`; the body if it was a 200.
 fn fetch(ns: &Netns, port: u16) -> Option<String> {
     let get = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 1 {HOST_IP} {port}");
-    let out = Command::new("ip")
-        .args(["netns", "exec", &ns.name, "busybox", "sh", "-c", &get])
-        .output()
-        .ok()?;
+    let out = Command::new("ip").args(["netns", "exec", &ns.name, "busybox", "sh", "-c", &get]).output().ok()?;
     let response = String::from_utf8_lossy(&out.stdout).into_owned();
     let (head, body) = response.split_once("\r\n\r\n")?;
     let status = head.lines().next()?;
@@ -38,13 +35,8 @@ fn answers_within(ns: &Netns, port: u16, within: Duration) -> bool {
 }
 
 fn start_web(w: &World, name: &str, publish: &str) {
-    w.d.ok(&[
-        "run", "-d", "--name", name, "-p", publish, "busybox", "sh", "-c", WEB,
-    ]);
-    assert!(
-        answers_within(&w.ext, publish_port(publish), Duration::from_secs(10)),
-        "{name} never answered"
-    );
+    w.d.ok(&["run", "-d", "--name", name, "-p", publish, "busybox", "sh", "-c", WEB]);
+    assert!(answers_within(&w.ext, publish_port(publish), Duration::from_secs(10)), "{name} never answered");
 }
 
 fn publish_port(publish: &str) -> u16 {
@@ -61,27 +53,14 @@ fn published_ports_come_back_after_a_ruleset_flush() {
     start_web(&w, "web", "8080:80");
     w.d.ok(&["run", "--rm", "-p", "8082:80", "busybox", "true"]);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(
-        !w.d.log().contains("firewall table"),
-        "nothing to repair yet:\n{}",
-        w.d.log()
-    );
+    assert!(!w.d.log().contains("firewall table"), "nothing to repair yet:\n{}", w.d.log());
     w.d.ns.exec("nft flush ruleset");
-    assert!(
-        answers_within(&w.ext, 8080, Duration::from_secs(3)),
-        "no answer after the flush:\n{}",
-        w.d.log()
-    );
+    assert!(answers_within(&w.ext, 8080, Duration::from_secs(3)), "no answer after the flush:\n{}", w.d.log());
     assert_eq!(repairs(&w), 1, "{}", w.d.log());
     start_web(&w, "next", "8081:80");
     assert!(answers_within(&w.ext, 8080, Duration::from_secs(1)));
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(
-        repairs(&w),
-        1,
-        "our own changes are no reason to repair:\n{}",
-        w.d.log()
-    );
+    assert_eq!(repairs(&w), 1, "our own changes are no reason to repair:\n{}", w.d.log());
 }
 
 #[test]
@@ -90,16 +69,9 @@ fn published_ports_come_back_after_a_flush_while_the_daemon_is_down() {
     start_web(&w, "web", "8080:80");
     w.d.kill9();
     w.d.ns.exec("nft flush ruleset");
-    assert!(
-        fetch(&w.ext, 8080).is_none(),
-        "the flush took the port away"
-    );
+    assert!(fetch(&w.ext, 8080).is_none(), "the flush took the port away");
     w.d.spawn();
-    assert!(
-        answers_within(&w.ext, 8080, Duration::from_secs(3)),
-        "no answer after the restart:\n{}",
-        w.d.log()
-    );
+    assert!(answers_within(&w.ext, 8080, Duration::from_secs(3)), "no answer after the restart:\n{}", w.d.log());
     assert!(w.d.ok(&["ps"]).contains("0.0.0.0:8080->80/tcp"));
     start_web(&w, "next", "8081:80");
 }

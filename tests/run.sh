@@ -10,6 +10,18 @@ if [ ! -x .venv-tests/bin/python ] || ! .venv-tests/bin/python -c 'import grpc_t
   python3 -m venv .venv-tests
   .venv-tests/bin/pip install -q grpcio grpcio-tools grpcio-health-checking grpcio-reflection
 fi
+# The style gate: one format (rustfmt.toml) and no clippy warning. (Both
+# come with rustup's default profile; a toolchain without them says so.)
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check || { echo "tests/run.sh: code is not formatted; run cargo fmt --all"; exit 1; }
+else
+  echo "tests/run.sh: rustfmt is not installed; format check skipped"
+fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+else
+  echo "tests/run.sh: clippy is not installed; lint check skipped"
+fi
 cargo build --workspace --bins
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -8,14 +8,7 @@ use integration_tests::{import_tools, Daemon};
 /// Runs `cmd` as the unprivileged user nobody (uid/gid 65534).
 fn as_nobody(cmd: &[&str]) -> std::process::Output {
     Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "--",
-        ])
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", "--"])
         .args(cmd)
         .output()
         .expect("spawn setpriv")
@@ -28,10 +21,7 @@ fn with_big_stack(mut cmd: Command) -> integration_tests::Output {
     // SAFETY: setrlimit is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            let lim = libc::rlimit {
-                rlim_cur: 64 << 20,
-                rlim_max: libc::RLIM_INFINITY,
-            };
+            let lim = libc::rlimit { rlim_cur: 64 << 20, rlim_max: libc::RLIM_INFINITY };
             libc::setrlimit(libc::RLIMIT_STACK, &lim);
             Ok(())
         });
@@ -66,11 +56,7 @@ fn host_users_reach_no_container_state() {
     let id = id_of(&d, "suid");
     let dir = d.root().join("containers").join(&id);
     let setuid = dir.join("upper/suid");
-    assert_eq!(
-        mode(&setuid) & 0o4000,
-        0o4000,
-        "the layer holds a setuid file"
-    );
+    assert_eq!(mode(&setuid) & 0o4000, 0o4000, "the layer holds a setuid file");
     let out = as_nobody(&[setuid.to_str().unwrap(), "id", "-u"]);
     assert!(!out.status.success(), "nobody ran the setuid file: {out:?}");
     for secret in ["config.json", "container.log"] {
@@ -78,12 +64,7 @@ fn host_users_reach_no_container_state() {
         assert!(!out.status.success(), "nobody read {secret}: {out:?}");
         assert_eq!(mode(&dir.join(secret)), 0o600, "{secret}");
     }
-    for private in [
-        d.root(),
-        d.root().join("containers"),
-        d.root().join("images"),
-        dir.clone(),
-    ] {
+    for private in [d.root(), d.root().join("containers"), d.root().join("images"), dir.clone()] {
         assert_eq!(mode(&private), 0o700, "{}", private.display());
     }
     assert_eq!(mode(&d.run_dir()), 0o711);
@@ -100,15 +81,8 @@ fn host_users_reach_no_container_state() {
     ]);
     assert_eq!(out, "ok\n");
     // A user who may not open the socket is told so.
-    let out = as_nobody(&[
-        integration_tests::bin_dir()
-            .join("runtimectl")
-            .to_str()
-            .unwrap(),
-        "--host",
-        &d.host(),
-        "ps",
-    ]);
+    let out =
+        as_nobody(&[integration_tests::bin_dir().join("runtimectl").to_str().unwrap(), "--host", &d.host(), "ps"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("permission denied"), "{stderr}");
 }
@@ -120,11 +94,7 @@ fn an_old_open_state_tree_is_made_private_at_start() {
     let dir = d.root().join("containers").join(id_of(&d, "c"));
     d.stop();
     use std::os::unix::fs::PermissionsExt;
-    for (path, m) in [
-        (d.root(), 0o755),
-        (dir.clone(), 0o755),
-        (dir.join("config.json"), 0o644),
-    ] {
+    for (path, m) in [(d.root(), 0o755), (dir.clone(), 0o755), (dir.join("config.json"), 0o644)] {
         if path.exists() {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
         }
@@ -137,17 +107,7 @@ fn an_old_open_state_tree_is_made_private_at_start() {
 #[test]
 fn passwd_in_the_container_cannot_hang_or_redirect_the_daemon() {
     let d = Daemon::start();
-    d.ok(&[
-        "run",
-        "--name",
-        "fifo",
-        "-u",
-        "root",
-        "busybox",
-        "sh",
-        "-c",
-        "rm /etc/passwd && mkfifo /etc/passwd",
-    ]);
+    d.ok(&["run", "--name", "fifo", "-u", "root", "busybox", "sh", "-c", "rm /etc/passwd && mkfifo /etc/passwd"]);
     d.ok(&[
         "run",
         "--name",
@@ -168,13 +128,7 @@ fn passwd_in_the_container_cannot_hang_or_redirect_the_daemon() {
     assert_eq!(out.code, 125, "{out:?}");
     assert!(out.stderr.contains("unable to find user root"), "{out:?}");
     d.ok(&["run", "-d", "--name", "live", "busybox", "sleep", "60"]);
-    d.ok(&[
-        "exec",
-        "live",
-        "sh",
-        "-c",
-        "rm /etc/passwd && mkfifo /etc/passwd",
-    ]);
+    d.ok(&["exec", "live", "sh", "-c", "rm /etc/passwd && mkfifo /etc/passwd"]);
     let out = d.ctl(&["exec", "-u", "root", "live", "id"]);
     assert_eq!(out.code, 125, "{out:?}");
     assert!(out.stderr.contains("not a regular file"), "{out:?}");
@@ -196,35 +150,14 @@ fn namespaces_cannot_be_made_inside_a_container() {
 #[test]
 fn processes_start_with_default_signals_and_umask() {
     let d = Daemon::start();
-    let out = d.ok(&[
-        "run",
-        "--rm",
-        "busybox",
-        "grep",
-        "-E",
-        "^Sig(Ign|Blk)",
-        "/proc/self/status",
-    ]);
-    assert_eq!(
-        out,
-        "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
-    );
+    let out = d.ok(&["run", "--rm", "busybox", "grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]);
+    assert_eq!(out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
     d.ok(&["run", "-d", "--name", "s", "busybox", "sleep", "60"]);
     let out = d.ok(&["exec", "s", "grep", "-E", "^SigIgn", "/proc/self/status"]);
     assert_eq!(out, "SigIgn:\t0000000000000000\n");
-    assert_eq!(
-        d.ok(&["run", "--rm", "busybox", "sh", "-c", "umask"]),
-        "0022\n"
-    );
+    assert_eq!(d.ok(&["run", "--rm", "busybox", "sh", "-c", "umask"]), "0022\n");
     // A closed pipe ends the writer, as outside a container.
-    let out = d.ok(&[
-        "run",
-        "--rm",
-        "busybox",
-        "sh",
-        "-c",
-        "yes | head -n 1; echo done",
-    ]);
+    let out = d.ok(&["run", "--rm", "busybox", "sh", "-c", "yes | head -n 1; echo done"]);
     assert_eq!(out, "y\ndone\n");
 }
 
@@ -234,10 +167,7 @@ fn names_and_environments_are_checked_before_anything_is_made() {
     let cases: &[(&[&str], &str)] = &[
         (&["--hostname", "h\n6.6.6.6 injected"], "invalid hostname"),
         (&["--hostname", &"a".repeat(300)], "longer than 63"),
-        (
-            &["--add-host", "evil\n6.6.6.6 injected:1.2.3.4"],
-            "invalid --add-host name",
-        ),
+        (&["--add-host", "evil\n6.6.6.6 injected:1.2.3.4"], "invalid --add-host name"),
         (&["-e", "=x"], "invalid environment variable"),
     ];
     for (flags, expected) in cases {
@@ -252,10 +182,7 @@ fn names_and_environments_are_checked_before_anything_is_made() {
     d.ok(&["run", "-d", "--name", "s", "busybox", "sleep", "60"]);
     let out = d.ctl(&["exec", "-e", "=x", "s", "true"]);
     assert_eq!(out.code, 125, "{out:?}");
-    assert!(
-        out.stderr.contains("invalid environment variable"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("invalid environment variable"), "{out:?}");
     // 100k variables are refused at once, not stored.
     let env: Vec<String> = (0..100_000).map(|i| format!("V{i}=1")).collect();
     let mut args: Vec<&str> = vec!["run", "--rm"];
@@ -263,17 +190,11 @@ fn names_and_environments_are_checked_before_anything_is_made() {
     args.extend(["busybox", "true"]);
     let out = with_big_stack(d.ctl_cmd(&args));
     assert_eq!(out.code, 125, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("too many environment variables"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("too many environment variables"), "{}", out.stderr);
     assert_eq!(d.container_ids().len(), 1, "nothing but s was created");
     // A large environment does not break the list for everyone.
     // (7 x 660 kB is past the 4 MiB message limit).
-    let env: Vec<String> = (0..10_000)
-        .map(|i| format!("VARIABLE_{i}={}", "x".repeat(50)))
-        .collect();
+    let env: Vec<String> = (0..10_000).map(|i| format!("VARIABLE_{i}={}", "x".repeat(50))).collect();
     let mut args: Vec<&str> = vec!["create"];
     args.extend(env.iter().flat_map(|e| ["-e", e.as_str()]));
     args.extend(["busybox", "true"]);
@@ -290,23 +211,13 @@ fn bad_input_gets_a_clear_error() {
     let d = Daemon::start();
     let out = d.ctl(&["run", "--rm", "-p", "192.0.2.1:18510:80", "busybox", "true"]);
     assert_eq!(out.code, 125, "{out:?}");
-    assert!(
-        out.stderr.contains("not an address of this host"),
-        "{out:?}"
-    );
+    assert!(out.stderr.contains("not an address of this host"), "{out:?}");
     // docker creates a missing working directory.
-    assert_eq!(
-        d.ok(&["run", "--rm", "-w", "/nonexist/deep", "busybox", "pwd"]),
-        "/nonexist/deep\n"
-    );
+    assert_eq!(d.ok(&["run", "--rm", "-w", "/nonexist/deep", "busybox", "pwd"]), "/nonexist/deep\n");
     // Output cut short by its reader ends the client quietly.
     d.ok(&["create", "busybox", "true"]);
-    let mut child = d
-        .ctl_cmd(&["ps", "-a", "--format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        d.ctl_cmd(&["ps", "-a", "--format", "json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -350,16 +261,11 @@ fn stop_and_rm_end_every_process_of_the_container() {
     let d = Daemon::start();
     // The init forwards nothing and a child ignores SIGTERM.
     let script = "trap '' TERM; (trap '' TERM; sleep 600) & sleep 600";
-    d.ok(&[
-        "run", "-d", "--name", "stubborn", "busybox", "sh", "-c", script,
-    ]);
+    d.ok(&["run", "-d", "--name", "stubborn", "busybox", "sh", "-c", script]);
     d.ok(&["stop", "-t", "1", "stubborn"]);
     for cg in d.cgroups() {
         let procs = std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
-        assert!(
-            procs.trim().is_empty(),
-            "processes left after stop: {procs}"
-        );
+        assert!(procs.trim().is_empty(), "processes left after stop: {procs}");
     }
     d.ok(&["start", "stubborn"]);
     d.ok(&["rm", "-f", "stubborn"]);

@@ -5,6 +5,5 @@ pub mod v1 {
     tonic::include_proto!("runtime.v1");
 
     /// Encoded descriptor set, served by the daemon's reflection service.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("runtime_v1_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("runtime_v1_descriptor");
 }

@@ -13,8 +13,8 @@ pub const DEFAULT_BUSYBOX: &str = "/bin/busybox";
 
 /// Directories every image needs as mount points or for common tools.
 const DIRS: &[&str] = &[
-    "bin", "dev", "etc", "home", "proc", "root", "sys", "tmp", "usr/bin", "usr/sbin", "sbin",
-    "var/tmp", "var/www", "run",
+    "bin", "dev", "etc", "home", "proc", "root", "sys", "tmp", "usr/bin", "usr/sbin", "sbin", "var/tmp", "var/www",
+    "run",
 ];
 
 const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
@@ -86,10 +86,7 @@ fn ensure_static(binary: &Path) -> io::Result<()> {
         return Err(io::Error::other(format!("{} is not an ELF binary", binary.display())));
     }
     if bytes.windows(b"/ld-linux".len()).any(|w| w == b"/ld-linux") {
-        return Err(io::Error::other(format!(
-            "{} is dynamically linked; install busybox-static",
-            binary.display()
-        )));
+        return Err(io::Error::other(format!("{} is dynamically linked; install busybox-static", binary.display())));
     }
     Ok(())
 }

@@ -21,7 +21,10 @@ pub enum Command {
     /// Create a container without starting it.
     Create(CreateArgs),
     /// Start stopped containers.
-    Start { #[arg(required = true)] containers: Vec<String> },
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// List containers.
     Ps(PsArgs),
     /// Stop containers (SIGTERM, then SIGKILL).
@@ -57,9 +60,15 @@ pub enum Command {
     /// Run a command in a running container.
     Exec(ExecArgs),
     /// Show containers as JSON.
-    Inspect { #[arg(required = true)] containers: Vec<String> },
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Wait for containers to stop and print their exit codes.
-    Wait { #[arg(required = true)] containers: Vec<String> },
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
     /// Stream lifecycle events.
     Events(FormatArg),
     /// Manage images.
@@ -111,9 +120,15 @@ pub enum NetworkCommand {
     #[command(alias = "list")]
     Ls(FormatArg),
     /// Show networks as JSON.
-    Inspect { #[arg(required = true)] networks: Vec<String> },
+    Inspect {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
     /// Remove networks.
-    Rm { #[arg(required = true)] networks: Vec<String> },
+    Rm {
+        #[arg(required = true)]
+        networks: Vec<String>,
+    },
     /// Connect a container to a network (a new interface).
     Connect {
         #[arg(long)]
@@ -220,7 +235,10 @@ pub enum ImageCommand {
     #[command(alias = "list")]
     Ls(FormatArg),
     /// Remove images.
-    Rm { #[arg(required = true)] images: Vec<String> },
+    Rm {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
 }
 
 #[derive(Args)]

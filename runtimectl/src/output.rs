@@ -142,7 +142,11 @@ pub fn human_size(bytes: u64) -> String {
         v /= 1000.0;
         unit += 1;
     }
-    if unit == 0 { format!("{bytes}B") } else { format!("{v:.3}{}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.3}{}", UNITS[unit])
+    }
 }
 
 /// Prints rows as left-aligned columns separated by three spaces.

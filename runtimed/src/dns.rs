@@ -114,10 +114,7 @@ impl Records {
 
     /// The addresses of `name`, case-insensitively and with or without the trailing dot.
     pub fn lookup(&self, name: &str) -> Vec<Ipv4Addr> {
-        self.read()
-            .get(&normalize(name))
-            .cloned()
-            .unwrap_or_default()
+        self.read().get(&normalize(name)).cloned().unwrap_or_default()
     }
 
     // A writer that panicked cannot leave the map half-updated in a way that matters
@@ -153,11 +150,7 @@ impl DnsServer {
     /// port free for both). Bind a specific address, not a wildcard, so UDP answers leave
     /// from the address the container asked. Known names are answered from `records`,
     /// everything else is relayed to `upstreams` in order (UDP, ~2 s each); SERVFAIL if none answers.
-    pub async fn start(
-        bind: SocketAddr,
-        records: Records,
-        upstreams: Vec<SocketAddr>,
-    ) -> io::Result<DnsServer> {
+    pub async fn start(bind: SocketAddr, records: Records, upstreams: Vec<SocketAddr>) -> io::Result<DnsServer> {
         Self::start_with_timeout(bind, records, upstreams, UPSTREAM_TIMEOUT, None).await
     }
 
@@ -185,22 +178,13 @@ impl DnsServer {
             None => bind_pair(bind).await?,
         };
         let local_addr = udp.local_addr()?;
-        let handler = Arc::new(Handler {
-            records,
-            upstreams,
-            upstream_timeout,
-        });
+        let handler = Arc::new(Handler { records, upstreams, upstream_timeout });
         let (stop, stopped) = watch::channel(());
         let mut tasks = JoinSet::new();
         tasks.spawn(serve_udp(Arc::new(udp), handler.clone(), stopped.clone()));
         tasks.spawn(serve_tcp(tcp, handler, stopped));
         debug!(%local_addr, "dns server started");
-        Ok(DnsServer {
-            local_addr,
-            keeper,
-            tasks,
-            stop,
-        })
+        Ok(DnsServer { local_addr, keeper, tasks, stop })
     }
 
     #[cfg(test)]
@@ -451,10 +435,7 @@ impl Handler {
 }
 
 fn a_records(query: &Query, addrs: &[Ipv4Addr]) -> Vec<Record> {
-    addrs
-        .iter()
-        .map(|addr| Record::from_rdata(query.name().clone(), LOCAL_TTL, RData::A(A(*addr))))
-        .collect()
+    addrs.iter().map(|addr| Record::from_rdata(query.name().clone(), LOCAL_TTL, RData::A(A(*addr)))).collect()
 }
 
 /// RFC 6891: a query with OPT gets an OPT back.
@@ -465,11 +446,7 @@ fn our_edns() -> Edns {
 }
 
 fn error_reply(request: &Message, rcode: ResponseCode) -> Message {
-    let mut reply = Message::new(
-        request.metadata.id,
-        MessageType::Response,
-        request.metadata.op_code,
-    );
+    let mut reply = Message::new(request.metadata.id, MessageType::Response, request.metadata.op_code);
     reply.metadata = Metadata::response_from_request(&request.metadata);
     reply.metadata.recursion_available = true;
     reply.metadata.response_code = rcode;
@@ -637,10 +614,7 @@ mod tests {
         let socket = UdpSocket::bind(LOOPBACK).await.unwrap();
         socket.send_to(bytes, server).await.unwrap();
         let mut buf = vec![0u8; 65535];
-        let (len, _) = timeout(WAIT, socket.recv_from(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        let (len, _) = timeout(WAIT, socket.recv_from(&mut buf)).await.unwrap().unwrap();
         buf.truncate(len);
         buf
     }
@@ -666,18 +640,13 @@ mod tests {
         if request.queries[0].name().to_ascii() == "missing.test." {
             reply.metadata.response_code = ResponseCode::NXDomain;
         } else {
-            reply.add_answers(a_records(
-                &request.queries[0],
-                &[Ipv4Addr::new(192, 0, 2, 7)],
-            ));
+            reply.add_answers(a_records(&request.queries[0], &[Ipv4Addr::new(192, 0, 2, 7)]));
         }
         reply.to_vec().unwrap()
     }
 
     /// A UDP responder on loopback that answers every query with `answer(query)`.
-    async fn fake_upstream(
-        answer: fn(&[u8]) -> Vec<u8>,
-    ) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    async fn fake_upstream(answer: fn(&[u8]) -> Vec<u8>) -> (SocketAddr, tokio::task::JoinHandle<()>) {
         let socket = UdpSocket::bind(LOOPBACK).await.unwrap();
         let addr = socket.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -691,11 +660,7 @@ mod tests {
 
     /// A loopback port with nothing listening: bound, then released.
     async fn closed_port() -> SocketAddr {
-        UdpSocket::bind(LOOPBACK)
-            .await
-            .unwrap()
-            .local_addr()
-            .unwrap()
+        UdpSocket::bind(LOOPBACK).await.unwrap().local_addr().unwrap()
     }
 
     fn sample_records() -> Records {
@@ -708,9 +673,7 @@ mod tests {
 
     async fn test_server(upstreams: Vec<SocketAddr>) -> DnsServer {
         let wait = Duration::from_millis(300);
-        DnsServer::start_with_timeout(LOOPBACK, sample_records(), upstreams, wait, None)
-            .await
-            .unwrap()
+        DnsServer::start_with_timeout(LOOPBACK, sample_records(), upstreams, wait, None).await.unwrap()
     }
 
     #[test]
@@ -725,10 +688,7 @@ mod tests {
         records.remove_addr(Ipv4Addr::new(10, 9, 0, 3));
         assert_eq!(records.lookup("db"), vec![Ipv4Addr::new(10, 9, 0, 4)]);
         assert!(records.lookup("alias").is_empty());
-        assert!(
-            !records.read().contains_key("alias"),
-            "empty names are dropped"
-        );
+        assert!(!records.read().contains_key("alias"), "empty names are dropped");
 
         records.set("web", vec![]);
         assert!(records.lookup("web").is_empty());
@@ -765,15 +725,8 @@ mod tests {
         assert_eq!(reply.answers[0].ttl, LOCAL_TTL);
 
         let reply = ask(addr, &query(2, "dB", RecordType::A)).await;
-        assert_eq!(
-            a_addrs(&reply),
-            vec![Ipv4Addr::new(10, 9, 0, 3), Ipv4Addr::new(10, 9, 0, 4)]
-        );
-        assert_eq!(
-            reply.queries[0].name().to_ascii(),
-            "dB.",
-            "question echoed as asked"
-        );
+        assert_eq!(a_addrs(&reply), vec![Ipv4Addr::new(10, 9, 0, 3), Ipv4Addr::new(10, 9, 0, 4)]);
+        assert_eq!(reply.queries[0].name().to_ascii(), "dB.", "question echoed as asked");
         server.shutdown().await;
     }
 
@@ -794,18 +747,12 @@ mod tests {
         let server = test_server(vec![closed_port().await, upstream]).await;
 
         let request = query(4, "example.test.", RecordType::A).to_vec().unwrap();
-        assert_eq!(
-            ask_raw(server.local_addr(), &request).await,
-            fake_answer(&request)
-        );
+        assert_eq!(ask_raw(server.local_addr(), &request).await, fake_answer(&request));
 
         let request = query(5, "missing.test.", RecordType::A).to_vec().unwrap();
         let reply = ask_raw(server.local_addr(), &request).await;
         assert_eq!(reply, fake_answer(&request));
-        assert_eq!(
-            Message::from_vec(&reply).unwrap().metadata.response_code,
-            ResponseCode::NXDomain
-        );
+        assert_eq!(Message::from_vec(&reply).unwrap().metadata.response_code, ResponseCode::NXDomain);
     }
 
     #[tokio::test]
@@ -813,22 +760,14 @@ mod tests {
         let silent = UdpSocket::bind(LOOPBACK).await.unwrap();
         let (upstream, _task) = fake_upstream(fake_answer).await;
         let server = test_server(vec![silent.local_addr().unwrap(), upstream]).await;
-        let reply = ask(
-            server.local_addr(),
-            &query(6, "example.test", RecordType::A),
-        )
-        .await;
+        let reply = ask(server.local_addr(), &query(6, "example.test", RecordType::A)).await;
         assert_eq!(a_addrs(&reply), vec![Ipv4Addr::new(192, 0, 2, 7)]);
     }
 
     #[tokio::test]
     async fn servfail_without_reachable_upstream() {
         let server = test_server(vec![closed_port().await]).await;
-        let reply = ask(
-            server.local_addr(),
-            &query(7, "example.test.", RecordType::A),
-        )
-        .await;
+        let reply = ask(server.local_addr(), &query(7, "example.test.", RecordType::A)).await;
         assert_eq!(reply.metadata.id, 7);
         assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
         assert_eq!(reply.queries.len(), 1);
@@ -847,21 +786,13 @@ mod tests {
         let reply = ask_raw(server.local_addr(), &garbage).await;
         assert_eq!(&reply[..2], &[0xab, 0xcd]);
         assert_eq!(reply[3] & 0x0f, 1);
-        assert!(format_error(&fake_answer(
-            &query(9, "x.", RecordType::A).to_vec().unwrap()
-        ))
-        .is_none());
+        assert!(format_error(&fake_answer(&query(9, "x.", RecordType::A).to_vec().unwrap())).is_none());
     }
 
     async fn ask_tcp_server(server: SocketAddr, msg: &Message) -> Message {
         let mut stream = TcpStream::connect(server).await.unwrap();
-        write_framed(&mut stream, &msg.to_vec().unwrap())
-            .await
-            .unwrap();
-        let reply = timeout(WAIT, read_framed(&mut stream))
-            .await
-            .unwrap()
-            .unwrap();
+        write_framed(&mut stream, &msg.to_vec().unwrap()).await.unwrap();
+        let reply = timeout(WAIT, read_framed(&mut stream)).await.unwrap().unwrap();
         Message::from_vec(&reply).unwrap()
     }
 
@@ -871,11 +802,7 @@ mod tests {
         let server = test_server(vec![upstream]).await;
         let reply = ask_tcp_server(server.local_addr(), &query(10, "Web", RecordType::A)).await;
         assert_eq!(a_addrs(&reply), vec![Ipv4Addr::new(10, 9, 0, 2)]);
-        let reply = ask_tcp_server(
-            server.local_addr(),
-            &query(11, "example.test", RecordType::A),
-        )
-        .await;
+        let reply = ask_tcp_server(server.local_addr(), &query(11, "example.test", RecordType::A)).await;
         assert_eq!(a_addrs(&reply), vec![Ipv4Addr::new(192, 0, 2, 7)]);
     }
 
@@ -891,26 +818,13 @@ mod tests {
         let _tcp = tokio::spawn(async move {
             let (mut stream, _) = listener.accept().await.unwrap();
             let request = read_framed(&mut stream).await.unwrap();
-            write_framed(&mut stream, &fake_answer(&request))
-                .await
-                .unwrap();
+            write_framed(&mut stream, &fake_answer(&request)).await.unwrap();
         });
         let server = test_server(vec![upstream]).await;
 
-        let udp = ask(
-            server.local_addr(),
-            &query(15, "example.test", RecordType::A),
-        )
-        .await;
-        assert!(
-            udp.metadata.truncation,
-            "UDP clients get the truncated answer as-is"
-        );
-        let tcp = ask_tcp_server(
-            server.local_addr(),
-            &query(16, "example.test", RecordType::A),
-        )
-        .await;
+        let udp = ask(server.local_addr(), &query(15, "example.test", RecordType::A)).await;
+        assert!(udp.metadata.truncation, "UDP clients get the truncated answer as-is");
+        let tcp = ask_tcp_server(server.local_addr(), &query(16, "example.test", RecordType::A)).await;
         assert!(!tcp.metadata.truncation);
         assert_eq!(a_addrs(&tcp), vec![Ipv4Addr::new(192, 0, 2, 7)]);
     }
@@ -938,14 +852,9 @@ mod tests {
         let request = query(14, "example.test", RecordType::A).to_vec().unwrap();
         client.send_to(&request, addr).await.unwrap();
         let mut buf = [0u8; 512];
-        timeout(WAIT, silent.recv_from(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
+        timeout(WAIT, silent.recv_from(&mut buf)).await.unwrap().unwrap();
         first.shutdown().await;
-        let second = DnsServer::start(addr, sample_records(), vec![])
-            .await
-            .unwrap();
+        let second = DnsServer::start(addr, sample_records(), vec![]).await.unwrap();
         assert_eq!(second.local_addr(), addr);
         drop(second);
         tokio::task::yield_now().await;

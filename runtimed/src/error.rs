@@ -97,7 +97,11 @@ mod tests {
     fn a_full_store_says_what_to_do() {
         let status = Status::from(Error::StoreFull("/r/store".into()));
         assert_eq!(status.code(), Code::ResourceExhausted);
-        assert!(status.message().starts_with("no space left on the device holding /r/store: free some space"), "{}", status.message());
+        assert!(
+            status.message().starts_with("no space left on the device holding /r/store: free some space"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

@@ -24,8 +24,7 @@ impl Events {
     /// Publishes an event; nobody listening is fine.
     pub fn emit(&self, action: &str, id: &str, name: &str, attributes: &[(&str, String)]) {
         tracing::debug!(action, id, name, "event");
-        let attributes: HashMap<String, String> =
-            attributes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let attributes: HashMap<String, String> = attributes.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let _ = self.tx.send(Event {
             action: action.to_string(),
             id: id.to_string(),

@@ -45,26 +45,17 @@ impl Keeper {
     /// Connects to the keeper at `socket`, starting one (`exe keeper`) if
     /// none answers.
     pub fn ensure(exe: &Path, socket: &Path) -> std::io::Result<Keeper> {
-        let keeper = Keeper {
-            socket: socket.to_path_buf(),
-        };
+        let keeper = Keeper { socket: socket.to_path_buf() };
         if UnixStream::connect(socket).is_ok() {
             return Ok(keeper);
         }
         let _ = std::fs::remove_file(socket);
         // The keeper forks away at once; waiting for it reaps the parent.
-        std::process::Command::new(exe)
-            .arg("keeper")
-            .arg("--socket")
-            .arg(socket)
-            .status()?;
+        std::process::Command::new(exe).arg("keeper").arg("--socket").arg(socket).status()?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while UnixStream::connect(socket).is_err() {
             if Instant::now() > deadline {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the socket keeper did not start",
-                ));
+                return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the socket keeper did not start"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -110,11 +101,7 @@ pub fn main(args: KeeperArgs) -> ExitCode {
     let _ = nix::unistd::setsid();
     // Hold none of the daemon's output pipes: whoever reads them waits
     // for their end, which would come only when the keeper leaves.
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
         for fd in 0..=2 {
             let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
         }
@@ -131,14 +118,8 @@ pub fn main(args: KeeperArgs) -> ExitCode {
 fn serve(listener: &UnixListener, path: &Path) {
     let mut kept: HashMap<String, OwnedFd> = HashMap::new();
     loop {
-        let mut fds = [nix::poll::PollFd::new(
-            listener.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let _ = nix::poll::poll(
-            &mut fds,
-            nix::poll::PollTimeout::from(CHECK_EVERY.as_millis() as u16),
-        );
+        let mut fds = [nix::poll::PollFd::new(listener.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(CHECK_EVERY.as_millis() as u16));
         if !path.exists() {
             return;
         }
@@ -171,18 +152,8 @@ fn answer(conn: &UnixStream, kept: &mut HashMap<String, OwnedFd>) -> std::io::Re
 
 fn send(conn: &UnixStream, line: &str, fd: Option<BorrowedFd>) -> std::io::Result<()> {
     let raw = fd.map(|f| [f.as_raw_fd()]);
-    let cmsgs: Vec<ControlMessage> = raw
-        .as_ref()
-        .map(|r| ControlMessage::ScmRights(r))
-        .into_iter()
-        .collect();
-    sendmsg::<()>(
-        conn.as_raw_fd(),
-        &[IoSlice::new(line.as_bytes())],
-        &cmsgs,
-        MsgFlags::empty(),
-        None,
-    )?;
+    let cmsgs: Vec<ControlMessage> = raw.as_ref().map(|r| ControlMessage::ScmRights(r)).into_iter().collect();
+    sendmsg::<()>(conn.as_raw_fd(), &[IoSlice::new(line.as_bytes())], &cmsgs, MsgFlags::empty(), None)?;
     Ok(())
 }
 
@@ -190,12 +161,7 @@ fn receive(conn: &UnixStream) -> std::io::Result<(String, Option<OwnedFd>)> {
     let mut buf = [0u8; MAX_LINE];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        conn.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
+    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)?;
     let mut fd = None;
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
@@ -220,9 +186,7 @@ mod tests {
         listener.set_nonblocking(true).unwrap();
         let server_path = path.clone();
         let server = std::thread::spawn(move || serve(&listener, &server_path));
-        let keeper = Keeper {
-            socket: path.clone(),
-        };
+        let keeper = Keeper { socket: path.clone() };
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = udp.local_addr().unwrap();
         keeper.put("dns-udp", udp.as_fd()).unwrap();

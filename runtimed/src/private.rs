@@ -21,13 +21,7 @@ const SECRET_FILES: [&str; 4] = ["config.json", "container.log", "shim.log", "ex
 pub fn secure(cfg: &DaemonConfig) -> std::io::Result<()> {
     dir_with_mode(&cfg.root, PRIVATE_DIR)?;
     dir_with_mode(&cfg.run_dir, PASSAGE_DIR)?;
-    for dir in [
-        cfg.store_dir(),
-        cfg.images_dir(),
-        cfg.containers_dir(),
-        cfg.netns_dir(),
-        cfg.libcontainer_root(),
-    ] {
+    for dir in [cfg.store_dir(), cfg.images_dir(), cfg.containers_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
         dir_with_mode(&dir, PRIVATE_DIR)?;
     }
     for entry in std::fs::read_dir(cfg.containers_dir())?.flatten() {
@@ -70,23 +64,13 @@ mod tests {
             cfg: DaemonConfig,
         }
         let (root, run) = (base.join("root"), base.join("run"));
-        let args = [
-            "runtimed",
-            "--root",
-            root.to_str().unwrap(),
-            "--run-dir",
-            run.to_str().unwrap(),
-        ];
+        let args = ["runtimed", "--root", root.to_str().unwrap(), "--run-dir", run.to_str().unwrap()];
         let cfg = <Args as clap::Parser>::parse_from(args).cfg;
         let ctr = cfg.containers_dir().join("abc");
         std::fs::create_dir_all(ctr.join("upper")).unwrap();
         std::fs::write(ctr.join("config.json"), "{}").unwrap();
         std::fs::set_permissions(&ctr, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::set_permissions(
-            ctr.join("config.json"),
-            std::fs::Permissions::from_mode(0o644),
-        )
-        .unwrap();
+        std::fs::set_permissions(ctr.join("config.json"), std::fs::Permissions::from_mode(0o644)).unwrap();
         secure(&cfg).unwrap();
         assert_eq!(mode(&cfg.root), 0o700);
         assert_eq!(mode(&cfg.run_dir), 0o711);

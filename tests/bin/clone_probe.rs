@@ -14,13 +14,7 @@ fn main() {
     args[0] = (libc::CLONE_NEWUSER | libc::CLONE_NEWNET) as u64;
     args[4] = libc::SIGCHLD as u64;
     // SAFETY: `args` is a valid clone_args of the size given.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            args.as_mut_ptr(),
-            std::mem::size_of_val(&args),
-        )
-    };
+    let pid = unsafe { libc::syscall(libc::SYS_clone3, args.as_mut_ptr(), std::mem::size_of_val(&args)) };
     report("clone3", pid);
 }
 

@@ -104,7 +104,8 @@ impl Cluster {
 
     fn build(n: usize, named: bool) -> Cluster {
         let underlay = Netns::new(&unique("ul"));
-        underlay.exec(&format!("ip link add br0 type bridge && ip addr add {ETCD_IP}/24 dev br0 && ip link set br0 up"));
+        underlay
+            .exec(&format!("ip link add br0 type bridge && ip addr add {ETCD_IP}/24 dev br0 && ip link set br0 up"));
         let etcd = Etcd::new(&underlay);
         let mut c = Cluster { nodes: Vec::new(), etcd, underlay };
         for _ in 0..n {

@@ -56,10 +56,6 @@ pub fn wait_for<T>(what: &str, timeout: std::time::Duration, mut probe: impl FnM
 /// on failure: only for building test topology.
 pub fn sh(cmd: &str) -> String {
     let out = std::process::Command::new("sh").arg("-c").arg(cmd).output().expect("spawn sh");
-    assert!(
-        out.status.success(),
-        "`{cmd}` failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -14,13 +14,15 @@ use crate::output;
 /// `-e KEY` copies KEY from this environment (and is dropped if unset).
 fn env_entries(env: &[String]) -> Vec<String> {
     env.iter()
-        .filter_map(|e| {
-            if e.contains('=') {
-                Some(e.clone())
-            } else {
-                std::env::var(e).ok().map(|v| format!("{e}={v}"))
-            }
-        })
+        .filter_map(
+            |e| {
+                if e.contains('=') {
+                    Some(e.clone())
+                } else {
+                    std::env::var(e).ok().map(|v| format!("{e}={v}"))
+                }
+            },
+        )
         .collect()
 }
 
@@ -99,7 +101,8 @@ pub async fn start(client: &Client, names: Vec<String>) -> Result<i32> {
 }
 
 pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
-    let list = client.containers().list_containers(pb::ListContainersRequest { all: a.all }).await?.into_inner().containers;
+    let list =
+        client.containers().list_containers(pb::ListContainersRequest { all: a.all }).await?.into_inner().containers;
     if a.quiet {
         for c in &list {
             println!("{}", output::short_id(&c.id));
@@ -141,7 +144,10 @@ pub async fn kill(client: &Client, signal: String, names: Vec<String>) -> Result
     for_each(names, |container| {
         let signal = signal.clone();
         async move {
-            client.containers().kill_container(pb::KillContainerRequest { container: container.clone(), signal }).await?;
+            client
+                .containers()
+                .kill_container(pb::KillContainerRequest { container: container.clone(), signal })
+                .await?;
             println!("{container}");
             Ok(())
         }
@@ -151,7 +157,10 @@ pub async fn kill(client: &Client, signal: String, names: Vec<String>) -> Result
 
 pub async fn rm(client: &Client, force: bool, names: Vec<String>) -> Result<i32> {
     for_each(names, |container| async move {
-        client.containers().remove_container(pb::RemoveContainerRequest { container: container.clone(), force }).await?;
+        client
+            .containers()
+            .remove_container(pb::RemoveContainerRequest { container: container.clone(), force })
+            .await?;
         println!("{container}");
         Ok(())
     })

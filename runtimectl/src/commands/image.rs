@@ -52,7 +52,12 @@ pub async fn ls(client: &Client, format: Format) -> Result<i32> {
     let rows: Vec<Vec<String>> = images
         .iter()
         .map(|i| {
-            vec![i.name.clone(), output::short_id(&i.id).to_string(), output::ago(i.created_at), output::human_size(i.size)]
+            vec![
+                i.name.clone(),
+                output::short_id(&i.id).to_string(),
+                output::ago(i.created_at),
+                output::human_size(i.size),
+            ]
         })
         .collect();
     output::print_table(&["IMAGE", "IMAGE ID", "CREATED", "SIZE"], &rows);

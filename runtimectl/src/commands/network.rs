@@ -95,7 +95,13 @@ pub async fn rm(client: &Client, names: Vec<String>) -> Result<i32> {
     .await
 }
 
-pub async fn connect(client: &Client, network: String, container: String, ip: Option<String>, aliases: Vec<String>) -> Result<i32> {
+pub async fn connect(
+    client: &Client,
+    network: String,
+    container: String,
+    ip: Option<String>,
+    aliases: Vec<String>,
+) -> Result<i32> {
     let req = pb::ConnectContainerRequest { network, container, ip: ip.unwrap_or_default(), aliases };
     client.networks().connect_container(req).await?;
     Ok(0)

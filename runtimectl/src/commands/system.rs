@@ -70,7 +70,8 @@ pub async fn events(client: &Client, format: Format) -> Result<i32> {
     while let Some(msg) = stream.next().await {
         let Some(e) = msg?.event else { continue };
         if format == Format::Json {
-            let doc = json!({ "Action": e.action, "Id": e.id, "Name": e.name, "Time": e.time, "Attributes": e.attributes });
+            let doc =
+                json!({ "Action": e.action, "Id": e.id, "Name": e.name, "Time": e.time, "Attributes": e.attributes });
             println!("{doc}");
         } else {
             let mut attrs: Vec<String> = e.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -55,7 +55,10 @@ fn log_entry(line: &LogLine) -> pb::LogEntry {
 
 #[tonic::async_trait]
 impl Containers for ContainersApi {
-    async fn create_container(&self, req: Request<pb::CreateContainerRequest>) -> Result<Response<pb::CreateContainerResponse>, Status> {
+    async fn create_container(
+        &self,
+        req: Request<pb::CreateContainerRequest>,
+    ) -> Result<Response<pb::CreateContainerResponse>, Status> {
         let r = req.into_inner();
         let (image, spec) = spec_from_config(r.config)?;
         let m = self.m.clone();
@@ -63,7 +66,10 @@ impl Containers for ContainersApi {
         Ok(Response::new(pb::CreateContainerResponse { id: rec.id }))
     }
 
-    async fn start_container(&self, req: Request<pb::StartContainerRequest>) -> Result<Response<pb::StartContainerResponse>, Status> {
+    async fn start_container(
+        &self,
+        req: Request<pb::StartContainerRequest>,
+    ) -> Result<Response<pb::StartContainerResponse>, Status> {
         let (m, container) = (self.m.clone(), req.into_inner().container);
         let rec = to_completion(async move { m.start(&container).await }).await?;
         Ok(Response::new(pb::StartContainerResponse { pid: rec.pid as i64 }))
@@ -71,7 +77,10 @@ impl Containers for ContainersApi {
 
     type RunContainerStream = GrpcStream<pb::RunContainerResponse>;
 
-    async fn run_container(&self, req: Request<pb::RunContainerRequest>) -> Result<Response<Self::RunContainerStream>, Status> {
+    async fn run_container(
+        &self,
+        req: Request<pb::RunContainerRequest>,
+    ) -> Result<Response<Self::RunContainerStream>, Status> {
         use pb::run_container_response::Event;
         let r = req.into_inner();
         let (image, spec) = spec_from_config(r.config)?;
@@ -89,7 +98,8 @@ impl Containers for ContainersApi {
             Ok((rec, output))
         })
         .await?;
-        let first = futures::stream::once(async move { Ok(pb::RunContainerResponse { event: Some(Event::Id(rec.id)) }) });
+        let first =
+            futures::stream::once(async move { Ok(pb::RunContainerResponse { event: Some(Event::Id(rec.id)) }) });
         let Some(output) = output else { return Ok(Response::new(Box::pin(first))) };
         let rest = ReceiverStream::new(output).map(|item| {
             let event = match item {
@@ -101,7 +111,10 @@ impl Containers for ContainersApi {
         Ok(Response::new(Box::pin(first.chain(rest))))
     }
 
-    async fn stop_container(&self, req: Request<pb::StopContainerRequest>) -> Result<Response<pb::StopContainerResponse>, Status> {
+    async fn stop_container(
+        &self,
+        req: Request<pb::StopContainerRequest>,
+    ) -> Result<Response<pb::StopContainerResponse>, Status> {
         let r = req.into_inner();
         let secs = r.timeout_seconds.unwrap_or(DEFAULT_STOP_TIMEOUT);
         let m = self.m.clone();
@@ -109,38 +122,56 @@ impl Containers for ContainersApi {
         Ok(Response::new(pb::StopContainerResponse {}))
     }
 
-    async fn kill_container(&self, req: Request<pb::KillContainerRequest>) -> Result<Response<pb::KillContainerResponse>, Status> {
+    async fn kill_container(
+        &self,
+        req: Request<pb::KillContainerRequest>,
+    ) -> Result<Response<pb::KillContainerResponse>, Status> {
         let r = req.into_inner();
         self.m.kill(&r.container, &r.signal).await?;
         Ok(Response::new(pb::KillContainerResponse {}))
     }
 
-    async fn remove_container(&self, req: Request<pb::RemoveContainerRequest>) -> Result<Response<pb::RemoveContainerResponse>, Status> {
+    async fn remove_container(
+        &self,
+        req: Request<pb::RemoveContainerRequest>,
+    ) -> Result<Response<pb::RemoveContainerResponse>, Status> {
         let r = req.into_inner();
         let m = self.m.clone();
         let rec = to_completion(async move { m.remove(&r.container, r.force).await }).await?;
         Ok(Response::new(pb::RemoveContainerResponse { id: rec.id }))
     }
 
-    async fn list_containers(&self, req: Request<pb::ListContainersRequest>) -> Result<Response<pb::ListContainersResponse>, Status> {
+    async fn list_containers(
+        &self,
+        req: Request<pb::ListContainersRequest>,
+    ) -> Result<Response<pb::ListContainersResponse>, Status> {
         let list = self.m.list(req.into_inner().all)?;
         let containers = list.iter().map(|c| summary(self.info(c))).collect();
         Ok(Response::new(pb::ListContainersResponse { containers }))
     }
 
-    async fn inspect_container(&self, req: Request<pb::InspectContainerRequest>) -> Result<Response<pb::InspectContainerResponse>, Status> {
+    async fn inspect_container(
+        &self,
+        req: Request<pb::InspectContainerRequest>,
+    ) -> Result<Response<pb::InspectContainerResponse>, Status> {
         let rec = self.m.resolve(&req.into_inner().container)?;
         Ok(Response::new(pb::InspectContainerResponse { container: Some(self.info(&rec)) }))
     }
 
-    async fn wait_container(&self, req: Request<pb::WaitContainerRequest>) -> Result<Response<pb::WaitContainerResponse>, Status> {
+    async fn wait_container(
+        &self,
+        req: Request<pb::WaitContainerRequest>,
+    ) -> Result<Response<pb::WaitContainerResponse>, Status> {
         let exit_code = self.m.wait(&req.into_inner().container).await?;
         Ok(Response::new(pb::WaitContainerResponse { exit_code }))
     }
 
     type ContainerLogsStream = GrpcStream<pb::ContainerLogsResponse>;
 
-    async fn container_logs(&self, req: Request<pb::ContainerLogsRequest>) -> Result<Response<Self::ContainerLogsStream>, Status> {
+    async fn container_logs(
+        &self,
+        req: Request<pb::ContainerLogsRequest>,
+    ) -> Result<Response<Self::ContainerLogsStream>, Status> {
         let r = req.into_inner();
         let tail = r.tail.filter(|n| *n >= 0).map(|n| n as usize);
         let rx = self.m.logs(&r.container, r.follow, tail)?;
@@ -151,10 +182,17 @@ impl Containers for ContainersApi {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn exec_container(&self, req: Request<pb::ExecContainerRequest>) -> Result<Response<pb::ExecContainerResponse>, Status> {
+    async fn exec_container(
+        &self,
+        req: Request<pb::ExecContainerRequest>,
+    ) -> Result<Response<pb::ExecContainerResponse>, Status> {
         let r = req.into_inner();
         let out = self.m.exec(&r.container, &r.cmd, &r.env, &r.working_dir, &r.user).await?;
-        Ok(Response::new(pb::ExecContainerResponse { exit_code: out.exit_code, stdout: out.stdout, stderr: out.stderr }))
+        Ok(Response::new(pb::ExecContainerResponse {
+            exit_code: out.exit_code,
+            stdout: out.stdout,
+            stderr: out.stderr,
+        }))
     }
 }
 

@@ -73,13 +73,16 @@ fn parse_ip(s: &str, what: &str) -> Result<Ipv4Addr> {
 }
 
 fn parse_opt(s: &str, what: &str) -> Result<Option<Ipv4Addr>> {
-    if s.is_empty() { Ok(None) } else { parse_ip(s, what).map(Some) }
+    if s.is_empty() {
+        Ok(None)
+    } else {
+        parse_ip(s, what).map(Some)
+    }
 }
 
 fn parse_extra_host(s: &str) -> Result<(String, Ipv4Addr)> {
-    let (name, ip) = s
-        .split_once(':')
-        .ok_or_else(|| Error::InvalidArgument(format!("invalid --add-host {s}: use NAME:IP")))?;
+    let (name, ip) =
+        s.split_once(':').ok_or_else(|| Error::InvalidArgument(format!("invalid --add-host {s}: use NAME:IP")))?;
     Ok((name.to_string(), parse_ip(ip, "--add-host address")?))
 }
 

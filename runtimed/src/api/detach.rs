@@ -11,7 +11,9 @@ use tonic::Status;
 use crate::error::Result;
 
 /// Runs `work` to its end even if the caller stops waiting.
-pub async fn to_completion<T: Send + 'static>(work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T, Status> {
+pub async fn to_completion<T: Send + 'static>(
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T, Status> {
     match tokio::spawn(work).await {
         Ok(result) => result.map_err(Status::from),
         Err(e) => Err(Status::internal(format!("request task failed: {e}"))),

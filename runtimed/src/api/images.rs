@@ -5,8 +5,8 @@ use runtime_proto::v1::images_server::Images;
 use tokio::io::AsyncWriteExt;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::detach::to_completion;
 use super::convert::image_info;
+use super::detach::to_completion;
 use crate::container::Manager;
 use crate::error::Error;
 
@@ -27,7 +27,10 @@ impl Images for ImagesApi {
         Ok(Response::new(pb::ListImagesResponse { images }))
     }
 
-    async fn import_image(&self, req: Request<Streaming<pb::ImportImageRequest>>) -> Result<Response<pb::ImportImageResponse>, Status> {
+    async fn import_image(
+        &self,
+        req: Request<Streaming<pb::ImportImageRequest>>,
+    ) -> Result<Response<pb::ImportImageResponse>, Status> {
         use pb::import_image_request::Part;
         let mut stream = req.into_inner();
         let name = match stream.message().await?.and_then(|m| m.part) {
@@ -56,7 +59,10 @@ impl Images for ImagesApi {
         Ok(Response::new(pb::ImportImageResponse { image: Some(image_info(&result?)) }))
     }
 
-    async fn remove_image(&self, req: Request<pb::RemoveImageRequest>) -> Result<Response<pb::RemoveImageResponse>, Status> {
+    async fn remove_image(
+        &self,
+        req: Request<pb::RemoveImageRequest>,
+    ) -> Result<Response<pb::RemoveImageResponse>, Status> {
         let reference = req.into_inner().image;
         let image = self.m.images().resolve(&reference)?;
         let user = self.m.user_of_image(&image.id)?;

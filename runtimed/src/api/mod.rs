@@ -21,9 +21,9 @@ use crate::config::DaemonConfig;
 use crate::container::Manager;
 use crate::events::Events;
 use crate::firewall::Firewall;
+use crate::image::ImageStore;
 use crate::keeper::Keeper;
 use crate::network::Networks;
-use crate::image::ImageStore;
 use crate::store::Store;
 
 pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
@@ -113,7 +113,8 @@ async fn join_cluster(cfg: &DaemonConfig) -> anyhow::Result<Option<Cluster>> {
     let Some(url) = &cfg.cluster_store else {
         return Ok(None);
     };
-    let advertise = cfg.advertise.context("--cluster-store needs --advertise ADDRESS (this node's underlay address)")?;
+    let advertise =
+        cfg.advertise.context("--cluster-store needs --advertise ADDRESS (this node's underlay address)")?;
     let node_name = match &cfg.node_name {
         Some(n) => n.clone(),
         None => nix::unistd::gethostname().context("hostname")?.to_string_lossy().into_owned(),
@@ -125,7 +126,9 @@ async fn join_cluster(cfg: &DaemonConfig) -> anyhow::Result<Option<Cluster>> {
     let cluster_cfg = ClusterConfig { endpoints, advertise, node_id, node_name, name_explicit, ttl: cfg.node_ttl };
     let cluster = Cluster::connect(cluster_cfg).await?;
     match cluster.check_identity().await {
-        Err(crate::error::Error::Unavailable(e)) => tracing::warn!("{e}; the node's name and id are checked once it answers"),
+        Err(crate::error::Error::Unavailable(e)) => {
+            tracing::warn!("{e}; the node's name and id are checked once it answers")
+        }
         res => res?,
     }
     Ok(Some(cluster))

@@ -40,7 +40,9 @@ impl NetworksApi {
 fn request(r: pb::CreateNetworkRequest) -> Result<NetworkRequest, Error> {
     let subnet = match r.subnet.as_str() {
         "" => None,
-        s => Some(s.parse().map_err(|_| Error::InvalidArgument(format!("invalid subnet {s}: use CIDR like 10.90.0.0/24")))?),
+        s => Some(
+            s.parse().map_err(|_| Error::InvalidArgument(format!("invalid subnet {s}: use CIDR like 10.90.0.0/24")))?,
+        ),
     };
     let gateway = match r.gateway.as_str() {
         "" => None,
@@ -61,30 +63,45 @@ fn request(r: pb::CreateNetworkRequest) -> Result<NetworkRequest, Error> {
 
 #[tonic::async_trait]
 impl Networks for NetworksApi {
-    async fn create_network(&self, req: Request<pb::CreateNetworkRequest>) -> Result<Response<pb::CreateNetworkResponse>, Status> {
+    async fn create_network(
+        &self,
+        req: Request<pb::CreateNetworkRequest>,
+    ) -> Result<Response<pb::CreateNetworkResponse>, Status> {
         let (m, r) = (self.m.clone(), request(req.into_inner())?);
         let net = to_completion(async move { m.networks().create(r).await }).await?;
         Ok(Response::new(pb::CreateNetworkResponse { network: Some(self.info(&net)?) }))
     }
 
-    async fn list_networks(&self, _: Request<pb::ListNetworksRequest>) -> Result<Response<pb::ListNetworksResponse>, Status> {
+    async fn list_networks(
+        &self,
+        _: Request<pb::ListNetworksRequest>,
+    ) -> Result<Response<pb::ListNetworksResponse>, Status> {
         let nets = self.m.networks().list()?;
         let networks = nets.iter().map(|n| self.info(n)).collect::<Result<_, _>>()?;
         Ok(Response::new(pb::ListNetworksResponse { networks }))
     }
 
-    async fn inspect_network(&self, req: Request<pb::InspectNetworkRequest>) -> Result<Response<pb::InspectNetworkResponse>, Status> {
+    async fn inspect_network(
+        &self,
+        req: Request<pb::InspectNetworkRequest>,
+    ) -> Result<Response<pb::InspectNetworkResponse>, Status> {
         let net = self.m.networks().resolve(&req.into_inner().network)?;
         Ok(Response::new(pb::InspectNetworkResponse { network: Some(self.info(&net)?) }))
     }
 
-    async fn remove_network(&self, req: Request<pb::RemoveNetworkRequest>) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
+    async fn remove_network(
+        &self,
+        req: Request<pb::RemoveNetworkRequest>,
+    ) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
         let (m, network) = (self.m.clone(), req.into_inner().network);
         let net = to_completion(async move { m.networks().remove(&network).await }).await?;
         Ok(Response::new(pb::RemoveNetworkResponse { id: net.id }))
     }
 
-    async fn connect_container(&self, req: Request<pb::ConnectContainerRequest>) -> Result<Response<pb::ConnectContainerResponse>, Status> {
+    async fn connect_container(
+        &self,
+        req: Request<pb::ConnectContainerRequest>,
+    ) -> Result<Response<pb::ConnectContainerResponse>, Status> {
         let r = req.into_inner();
         let ip = match r.ip.as_str() {
             "" => None,
@@ -96,7 +113,10 @@ impl Networks for NetworksApi {
         Ok(Response::new(pb::ConnectContainerResponse { endpoint: Some(endpoint_info(&ep, net.as_ref())) }))
     }
 
-    async fn disconnect_container(&self, req: Request<pb::DisconnectContainerRequest>) -> Result<Response<pb::DisconnectContainerResponse>, Status> {
+    async fn disconnect_container(
+        &self,
+        req: Request<pb::DisconnectContainerRequest>,
+    ) -> Result<Response<pb::DisconnectContainerResponse>, Status> {
         let r = req.into_inner();
         let m = self.m.clone();
         to_completion(async move { m.disconnect(&r.network, &r.container).await }).await?;

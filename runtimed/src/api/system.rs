@@ -65,7 +65,9 @@ impl System for SystemApi {
 
     async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
         let cluster = self.m.networks().cluster_handle().ok_or_else(|| {
-            Status::failed_precondition("this daemon is not part of a cluster (start it with --cluster-store and --advertise)")
+            Status::failed_precondition(
+                "this daemon is not part of a cluster (start it with --cluster-store and --advertise)",
+            )
         })?;
         let nodes = cluster
             .nodes()

@@ -57,8 +57,7 @@ impl Cluster {
         let mut client = self.client();
         let mut seen = ClusterState::default();
         for prefix in [state::members_prefix(), state::alives_prefix()] {
-            let resp =
-                timed(client.get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
+            let resp = timed(client.get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
             for kv in resp.kvs() {
                 seen.apply(&String::from_utf8_lossy(kv.key()), Some(kv.value()));
             }
@@ -88,12 +87,7 @@ mod tests {
 
     fn seen(id: &str, name: &str, last: u8) -> ClusterState {
         let mut s = ClusterState::default();
-        let m = Member {
-            id: id.into(),
-            name: name.into(),
-            address: Ipv4Addr::new(10, 0, 0, last),
-            joined_at: 1,
-        };
+        let m = Member { id: id.into(), name: name.into(), address: Ipv4Addr::new(10, 0, 0, last), joined_at: 1 };
         s.members.insert(id.into(), m);
         s.alive.insert(id.into());
         s
@@ -102,25 +96,10 @@ mod tests {
     #[tokio::test]
     async fn an_explicit_name_or_our_id_live_elsewhere_clashes() {
         let other = seen("b", "n1", 2);
-        assert!(matches!(
-            cluster("a", "n1", true).await.clash(&other),
-            Some(Error::AlreadyExists(_))
-        ));
-        assert!(
-            cluster("a", "n1", false).await.clash(&other).is_none(),
-            "default names may repeat"
-        );
-        assert!(
-            cluster("b", "n1", true)
-                .await
-                .clash(&seen("b", "n1", 1))
-                .is_none(),
-            "ourselves, restarted"
-        );
+        assert!(matches!(cluster("a", "n1", true).await.clash(&other), Some(Error::AlreadyExists(_))));
+        assert!(cluster("a", "n1", false).await.clash(&other).is_none(), "default names may repeat");
+        assert!(cluster("b", "n1", true).await.clash(&seen("b", "n1", 1)).is_none(), "ourselves, restarted");
         let copied = cluster("b", "n2", false).await.clash(&other);
-        assert!(
-            matches!(copied, Some(Error::FailedPrecondition(_))),
-            "our id at another address"
-        );
+        assert!(matches!(copied, Some(Error::FailedPrecondition(_))), "our id at another address");
     }
 }

@@ -54,9 +54,9 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// Parses `etcd://HOST:PORT[,HOST:PORT...]`.
     pub fn parse_store(url: &str) -> Result<Vec<String>> {
-        let rest = url
-            .strip_prefix("etcd://")
-            .ok_or_else(|| Error::InvalidArgument(format!("cluster store {url}: only etcd://HOST:PORT is supported")))?;
+        let rest = url.strip_prefix("etcd://").ok_or_else(|| {
+            Error::InvalidArgument(format!("cluster store {url}: only etcd://HOST:PORT is supported"))
+        })?;
         let endpoints: Vec<String> = rest.split(',').filter(|e| !e.is_empty()).map(|e| format!("http://{e}")).collect();
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument(format!("cluster store {url} names no etcd endpoint")));

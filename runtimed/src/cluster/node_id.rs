@@ -41,9 +41,7 @@ fn create(file: &Path) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .ctx(|| format!("create {}", tmp.display()))?;
-    let written = f
-        .write_all(format!("{}\n", generate()).as_bytes())
-        .and_then(|()| f.sync_all());
+    let written = f.write_all(format!("{}\n", generate()).as_bytes()).and_then(|()| f.sync_all());
     let linked = written.and_then(|()| std::fs::hard_link(&tmp, file));
     let _ = std::fs::remove_file(&tmp);
     match linked {
@@ -93,11 +91,7 @@ mod tests {
         assert_eq!(load_or_create(&dir).unwrap(), id);
         let mode = std::fs::metadata(path(&dir)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(
-            std::fs::read_dir(&dir).unwrap().count(),
-            1,
-            "no temporary file left"
-        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1, "no temporary file left");
         std::fs::write(path(&dir), "garbage").unwrap();
         assert!(load_or_create(&dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

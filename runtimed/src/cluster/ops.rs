@@ -11,10 +11,10 @@ use ipnet::Ipv4Net;
 use super::state::{self, ClusterEndpoint};
 use super::{json, timed, Cluster};
 use crate::error::{Error, Result};
-use crate::store::ipam::check_assignable;
-use crate::records::subnet::{self, InUse};
-use crate::records::network::NetworkRecord;
 use crate::ids::random_id;
+use crate::records::network::NetworkRecord;
+use crate::records::subnet::{self, InUse};
+use crate::store::ipam::check_assignable;
 use crate::util::now_nanos;
 
 /// The first VXLAN id handed out (docker's overlay starts at 256 too).
@@ -174,9 +174,11 @@ impl Cluster {
                 timed(self.client().txn(Txn::new().and_then(vec![put]))).await?;
                 Ok(())
             }
-            Some(h) => {
-                Err(Error::AlreadyExists(format!("taken by container {} on node {}", h.container_id, self.node_label(&h.node))))
-            }
+            Some(h) => Err(Error::AlreadyExists(format!(
+                "taken by container {} on node {}",
+                h.container_id,
+                self.node_label(&h.node)
+            ))),
             None => Err(Error::Internal("unreadable endpoint record".into())),
         }
     }
@@ -210,18 +212,23 @@ impl Cluster {
     }
 
     async fn free_vni(&self, nets: &[NetworkRecord]) -> Result<u32> {
-        let resp = timed(self.client().get(state::vnis_prefix(), Some(GetOptions::new().with_prefix().with_keys_only()))).await?;
+        let resp =
+            timed(self.client().get(state::vnis_prefix(), Some(GetOptions::new().with_prefix().with_keys_only())))
+                .await?;
         let mut used: BTreeSet<u32> = nets.iter().filter_map(|n| n.vni).collect();
-        used.extend(resp.kvs().iter().filter_map(|kv| String::from_utf8_lossy(kv.key()).rsplit('/').next()?.parse::<u32>().ok()));
+        used.extend(
+            resp.kvs()
+                .iter()
+                .filter_map(|kv| String::from_utf8_lossy(kv.key()).rsplit('/').next()?.parse::<u32>().ok()),
+        );
         Ok((FIRST_VNI..).find(|v| !used.contains(v)).expect("a free VXLAN id"))
     }
 }
 
 fn first_free(net: &NetworkRecord, taken: &BTreeSet<Ipv4Addr>) -> Result<Ipv4Addr> {
-    net.subnet
-        .hosts()
-        .find(|ip| *ip != net.gateway && !taken.contains(ip))
-        .ok_or_else(|| Error::FailedPrecondition(format!("no free address left on network {} ({})", net.name, net.subnet)))
+    net.subnet.hosts().find(|ip| *ip != net.gateway && !taken.contains(ip)).ok_or_else(|| {
+        Error::FailedPrecondition(format!("no free address left on network {} ({})", net.name, net.subnet))
+    })
 }
 
 #[cfg(test)]

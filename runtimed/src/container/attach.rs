@@ -10,7 +10,13 @@ use crate::network::manager::{dns_names, AttachRequest};
 use crate::network::{Endpoint, NetworkMode};
 
 impl Manager {
-    pub async fn connect(&self, network: &str, container: &str, ip: Option<Ipv4Addr>, aliases: Vec<String>) -> Result<Endpoint> {
+    pub async fn connect(
+        &self,
+        network: &str,
+        container: &str,
+        ip: Option<Ipv4Addr>,
+        aliases: Vec<String>,
+    ) -> Result<Endpoint> {
         let rec = self.resolve(container)?;
         let slot = self.slot(&rec);
         let _op = slot.op.lock().await;
@@ -24,7 +30,10 @@ impl Manager {
             )));
         }
         if rec.endpoints.iter().any(|e| e.network_id == net.id) {
-            return Err(Error::AlreadyExists(format!("container {} is already connected to network {}", rec.name, net.name)));
+            return Err(Error::AlreadyExists(format!(
+                "container {} is already connected to network {}",
+                rec.name, net.name
+            )));
         }
         let req = AttachRequest { name: rec.name.clone(), ip, mac: None, aliases, primary: false };
         let paths = self.paths(&rec.id);

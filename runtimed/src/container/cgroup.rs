@@ -15,9 +15,7 @@ const KILL_DEADLINE: Duration = Duration::from_secs(5);
 /// started with `ip netns exec` sees: that command remounts /sys for the
 /// namespace, hiding /sys/fs/cgroup, and every start would then fail.
 pub fn check_visible() -> Result<(), String> {
-    let visible = std::fs::read_dir(CGROUP_ROOT)
-        .map(|mut d| d.next().is_some())
-        .unwrap_or(false);
+    let visible = std::fs::read_dir(CGROUP_ROOT).map(|mut d| d.next().is_some()).unwrap_or(false);
     match visible {
         true => Ok(()),
         false => Err(format!(
@@ -30,11 +28,7 @@ pub fn check_visible() -> Result<(), String> {
 /// Every hierarchy's directory of the container `id` under `parent`, in
 /// cgroup v1 (one per controller), v2 or the hybrid `unified` tree.
 pub fn dirs(parent: &str, id: &str) -> Vec<PathBuf> {
-    parent_dirs(parent)
-        .into_iter()
-        .map(|p| p.join(id))
-        .filter(|d| d.is_dir())
-        .collect()
+    parent_dirs(parent).into_iter().map(|p| p.join(id)).filter(|d| d.is_dir()).collect()
 }
 
 /// Ids of containers that have a cgroup under `parent`.
@@ -66,10 +60,7 @@ pub fn kill_all(parent: &str, id: &str) -> usize {
             return killed.len();
         }
         for pid in live {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
             killed.insert(pid);
         }
         std::thread::sleep(Duration::from_millis(10));

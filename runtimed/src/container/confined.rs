@@ -27,9 +27,7 @@ pub async fn read(rootfs: &Path, path: &str) -> Result<Option<String>> {
     let task = tokio::task::spawn_blocking(move || read_blocking(&root, &rel));
     match tokio::time::timeout(DEADLINE, task).await {
         Ok(joined) => joined.map_err(Error::internal)?,
-        Err(_) => Err(Error::FailedPrecondition(format!(
-            "reading {path} in the container timed out"
-        ))),
+        Err(_) => Err(Error::FailedPrecondition(format!("reading {path} in the container timed out"))),
     }
 }
 
@@ -39,14 +37,10 @@ pub fn read_blocking(rootfs: &Path, path: &str) -> Result<Option<String>> {
     let file = match open_in_root(rootfs, path) {
         Ok(f) => f,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(refuse("is a symlink loop or a magic link"))
-        }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(refuse("is a symlink loop or a magic link")),
         Err(e) => return Err(Error::io(format!("open {path} in the container"), e)),
     };
-    let meta = file
-        .metadata()
-        .map_err(|e| Error::io(format!("stat {path} in the container"), e))?;
+    let meta = file.metadata().map_err(|e| Error::io(format!("stat {path} in the container"), e))?;
     if !meta.file_type().is_file() {
         return Err(refuse("is not a regular file"));
     }
@@ -69,8 +63,7 @@ pub fn read_blocking(rootfs: &Path, path: &str) -> Result<Option<String>> {
 /// resolved parent, so a symlink planted in the path cannot lead outside.
 pub fn mkdir_all(rootfs: &Path, path: &str) -> Result<()> {
     use std::os::fd::AsRawFd;
-    let fail =
-        |e: std::io::Error| Error::io(format!("create directory {path} in the container"), e);
+    let fail = |e: std::io::Error| Error::io(format!("create directory {path} in the container"), e);
     let mut prefix = String::new();
     for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
         let parent = open_dir_in_root(rootfs, &prefix).map_err(fail)?;
@@ -78,8 +71,7 @@ pub fn mkdir_all(rootfs: &Path, path: &str) -> Result<()> {
         if part == ".." {
             continue;
         }
-        let name = CString::new(part)
-            .map_err(|_| fail(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let name = CString::new(part).map_err(|_| fail(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
         // SAFETY: `name` is a valid C string and `parent` an open directory.
         let rc = unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), 0o755) };
         let err = std::io::Error::last_os_error();
@@ -87,32 +79,20 @@ pub fn mkdir_all(rootfs: &Path, path: &str) -> Result<()> {
             return Err(fail(err));
         }
     }
-    open_dir_in_root(rootfs, &prefix)
-        .map(drop)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOTDIR) => {
-                Error::InvalidArgument(format!("{path} in the container is not a directory"))
-            }
-            _ => fail(e),
-        })
+    open_dir_in_root(rootfs, &prefix).map(drop).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOTDIR) => Error::InvalidArgument(format!("{path} in the container is not a directory")),
+        _ => fail(e),
+    })
 }
 
 fn open_dir_in_root(rootfs: &Path, path: &str) -> std::io::Result<std::fs::File> {
-    open_with(
-        rootfs,
-        path,
-        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-    )
+    open_with(rootfs, path, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
 }
 
 /// Opens `path` for reading with `rootfs` as the root of every lookup: `..`
 /// and absolute symlinks stay inside, magic links (`/proc/self/...`) fail.
 fn open_in_root(rootfs: &Path, path: &str) -> std::io::Result<std::fs::File> {
-    open_with(
-        rootfs,
-        path,
-        libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC,
-    )
+    open_with(rootfs, path, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
 }
 
 fn open_with(rootfs: &Path, path: &str, flags: libc::c_int) -> std::io::Result<std::fs::File> {
@@ -140,9 +120,7 @@ fn open_with(rootfs: &Path, path: &str, flags: libc::c_int) -> std::io::Result<s
         return Err(std::io::Error::last_os_error());
     }
     // SAFETY: the kernel just returned this descriptor to us.
-    Ok(std::fs::File::from(unsafe {
-        OwnedFd::from_raw_fd(fd as i32)
-    }))
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
 }
 
 /// A directory under the test's temp dir (for unit tests here and in users).
@@ -163,33 +141,20 @@ mod tests {
         let root = test_root("symlink");
         std::fs::write(root.join("etc/shadow"), "inside\n").unwrap();
         std::os::unix::fs::symlink("/etc/shadow", root.join("etc/passwd")).unwrap();
-        assert_eq!(
-            read_blocking(&root, "/etc/passwd").unwrap().as_deref(),
-            Some("inside\n")
-        );
+        assert_eq!(read_blocking(&root, "/etc/passwd").unwrap().as_deref(), Some("inside\n"));
         std::fs::remove_file(root.join("etc/passwd")).unwrap();
-        std::os::unix::fs::symlink("../../../../../../etc/hostname", root.join("etc/passwd"))
-            .unwrap();
+        std::os::unix::fs::symlink("../../../../../../etc/hostname", root.join("etc/passwd")).unwrap();
         assert_eq!(read_blocking(&root, "/etc/passwd").unwrap(), None);
         std::fs::remove_file(root.join("etc/passwd")).unwrap();
-        std::os::unix::fs::symlink("/proc/self/root/etc/hostname", root.join("etc/passwd"))
-            .unwrap();
-        assert_eq!(
-            read_blocking(&root, "/etc/passwd").unwrap(),
-            None,
-            "no /proc inside the root"
-        );
+        std::os::unix::fs::symlink("/proc/self/root/etc/hostname", root.join("etc/passwd")).unwrap();
+        assert_eq!(read_blocking(&root, "/etc/passwd").unwrap(), None, "no /proc inside the root");
         std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]
     fn fifos_and_directories_are_refused_at_once() {
         let root = test_root("fifo");
-        nix::unistd::mkfifo(
-            &root.join("etc/passwd"),
-            nix::sys::stat::Mode::from_bits_truncate(0o644),
-        )
-        .unwrap();
+        nix::unistd::mkfifo(&root.join("etc/passwd"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
         let err = read_blocking(&root, "/etc/passwd").unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
         std::fs::create_dir(root.join("etc/group")).unwrap();
@@ -203,14 +168,8 @@ mod tests {
         let outside = std::env::temp_dir().join(format!("confined-outside-{}", std::process::id()));
         std::fs::create_dir_all(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("out")).unwrap();
-        assert!(
-            mkdir_all(&root, "/out/deep").is_err(),
-            "the link dangles inside the root"
-        );
-        assert!(
-            !outside.join("deep").exists(),
-            "the symlink was followed out of the root"
-        );
+        assert!(mkdir_all(&root, "/out/deep").is_err(), "the link dangles inside the root");
+        assert!(!outside.join("deep").exists(), "the symlink was followed out of the root");
         std::fs::create_dir(root.join("inside")).unwrap();
         std::os::unix::fs::symlink("/inside", root.join("in")).unwrap();
         mkdir_all(&root, "/in/deep/er").unwrap();
@@ -228,10 +187,7 @@ mod tests {
         let root = test_root("huge");
         let f = std::fs::File::create(root.join("etc/passwd")).unwrap();
         f.set_len(MAX_FILE + 1).unwrap();
-        assert!(read_blocking(&root, "/etc/passwd")
-            .unwrap_err()
-            .to_string()
-            .contains("larger"));
+        assert!(read_blocking(&root, "/etc/passwd").unwrap_err().to_string().contains("larger"));
         std::fs::remove_dir_all(root).unwrap();
     }
 }

@@ -32,7 +32,8 @@ impl Manager {
     /// recorded init: children that left the init's tree go too.
     pub(super) async fn kill_all(&self, rec: &ContainerRecord) -> Result<()> {
         let (parent, id) = (self.inner.cfg.cgroup_parent.clone(), rec.id.clone());
-        let killed = tokio::task::spawn_blocking(move || cgroup::kill_all(&parent, &id)).await.map_err(Error::internal)?;
+        let killed =
+            tokio::task::spawn_blocking(move || cgroup::kill_all(&parent, &id)).await.map_err(Error::internal)?;
         if killed == 0 {
             return self.signal(rec, Signal::SIGKILL);
         }
@@ -71,10 +72,7 @@ impl Manager {
     pub async fn wait(&self, reference: &str) -> Result<i32> {
         let rec = self.resolve(reference)?;
         let mut rx = self.slot(&rec).state.subscribe();
-        let state = *rx
-            .wait_for(|s| s.done())
-            .await
-            .map_err(|_| Error::internal("container state channel closed"))?;
+        let state = *rx.wait_for(|s| s.done()).await.map_err(|_| Error::internal("container state channel closed"))?;
         Ok(state.exit_code)
     }
 

@@ -14,7 +14,8 @@ use crate::network::NetworkMode;
 /// What `write` returns: (file on the host, path in the container).
 pub type EtcFiles = Vec<(PathBuf, &'static str)>;
 
-const FILES: [(&str, &str); 3] = [("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("resolv.conf", "/etc/resolv.conf")];
+const FILES: [(&str, &str); 3] =
+    [("hosts", "/etc/hosts"), ("hostname", "/etc/hostname"), ("resolv.conf", "/etc/resolv.conf")];
 
 /// `--hostname`, else the short id, as docker names containers' hosts.
 pub fn hostname(rec: &ContainerRecord) -> String {

@@ -90,11 +90,7 @@ mod tests {
         let got: Vec<(String, Stream)> = lines.iter().map(|l| (l.log.clone(), l.stream())).collect();
         assert_eq!(
             got,
-            vec![
-                ("oops\n".into(), Stream::Stderr),
-                ("hello\n".into(), Stream::Stdout),
-                ("wor".into(), Stream::Stdout)
-            ]
+            vec![("oops\n".into(), Stream::Stderr), ("hello\n".into(), Stream::Stdout), ("wor".into(), Stream::Stdout)]
         );
         assert!(lines[0].time_nanos() > 0);
         std::fs::remove_file(path).unwrap();

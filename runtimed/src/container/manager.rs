@@ -12,16 +12,19 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use super::{confined, etc, names, rootfs, shim_client, spec, user, validate, ContainerPaths, ContainerRecord, ContainerSpec, State};
+use super::{
+    confined, etc, names, rootfs, shim_client, spec, user, validate, ContainerPaths, ContainerRecord, ContainerSpec,
+    State,
+};
 use crate::config::DaemonConfig;
 use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
 use crate::failpoint;
+use crate::ids::{self, random_id, Kind};
 use crate::image::{ImageRecord, ImageStore};
 use crate::network::manager::AttachRequest;
 use crate::network::{netns, NetworkMode, Networks};
 use crate::store::Store;
-use crate::ids::{self, random_id, Kind};
 use crate::util::now_nanos;
 
 /// Run state seen by waiters; outlives the record of an auto-removed container.
@@ -65,7 +68,13 @@ pub(super) struct Inner {
 }
 
 impl Manager {
-    pub fn new(cfg: DaemonConfig, store: Store, images: ImageStore, events: Events, networks: Networks) -> Result<Self> {
+    pub fn new(
+        cfg: DaemonConfig,
+        store: Store,
+        images: ImageStore,
+        events: Events,
+        networks: Networks,
+    ) -> Result<Self> {
         let exe = std::env::current_exe().ctx(|| "find own executable".into())?;
         for dir in [cfg.containers_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
             std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
@@ -130,20 +139,20 @@ impl Manager {
         };
         let by_prefix = |r: &str| -> Result<Vec<ContainerRecord>> {
             let ids = store.containers.ids_with_prefix(r)?;
-            Ok(ids.iter().map(|id| store.containers.get(id)).collect::<Result<Vec<_>>>()?.into_iter().flatten().collect())
+            Ok(ids
+                .iter()
+                .map(|id| store.containers.get(id))
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect())
         };
         ids::resolve(Kind::Container, reference, exact, by_prefix)
     }
 
     pub fn list(&self, all: bool) -> Result<Vec<ContainerRecord>> {
-        let mut list: Vec<_> = self
-            .inner
-            .store
-            .containers
-            .list()?
-            .into_iter()
-            .filter(|c| all || c.state == State::Running)
-            .collect();
+        let mut list: Vec<_> =
+            self.inner.store.containers.list()?.into_iter().filter(|c| all || c.state == State::Running).collect();
         list.sort_by_key(|c| std::cmp::Reverse(c.created_at));
         Ok(list)
     }
@@ -384,9 +393,11 @@ impl Manager {
     }
 
     pub(super) fn image_of(&self, rec: &ContainerRecord) -> Result<ImageRecord> {
-        self.inner.store.images.get(&rec.image_id)?.ok_or_else(|| {
-            Error::FailedPrecondition(format!("the image of container {} is gone", rec.name))
-        })
+        self.inner
+            .store
+            .images
+            .get(&rec.image_id)?
+            .ok_or_else(|| Error::FailedPrecondition(format!("the image of container {} is gone", rec.name)))
     }
 
     /// Removes a container and everything it owns. A running container is

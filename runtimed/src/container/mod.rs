@@ -1,13 +1,13 @@
 //! Containers: their stored record, their files, and the manager that runs
 //! their lifecycle through the shim.
 
-pub mod logs;
-mod manager;
 mod attach;
 mod cgroup;
 mod confined;
 mod control;
 mod etc;
+pub mod logs;
+mod manager;
 mod monitor;
 mod names;
 mod rootfs;
@@ -17,8 +17,6 @@ mod user;
 mod validate;
 
 use std::path::{Path, PathBuf};
-
-
 
 pub use cgroup::check_visible as check_cgroups_visible;
 pub use control::Follow;

@@ -6,9 +6,7 @@ use crate::error::{Error, Result};
 pub fn validate(name: &str) -> Result<()> {
     let mut chars = name.chars();
     let ok = match chars.next() {
-        Some(c) if c.is_ascii_alphanumeric() => {
-            chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
-        }
+        Some(c) if c.is_ascii_alphanumeric() => chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)),
         _ => false,
     };
     if ok && name.len() <= 128 {
@@ -21,20 +19,41 @@ pub fn validate(name: &str) -> Result<()> {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry",
-    "nimble", "proud", "quiet", "rapid", "sharp", "tender", "upbeat", "vivid", "witty", "zealous",
+    "brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nimble", "proud",
+    "quiet", "rapid", "sharp", "tender", "upbeat", "vivid", "witty", "zealous",
 ];
 const NOUNS: &[&str] = &[
-    "turing", "hopper", "lovelace", "ritchie", "thompson", "torvalds", "knuth", "dijkstra",
-    "liskov", "hamilton", "curie", "noether", "shannon", "wozniak", "babbage", "kay", "lamport",
-    "pike", "stallman", "tanenbaum",
+    "turing",
+    "hopper",
+    "lovelace",
+    "ritchie",
+    "thompson",
+    "torvalds",
+    "knuth",
+    "dijkstra",
+    "liskov",
+    "hamilton",
+    "curie",
+    "noether",
+    "shannon",
+    "wozniak",
+    "babbage",
+    "kay",
+    "lamport",
+    "pike",
+    "stallman",
+    "tanenbaum",
 ];
 
 /// A docker-like `adjective_noun` name derived from the id's random bytes.
 pub fn random(id: &str, attempt: usize) -> String {
     let n = usize::from_str_radix(&id[..8.min(id.len())], 16).unwrap_or(0);
     let base = format!("{}_{}", ADJECTIVES[n % ADJECTIVES.len()], NOUNS[(n / 97) % NOUNS.len()]);
-    if attempt == 0 { base } else { format!("{base}{attempt}") }
+    if attempt == 0 {
+        base
+    } else {
+        format!("{base}{attempt}")
+    }
 }
 
 #[cfg(test)]

@@ -26,10 +26,7 @@ pub fn mount_overlay(paths: &ContainerPaths, image_rootfs: &Path) -> Result<()> 
         return Ok(());
     }
     if !image_rootfs.is_dir() {
-        return Err(Error::FailedPrecondition(format!(
-            "image rootfs {} is missing",
-            image_rootfs.display()
-        )));
+        return Err(Error::FailedPrecondition(format!("image rootfs {} is missing", image_rootfs.display())));
     }
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
@@ -47,8 +44,7 @@ pub fn unmount(paths: &ContainerPaths) -> Result<()> {
     if !is_mounted(&target) {
         return Ok(());
     }
-    umount2(&target, MntFlags::MNT_DETACH)
-        .map_err(|e| Error::internal(format!("unmount {}: {e}", target.display())))
+    umount2(&target, MntFlags::MNT_DETACH).map_err(|e| Error::internal(format!("unmount {}: {e}", target.display())))
 }
 
 /// Removes the whole container directory (layer, bundle, logs).

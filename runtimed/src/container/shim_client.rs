@@ -51,10 +51,7 @@ pub async fn start(exe: &Path, lc_root: &Path, id: &str, paths: &ContainerPaths)
         .map_err(|_| Error::internal("the shim did not report within 60s"))?
         .map_err(|e| Error::io("read shim ready line", e))?;
     let ready: Ready = serde_json::from_str(line.trim()).map_err(|_| {
-        Error::internal(format!(
-            "shim failed before starting the container (see {})",
-            paths.shim_log().display()
-        ))
+        Error::internal(format!("shim failed before starting the container (see {})", paths.shim_log().display()))
     })?;
     match ready {
         Ready::Started { pid, shim_pid } => Ok(Started { pid, shim_pid }),
@@ -100,8 +97,8 @@ pub async fn exec(exe: &Path, lc_root: &Path, req: &ExecRequest<'_>) -> Result<E
         stdout.read_to_end(&mut out).await.map_err(|e| Error::io("read exec result", e))?;
     }
     child.wait().await.map_err(|e| Error::io("wait for exec shim", e))?;
-    let outcome: ExecOutcome = serde_json::from_slice(&out)
-        .map_err(|_| Error::internal("exec shim failed without a result"))?;
+    let outcome: ExecOutcome =
+        serde_json::from_slice(&out).map_err(|_| Error::internal("exec shim failed without a result"))?;
     match outcome {
         ExecOutcome::Exited { exit_code, stdout, stderr } => Ok(ExecOutput { exit_code, stdout, stderr }),
         ExecOutcome::Failed { kind, message } => Err(start_error(kind, message)),

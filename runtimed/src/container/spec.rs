@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespace,
-    LinuxNamespaceType, LinuxSeccomp, LinuxSeccompArgBuilder, LinuxSeccompOperator, Mount,
-    LinuxSeccompAction, LinuxSyscall, PosixRlimitBuilder, PosixRlimitType, Spec, User as OciUser,
+    Capability, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespace, LinuxNamespaceType,
+    LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompOperator, LinuxSyscall, Mount,
+    PosixRlimitBuilder, PosixRlimitType, Spec, User as OciUser,
 };
 
 use super::user::User;
@@ -39,15 +39,62 @@ pub const DOCKER_CAPABILITIES: &[Capability] = &[
 /// significant blocked calls); everything else is allowed. Names the kernel
 /// architecture lacks are skipped by libcontainer.
 const BLOCKED_SYSCALLS: &[&str] = &[
-    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
-    "delete_module", "finit_module", "get_kernel_syms", "get_mempolicy", "init_module",
-    "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie",
-    "mbind", "mount", "move_pages", "name_to_handle_at", "nfsservctl", "open_by_handle_at",
-    "perf_event_open", "personality", "pivot_root", "process_vm_readv", "process_vm_writev",
-    "ptrace", "query_module", "quotactl", "reboot", "request_key", "set_mempolicy", "setns",
-    "settimeofday", "stime", "swapon", "swapoff", "sysfs", "_sysctl", "umount", "umount2",
-    "unshare", "uselib", "userfaultfd", "ustat", "vm86", "vm86old", "open_tree", "move_mount",
-    "fsopen", "fsconfig", "fsmount", "fspick",
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "perf_event_open",
+    "personality",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "query_module",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "stime",
+    "swapon",
+    "swapoff",
+    "sysfs",
+    "_sysctl",
+    "umount",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vm86",
+    "vm86old",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
 ];
 
 /// Namespace flags `clone` may not be given, as in Docker's profile: a new
@@ -134,13 +181,9 @@ fn process(spec: &ContainerSpec, inputs: &SpecInputs) -> oci_spec::runtime::Proc
     process.set_capabilities(Some(capabilities));
     // Containers inherit the daemon's open-file limit, as with docker; a
     // higher one would need CAP_SYS_RESOURCE.
-    let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-        .unwrap_or((1024, 1024));
-    let nofile = PosixRlimitBuilder::default()
-        .typ(PosixRlimitType::RlimitNofile)
-        .hard(hard)
-        .soft(soft)
-        .build();
+    let (soft, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    let nofile = PosixRlimitBuilder::default().typ(PosixRlimitType::RlimitNofile).hard(hard).soft(soft).build();
     process.set_rlimits(nofile.ok().map(|r| vec![r]));
     process
 }
@@ -156,12 +199,7 @@ fn environment(spec: &ContainerSpec, hostname: &str) -> Vec<String> {
 }
 
 fn namespaces(netns: Option<&Path>) -> Vec<LinuxNamespace> {
-    let kinds = [
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Ipc,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Mount,
-    ];
+    let kinds = [LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount];
     let mut list: Vec<LinuxNamespace> = kinds
         .into_iter()
         .map(|typ| {
@@ -186,9 +224,7 @@ fn seccomp() -> Result<LinuxSeccomp> {
     // to the filter (clone3 passes them in memory it cannot read).
     let clone3 = denied(&["clone3"], libc::ENOSYS);
     let mut profile = LinuxSeccomp::default();
-    profile
-        .set_default_action(LinuxSeccompAction::ScmpActAllow)
-        .set_syscalls(Some(vec![blocked, clone_ns, clone3]));
+    profile.set_default_action(LinuxSeccompAction::ScmpActAllow).set_syscalls(Some(vec![blocked, clone_ns, clone3]));
     Ok(profile)
 }
 

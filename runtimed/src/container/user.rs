@@ -39,9 +39,7 @@ fn resolve_in(passwd: &str, groups: &str, spec: &str) -> Result<User> {
         Ok(uid) => (uid, lookup(passwd, 2, user).map(|f| f[3].parse().unwrap_or(uid)).unwrap_or(uid)),
         Err(_) => {
             let fields = lookup(passwd, 0, user).ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "unable to find user {user}: no matching entries in passwd file"
-                ))
+                Error::InvalidArgument(format!("unable to find user {user}: no matching entries in passwd file"))
             })?;
             (parse_id(&fields[2])?, parse_id(&fields[3])?)
         }
@@ -52,9 +50,7 @@ fn resolve_in(passwd: &str, groups: &str, spec: &str) -> Result<User> {
             Ok(gid) => gid,
             Err(_) => {
                 let fields = lookup(groups, 0, g).ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "unable to find group {g}: no matching entries in group file"
-                    ))
+                    Error::InvalidArgument(format!("unable to find group {g}: no matching entries in group file"))
                 })?;
                 parse_id(&fields[2])?
             }
@@ -65,9 +61,7 @@ fn resolve_in(passwd: &str, groups: &str, spec: &str) -> Result<User> {
 
 /// The colon-separated fields of the first line whose field `col` is `key`.
 fn lookup(file: &str, col: usize, key: &str) -> Option<Vec<String>> {
-    file.lines()
-        .map(|l| l.split(':').map(String::from).collect::<Vec<_>>())
-        .find(|f| f.len() >= 4 && f[col] == key)
+    file.lines().map(|l| l.split(':').map(String::from).collect::<Vec<_>>()).find(|f| f.len() >= 4 && f[col] == key)
 }
 
 fn parse_id(s: &str) -> Result<u32> {

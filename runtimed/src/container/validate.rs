@@ -90,10 +90,7 @@ fn labels(name: &str, underscore: bool) -> std::result::Result<(), &'static str>
         if label.starts_with('-') || label.ends_with('-') {
             return Err("a part may not start or end with '-'");
         }
-        if !label
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || (underscore && c == '_'))
-        {
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || (underscore && c == '_')) {
             return Err("only letters, digits, '-' and '.' are allowed");
         }
     }
@@ -114,10 +111,7 @@ pub fn env_entry(kv: &str) -> Result<()> {
 
 fn no_nul(s: &str, what: &str) -> Result<()> {
     match s.contains('\0') {
-        true => Err(Error::InvalidArgument(format!(
-            "invalid {what} {:?}: contains a NUL byte",
-            truncated(s)
-        ))),
+        true => Err(Error::InvalidArgument(format!("invalid {what} {:?}: contains a NUL byte", truncated(s)))),
         false => Ok(()),
     }
 }
@@ -136,17 +130,7 @@ mod tests {
         for ok in ["web", "web-1", "a.b.c", "x1", &"a".repeat(63)] {
             assert!(hostname(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "h\n6.6.6.6 injected",
-            "-a",
-            "a-",
-            "a..b",
-            "a b",
-            "a_b",
-            "",
-            &"a".repeat(64),
-            &"a".repeat(300),
-        ] {
+        for bad in ["h\n6.6.6.6 injected", "-a", "a-", "a..b", "a b", "a_b", "", &"a".repeat(64), &"a".repeat(300)] {
             assert!(hostname(bad).is_err(), "{bad:?}");
         }
     }

@@ -58,11 +58,7 @@ impl Contents {
     /// reads as empty (it is re-created empty by a repair).
     pub(super) fn read(doc: &Nftables<'static>) -> Result<Self> {
         let elems = |name| listed(doc, name).unwrap_or_default();
-        let names = |name| {
-            elems(name)
-                .iter()
-                .filter_map(|e| as_str(e).map(String::from))
-        };
+        let names = |name| elems(name).iter().filter_map(|e| as_str(e).map(String::from));
         Ok(Contents {
             bridges: names(BRIDGES).collect(),
             internal: names(INTERNAL).collect(),
@@ -110,13 +106,7 @@ impl Contents {
             (INTERNAL, self.internal.iter().map(string).collect()),
             (INTRA, self.intra.iter().map(|b| intra(b)).collect()),
             (SUBNETS, self.subnets.iter().map(|s| net_expr(*s)).collect()),
-            (
-                SUBNET_BRIDGE,
-                self.subnet_bridge
-                    .iter()
-                    .map(|(s, b)| subnet_bridge(*s, b))
-                    .collect(),
-            ),
+            (SUBNET_BRIDGE, self.subnet_bridge.iter().map(|(s, b)| subnet_bridge(*s, b)).collect()),
         ];
         let ports: Vec<PortMap> = self.ports.iter().cloned().collect();
         sets.into_iter()
@@ -128,14 +118,8 @@ impl Contents {
 
     /// Deletes `stale` (known present) then adds `missing`, in one batch.
     pub(super) fn apply(batch: &mut Batch<'static>, table: &str, stale: &Self, missing: &Self) {
-        stale
-            .commands(table)
-            .into_iter()
-            .for_each(|c| batch.delete(c));
-        missing
-            .commands(table)
-            .into_iter()
-            .for_each(|c| batch.add(c));
+        stale.commands(table).into_iter().for_each(|c| batch.delete(c));
+        missing.commands(table).into_iter().for_each(|c| batch.add(c));
     }
 }
 
@@ -155,11 +139,7 @@ mod tests {
     use crate::firewall::Proto;
 
     fn net(bridge: &str, subnet: &str, internal: bool) -> NetworkRules {
-        NetworkRules {
-            bridge: bridge.into(),
-            subnet: subnet.parse().unwrap(),
-            internal,
-        }
+        NetworkRules { bridge: bridge.into(), subnet: subnet.parse().unwrap(), internal }
     }
 
     fn port(host_ip: Option<&str>, host_port: u16, container: &str) -> PortMap {
@@ -174,33 +154,15 @@ mod tests {
 
     #[test]
     fn firewall_diff_of_wanted_and_actual_contents() {
-        let (a, b) = (
-            net("br-a", "10.1.0.1/24", false),
-            net("br-b", "10.2.0.0/24", true),
-        );
-        let wanted = Contents::wanted(
-            [&a, &b],
-            &[
-                port(Some("0.0.0.0"), 8080, "10.1.0.2"),
-                port(None, 8081, "10.1.0.3"),
-            ],
-        );
-        let actual = Contents::wanted(
-            [&a],
-            &[port(None, 8080, "10.1.0.2"), port(None, 9, "10.1.0.9")],
-        );
+        let (a, b) = (net("br-a", "10.1.0.1/24", false), net("br-b", "10.2.0.0/24", true));
+        let wanted =
+            Contents::wanted([&a, &b], &[port(Some("0.0.0.0"), 8080, "10.1.0.2"), port(None, 8081, "10.1.0.3")]);
+        let actual = Contents::wanted([&a], &[port(None, 8080, "10.1.0.2"), port(None, 9, "10.1.0.9")]);
 
         let missing = wanted.minus(&actual);
         assert_eq!(missing.networks(), 1, "br-b is missing: {missing:?}");
-        assert_eq!(
-            missing.ports(),
-            1,
-            "8080 on 0.0.0.0 is 8080 on every address"
-        );
-        assert!(
-            missing.internal.contains("br-b")
-                && missing.subnets.contains(&"10.2.0.0/24".parse().unwrap())
-        );
+        assert_eq!(missing.ports(), 1, "8080 on 0.0.0.0 is 8080 on every address");
+        assert!(missing.internal.contains("br-b") && missing.subnets.contains(&"10.2.0.0/24".parse().unwrap()));
         let stale = actual.minus(&wanted);
         assert_eq!((stale.networks(), stale.ports()), (0, 1));
         assert!(wanted.minus(&wanted).is_empty());

@@ -5,8 +5,7 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 
 use nftables::expr::{
-    Expression, Fib, FibFlag, FibResult, Map, Meta, MetaKey, NamedExpression, Payload,
-    PayloadField, Prefix, CT,
+    Expression, Fib, FibFlag, FibResult, Map, Meta, MetaKey, NamedExpression, Payload, PayloadField, Prefix, CT,
 };
 use nftables::stmt::{JumpTarget, Match, NATFamily, Operator, Statement, NAT};
 
@@ -32,10 +31,7 @@ pub(super) fn meta(key: MetaKey) -> Expr {
 
 /// `<protocol> <field>`, e.g. `ip saddr` or `th dport`.
 pub(super) fn payload(protocol: &'static str, field: &'static str) -> Expr {
-    let field = PayloadField {
-        protocol: protocol.into(),
-        field: field.into(),
-    };
+    let field = PayloadField { protocol: protocol.into(), field: field.into() };
     Expression::Named(NamedExpression::Payload(Payload::PayloadField(field)))
 }
 
@@ -44,36 +40,23 @@ pub(super) fn concat(parts: Vec<Expr>) -> Expr {
 }
 
 pub(super) fn prefix(addr: std::net::Ipv4Addr, len: u8) -> Expr {
-    let prefix = Prefix {
-        addr: Box::new(string(addr.to_string())),
-        len: len.into(),
-    };
+    let prefix = Prefix { addr: Box::new(string(addr.to_string())), len: len.into() };
     Expression::Named(NamedExpression::Prefix(prefix))
 }
 
 pub(super) fn ct(key: &'static str) -> Expr {
-    Expression::Named(NamedExpression::CT(CT {
-        key: key.into(),
-        family: None,
-        dir: None,
-    }))
+    Expression::Named(NamedExpression::CT(CT { key: key.into(), family: None, dir: None }))
 }
 
 /// `fib daddr type`: the route type of the destination address.
 pub(super) fn fib_daddr_type() -> Expr {
     let flags = HashSet::from([FibFlag::Daddr]);
-    Expression::Named(NamedExpression::Fib(Fib {
-        result: FibResult::Type,
-        flags,
-    }))
+    Expression::Named(NamedExpression::Fib(Fib { result: FibResult::Type, flags }))
 }
 
 /// `<key> map @<map>`: an anonymous-key lookup in one of our named maps.
 pub(super) fn map_lookup(key: Expr, map: &str) -> Expr {
-    Expression::Named(NamedExpression::Map(Box::new(Map {
-        key,
-        data: set_ref(map),
-    })))
+    Expression::Named(NamedExpression::Map(Box::new(Map { key, data: set_ref(map) })))
 }
 
 fn compare(left: Expr, op: Operator, right: Expr) -> Stmt {
@@ -106,17 +89,10 @@ pub(super) fn masquerade() -> Stmt {
 }
 
 pub(super) fn jump(chain: &str) -> Stmt {
-    Statement::Jump(JumpTarget {
-        target: Cow::Owned(chain.to_string()),
-    })
+    Statement::Jump(JumpTarget { target: Cow::Owned(chain.to_string()) })
 }
 
 /// `dnat ip to <addr> : <port>`.
 pub(super) fn dnat(addr: Expr, port: Expr) -> Stmt {
-    Statement::DNAT(Some(NAT {
-        addr: Some(addr),
-        family: Some(NATFamily::IP),
-        port: Some(port),
-        flags: None,
-    }))
+    Statement::DNAT(Some(NAT { addr: Some(addr), family: Some(NATFamily::IP), port: Some(port), flags: None }))
 }

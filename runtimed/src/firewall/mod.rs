@@ -43,7 +43,6 @@ mod table;
 mod tests;
 mod watch;
 
-
 pub use contents::Contents;
 pub use error::{FirewallError, Result};
 pub use shape::Shape;
@@ -79,9 +78,7 @@ pub struct Firewall {
 
 impl Firewall {
     pub fn new(table: impl Into<String>) -> Self {
-        Firewall {
-            table: table.into(),
-        }
+        Firewall { table: table.into() }
     }
 
     pub fn table(&self) -> &str {
@@ -93,10 +90,7 @@ impl Firewall {
     /// Idempotent; keeps every network and published port (they are set and
     /// map elements); never flushes or edits anything outside our own table.
     pub fn ensure(&self) -> Result<()> {
-        nft::apply(
-            "create the firewall table",
-            table::ensure_batch(&self.table),
-        )
+        nft::apply("create the firewall table", table::ensure_batch(&self.table))
     }
 
     /// Rules of one bridge network: masquerade for traffic from `subnet`
@@ -111,26 +105,16 @@ impl Firewall {
         let recorded = network::recorded(&self.table)?;
         if let Some((bridge, other)) = network::overlap(net, &recorded) {
             let (subnet, other, bridge) = (net.subnet, *other, bridge.clone());
-            return Err(FirewallError::SubnetOverlap {
-                subnet,
-                other,
-                bridge,
-            });
+            return Err(FirewallError::SubnetOverlap { subnet, other, bridge });
         }
         let old = subnets_of(&recorded, &net.bridge);
-        nft::apply(
-            "add the network",
-            network::add_batch(&self.table, net, &old),
-        )
+        nft::apply("add the network", network::add_batch(&self.table, net, &old))
     }
 
     /// Removes the network of `bridge`; unknown bridges are not an error.
     pub fn remove_network(&self, bridge: &str) -> Result<()> {
         let old = subnets_of(&network::recorded(&self.table)?, bridge);
-        nft::apply(
-            "remove the network",
-            network::remove_batch(&self.table, bridge, &old),
-        )
+        nft::apply("remove the network", network::remove_batch(&self.table, bridge, &old))
     }
 
     /// Publishes the ports of ONE container in ONE nft transaction: only
@@ -163,26 +147,16 @@ impl Firewall {
     /// Deletes only the mappings currently present with the same target.
     fn unpublish_exact(&self, maps: &[PortMap]) -> Result<()> {
         let current: std::collections::HashSet<PortMap> = self.published()?.into_iter().collect();
-        let present: Vec<PortMap> = maps
-            .iter()
-            .map(normalized)
-            .filter(|m| current.contains(m))
-            .collect();
+        let present: Vec<PortMap> = maps.iter().map(normalized).filter(|m| current.contains(m)).collect();
         if present.is_empty() {
             return Ok(());
         }
-        nft::apply(
-            "unpublish ports",
-            ports::delete_batch(&self.table, &present),
-        )
+        nft::apply("unpublish ports", ports::delete_batch(&self.table, &present))
     }
 
     /// Every published port, read back from the kernel.
     pub fn published(&self) -> Result<Vec<PortMap>> {
-        let doc = nft::list(
-            "read the published ports",
-            &["list", "table", "ip", &self.table],
-        )?;
+        let doc = nft::list("read the published ports", &["list", "table", "ip", &self.table])?;
         ports::read(&doc)
     }
 
@@ -190,9 +164,7 @@ impl Firewall {
     /// for [`Firewall::repair`].
     pub fn ensure_shape(&self) -> Result<Shape> {
         self.ensure()?;
-        self.shape()?.ok_or_else(|| {
-            FirewallError::output("create the firewall table", "table missing after creation")
-        })
+        self.shape()?.ok_or_else(|| FirewallError::output("create the firewall table", "table missing after creation"))
     }
 
     /// The structure of our table as the kernel holds it now (None when
@@ -222,11 +194,7 @@ impl Firewall {
         };
         Contents::apply(&mut batch, &self.table, &removed, &added);
         nft::apply("repair the firewall table", batch)?;
-        Ok(Some(Repair {
-            rebuilt,
-            added,
-            removed,
-        }))
+        Ok(Some(Repair { rebuilt, added, removed }))
     }
 
     /// Our whole table in one `nft list`; None when it does not exist.
@@ -234,11 +202,7 @@ impl Firewall {
         let listed = nft::list("read the table", &["list", "table", "ip", &self.table]);
         match listed {
             Ok(doc) => Ok(Some(doc)),
-            Err(FirewallError::Nft { message, .. })
-                if message.contains("No such file or directory") =>
-            {
-                Ok(None)
-            }
+            Err(FirewallError::Nft { message, .. }) if message.contains("No such file or directory") => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -246,10 +210,7 @@ impl Firewall {
     /// Removes our whole table; a missing table is not an error.
     #[cfg(test)]
     pub fn delete_table(&self) -> Result<()> {
-        nft::apply(
-            "delete the firewall table",
-            table::delete_batch(&self.table),
-        )
+        nft::apply("delete the firewall table", table::delete_batch(&self.table))
     }
 }
 
@@ -263,17 +224,10 @@ pub struct Repair {
 }
 
 fn subnets_of(recorded: &[(String, ipnet::Ipv4Net)], bridge: &str) -> Vec<ipnet::Ipv4Net> {
-    recorded
-        .iter()
-        .filter(|(b, _)| b == bridge)
-        .map(|(_, s)| *s)
-        .collect()
+    recorded.iter().filter(|(b, _)| b == bridge).map(|(_, s)| *s).collect()
 }
 
 /// The form [`Firewall::published`] reports: `0.0.0.0` becomes None.
 pub fn normalized(m: &PortMap) -> PortMap {
-    PortMap {
-        host_ip: m.host_ip.filter(|ip| !ip.is_unspecified()),
-        ..m.clone()
-    }
+    PortMap { host_ip: m.host_ip.filter(|ip| !ip.is_unspecified()), ..m.clone() }
 }

@@ -20,12 +20,9 @@ use super::NetworkRules;
 pub(super) fn recorded(table: &str) -> Result<Vec<(String, Ipv4Net)>> {
     const ACTION: &str = "list the networks";
     let doc = super::nft::list(ACTION, &["list", "set", "ip", table, SUBNET_BRIDGE])?;
-    let elems = listed(&doc, SUBNET_BRIDGE)
-        .ok_or_else(|| FirewallError::output(ACTION, "no subnet_bridge set in answer"))?;
-    elems
-        .iter()
-        .map(|e| record(e).ok_or_else(|| FirewallError::output(ACTION, format!("{e:?}"))))
-        .collect()
+    let elems =
+        listed(&doc, SUBNET_BRIDGE).ok_or_else(|| FirewallError::output(ACTION, "no subnet_bridge set in answer"))?;
+    elems.iter().map(|e| record(e).ok_or_else(|| FirewallError::output(ACTION, format!("{e:?}")))).collect()
 }
 
 /// `{"concat": [<prefix or address>, "<bridge>"]}` -> `(bridge, subnet)`.
@@ -63,11 +60,7 @@ pub(super) fn add_batch(table: &str, net: &NetworkRules, old: &[Ipv4Net]) -> Bat
     }
     if !old.contains(&subnet) {
         batch.add(element(table, SUBNETS, vec![net_expr(subnet)]));
-        batch.add(element(
-            table,
-            SUBNET_BRIDGE,
-            vec![subnet_bridge(subnet, bridge)],
-        ));
+        batch.add(element(table, SUBNET_BRIDGE, vec![subnet_bridge(subnet, bridge)]));
     }
     batch
 }
@@ -85,23 +78,16 @@ pub(super) fn remove_batch(table: &str, bridge: &str, old: &[Ipv4Net]) -> Batch<
 }
 
 /// The subnet another bridge already uses that overlaps `net`, if any.
-pub(super) fn overlap<'a>(
-    net: &NetworkRules,
-    recorded: &'a [(String, Ipv4Net)],
-) -> Option<&'a (String, Ipv4Net)> {
+pub(super) fn overlap<'a>(net: &NetworkRules, recorded: &'a [(String, Ipv4Net)]) -> Option<&'a (String, Ipv4Net)> {
     let s = net.subnet.trunc();
-    recorded.iter().find(|(bridge, other)| {
-        *bridge != net.bridge && (other.contains(&s.network()) || s.contains(&other.network()))
-    })
+    recorded
+        .iter()
+        .find(|(bridge, other)| *bridge != net.bridge && (other.contains(&s.network()) || s.contains(&other.network())))
 }
 
 fn delete_subnet(batch: &mut Batch<'static>, table: &str, bridge: &str, subnet: Ipv4Net) {
     batch.delete(element(table, SUBNETS, vec![net_expr(subnet)]));
-    batch.delete(element(
-        table,
-        SUBNET_BRIDGE,
-        vec![subnet_bridge(subnet, bridge)],
-    ));
+    batch.delete(element(table, SUBNET_BRIDGE, vec![subnet_bridge(subnet, bridge)]));
 }
 
 /// nft 1.0.6 has no `destroy`: adding first makes the delete always valid,

@@ -29,12 +29,7 @@ const MEMFD_NAME: &CStr = c"runtimed-nft";
 pub(super) fn apply(action: &'static str, batch: Batch<'_>) -> Result<()> {
     let doc = batch.to_nftables();
     let json = serde_json::to_string(&doc).map_err(|e| FirewallError::output(action, e))?;
-    tracing::debug!(
-        action,
-        commands = doc.objects.len(),
-        bytes = json.len(),
-        "nft apply"
-    );
+    tracing::debug!(action, commands = doc.objects.len(), bytes = json.len(), "nft apply");
     let payload = Payload::new(&json)?;
     run(action, &["-f", &payload.path()]).map(drop)
 }
@@ -46,8 +41,7 @@ pub(super) fn list(action: &'static str, args: &[&str]) -> Result<Nftables<'stat
 }
 
 fn run(action: &'static str, args: &[&str]) -> Result<String> {
-    helper::get_current_ruleset_raw(DEFAULT_NFT, args)
-        .map_err(|e| FirewallError::from_nft(action, e))
+    helper::get_current_ruleset_raw(DEFAULT_NFT, args).map_err(|e| FirewallError::from_nft(action, e))
 }
 
 /// An anonymous in-memory file holding one JSON document for nft.
@@ -58,8 +52,7 @@ struct Payload {
 impl Payload {
     fn new(json: &str) -> Result<Self> {
         use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-        let fd =
-            memfd_create(MEMFD_NAME, MemFdCreateFlag::MFD_CLOEXEC).map_err(std::io::Error::from)?;
+        let fd = memfd_create(MEMFD_NAME, MemFdCreateFlag::MFD_CLOEXEC).map_err(std::io::Error::from)?;
         let mut file = File::from(fd);
         file.write_all(json.as_bytes())?;
         Ok(Payload { file })

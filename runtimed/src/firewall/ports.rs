@@ -34,11 +34,7 @@ impl Elements {
     fn of(maps: &[PortMap]) -> Self {
         let mut e = Elements::default();
         for m in maps {
-            let (key, addr, port) = (
-                key_expr(m),
-                string(m.container_ip.to_string()),
-                number(m.container_port),
-            );
+            let (key, addr, port) = (key_expr(m), string(m.container_ip.to_string()), number(m.container_port));
             let (addrs, ports) = match host_ip(m) {
                 None => (&mut e.any_addr, &mut e.any_port),
                 Some(_) => (&mut e.ip_addr, &mut e.ip_port),
@@ -51,16 +47,11 @@ impl Elements {
 
     /// One element command per non-empty map.
     fn commands(&self, table: &str) -> Vec<NfListObject<'static>> {
-        [
-            (ANY_ADDR, &self.any_addr),
-            (ANY_PORT, &self.any_port),
-            (IP_ADDR, &self.ip_addr),
-            (IP_PORT, &self.ip_port),
-        ]
-        .into_iter()
-        .filter(|(_, elems)| !elems.is_empty())
-        .map(|(name, elems)| element(table, name, elems.clone()))
-        .collect()
+        [(ANY_ADDR, &self.any_addr), (ANY_PORT, &self.any_port), (IP_ADDR, &self.ip_addr), (IP_PORT, &self.ip_port)]
+            .into_iter()
+            .filter(|(_, elems)| !elems.is_empty())
+            .map(|(name, elems)| element(table, name, elems.clone()))
+            .collect()
     }
 }
 
@@ -134,20 +125,13 @@ fn read_maps(doc: &Nftables<'static>, required: bool) -> Result<Vec<PortMap>> {
 const READ: &str = "read the published ports";
 
 /// `key -> data` of one of our maps.
-fn entries<'a>(
-    doc: &'a Nftables<'static>,
-    map: &str,
-    required: bool,
-) -> Result<HashMap<Key, &'a Expr>> {
+fn entries<'a>(doc: &'a Nftables<'static>, map: &str, required: bool) -> Result<HashMap<Key, &'a Expr>> {
     let elems = match listed(doc, map) {
         Some(elems) => elems,
         None if !required => &[],
         None => return Err(FirewallError::output(READ, format!("no map {map}"))),
     };
-    elems
-        .iter()
-        .map(|e| entry(e).ok_or_else(|| FirewallError::output(READ, format!("{e:?}"))))
-        .collect()
+    elems.iter().map(|e| entry(e).ok_or_else(|| FirewallError::output(READ, format!("{e:?}")))).collect()
 }
 
 fn entry(e: &Expr) -> Option<(Key, &Expr)> {
@@ -171,13 +155,8 @@ fn key(parts: &[Expr]) -> Option<Key> {
 
 /// Pairs the address map with the port map (same keys, same transactions).
 /// When not `strict`, a key found in only one of them is skipped.
-fn join(
-    addrs: HashMap<Key, &Expr>,
-    ports: HashMap<Key, &Expr>,
-    strict: bool,
-) -> Result<Vec<PortMap>> {
-    let bad =
-        |k: &Key| FirewallError::output(READ, format!("address and port maps disagree on {k:?}"));
+fn join(addrs: HashMap<Key, &Expr>, ports: HashMap<Key, &Expr>, strict: bool) -> Result<Vec<PortMap>> {
+    let bad = |k: &Key| FirewallError::output(READ, format!("address and port maps disagree on {k:?}"));
     let mut out = Vec::with_capacity(addrs.len());
     for (k, addr) in addrs {
         let port = ports.get(&k).and_then(|p| as_u16(p));
@@ -188,19 +167,10 @@ fn join(
             }
             continue;
         };
-        out.push(PortMap {
-            proto: k.1,
-            host_ip: k.0,
-            host_port: k.2,
-            container_ip: ip,
-            container_port: port,
-        });
+        out.push(PortMap { proto: k.1, host_ip: k.0, host_port: k.2, container_ip: ip, container_port: port });
     }
     if strict && out.len() != ports.len() {
-        return Err(FirewallError::output(
-            READ,
-            "port map has keys the address map lacks",
-        ));
+        return Err(FirewallError::output(READ, "port map has keys the address map lacks"));
     }
     Ok(out)
 }

@@ -30,9 +30,7 @@ fn ours(obj: &NfObject<'static>) -> Option<NfListObject<'static>> {
         return None;
     };
     Some(match obj.clone() {
-        NfListObject::Table(t) => {
-            NfListObject::Table(nftables::schema::Table { handle: None, ..t })
-        }
+        NfListObject::Table(t) => NfListObject::Table(nftables::schema::Table { handle: None, ..t }),
         NfListObject::Chain(c) if CHAINS.contains(&&*c.name) => {
             NfListObject::Chain(nftables::schema::Chain { handle: None, ..c })
         }

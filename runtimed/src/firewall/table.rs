@@ -47,17 +47,8 @@ const FORWARD: &str = "forward";
 
 /// Every chain of ours, and every set and map: what a repair checks.
 pub(super) const CHAINS: [&str; 5] = [PUBLISHED, PREROUTING, OUTPUT, POSTROUTING, FORWARD];
-pub(super) const SETS: [&str; 9] = [
-    BRIDGES,
-    INTERNAL,
-    INTRA,
-    SUBNETS,
-    SUBNET_BRIDGE,
-    ANY_ADDR,
-    ANY_PORT,
-    IP_ADDR,
-    IP_PORT,
-];
+pub(super) const SETS: [&str; 9] =
+    [BRIDGES, INTERNAL, INTRA, SUBNETS, SUBNET_BRIDGE, ANY_ADDR, ANY_PORT, IP_ADDR, IP_PORT];
 
 /// Standard priorities, so our chains order well with other tables.
 const PRIO_DSTNAT: i32 = -100;
@@ -67,11 +58,7 @@ const PRIO_FILTER: i32 = 0;
 /// One transaction creating whatever is missing and rewriting our chains.
 pub(super) fn ensure_batch(table: &str) -> Batch<'static> {
     let mut batch = Batch::new();
-    batch.add(NfListObject::Table(Table {
-        family: NfFamily::IP,
-        name: owned(table),
-        handle: None,
-    }));
+    batch.add(NfListObject::Table(Table { family: NfFamily::IP, name: owned(table), handle: None }));
     for set in sets(table) {
         batch.add(set);
     }
@@ -171,10 +158,7 @@ fn chains(table: &str) -> Vec<(Chain<'static>, Vec<Vec<Stmt>>)> {
         (chain(table, PUBLISHED, None), published_rules()),
         (base(PREROUTING, NAT, Prerouting, PRIO_DSTNAT), to_local()),
         (base(OUTPUT, NAT, Output, PRIO_DSTNAT), to_local()),
-        (
-            base(POSTROUTING, NAT, Postrouting, PRIO_SRCNAT),
-            postrouting_rules(),
-        ),
+        (base(POSTROUTING, NAT, Postrouting, PRIO_SRCNAT), postrouting_rules()),
         (base(FORWARD, Filter, Forward, PRIO_FILTER), forward_rules()),
     ]
 }
@@ -192,19 +176,10 @@ fn to_local() -> Vec<Vec<Stmt>> {
 /// published on all addresses.
 fn published_rules() -> Vec<Vec<Stmt>> {
     let any = || concat(vec![meta(L4proto), payload("th", "dport")]);
-    let ip = || {
-        concat(vec![
-            payload("ip", "daddr"),
-            meta(L4proto),
-            payload("th", "dport"),
-        ])
-    };
+    let ip = || concat(vec![payload("ip", "daddr"), meta(L4proto), payload("th", "dport")]);
     vec![
         vec![dnat(map_lookup(ip(), IP_ADDR), map_lookup(ip(), IP_PORT))],
-        vec![dnat(
-            map_lookup(any(), ANY_ADDR),
-            map_lookup(any(), ANY_PORT),
-        )],
+        vec![dnat(map_lookup(any(), ANY_ADDR), map_lookup(any(), ANY_PORT))],
     ]
 }
 
@@ -217,18 +192,10 @@ fn postrouting_rules() -> Vec<Vec<Stmt>> {
         // (unless br_netfilter happens to be on). For other networks it
         // makes the target see its gateway, like any published-port client
         // coming through the host.
-        vec![
-            has(ct("status"), string("dnat")),
-            eq(saddr(), set_ref(SUBNETS)),
-            masquerade(),
-        ],
+        vec![has(ct("status"), string("dnat")), eq(saddr(), set_ref(SUBNETS)), masquerade()],
         // Host -> 127.0.0.1:port: a loopback source is not routable on the
         // bridge (needs route_localnet, set by the daemon), so use the bridge IP.
-        vec![
-            eq(meta(Oifname), set_ref(BRIDGES)),
-            eq(saddr(), prefix(Ipv4Addr::new(127, 0, 0, 0), 8)),
-            masquerade(),
-        ],
+        vec![eq(meta(Oifname), set_ref(BRIDGES)), eq(saddr(), prefix(Ipv4Addr::new(127, 0, 0, 0), 8)), masquerade()],
         // Egress: traffic from a network's subnet leaving by any interface
         // but that network's bridge goes out with the host's address.
         vec![
@@ -254,24 +221,12 @@ fn forward_rules() -> Vec<Vec<Stmt>> {
         vec![eq(oif(), set_ref(INTERNAL)), drop()],
         vec![eq(iif(), set_ref(INTERNAL)), drop()],
         // Replies to connections the containers opened.
-        vec![
-            eq(oif(), set_ref(BRIDGES)),
-            has(ct("state"), ct_states()),
-            accept(),
-        ],
+        vec![eq(oif(), set_ref(BRIDGES)), has(ct("state"), ct_states()), accept()],
         // Published ports, from outside and from other networks (DNAT was
         // done by our maps or by another table's rules).
-        vec![
-            eq(oif(), set_ref(BRIDGES)),
-            has(ct("status"), string("dnat")),
-            accept(),
-        ],
+        vec![eq(oif(), set_ref(BRIDGES)), has(ct("status"), string("dnat")), accept()],
         // Isolation: no new connection from one of our networks to another.
-        vec![
-            eq(iif(), set_ref(BRIDGES)),
-            eq(oif(), set_ref(BRIDGES)),
-            drop(),
-        ],
+        vec![eq(iif(), set_ref(BRIDGES)), eq(oif(), set_ref(BRIDGES)), drop()],
         // Containers may reach anything else.
         vec![eq(iif(), set_ref(BRIDGES)), accept()],
     ]
@@ -284,11 +239,7 @@ fn ct_states() -> Expr {
 #[cfg(test)]
 /// Deletes our table; adding it first makes a missing table no error.
 pub(super) fn delete_batch(table: &str) -> Batch<'static> {
-    let obj = NfListObject::Table(Table {
-        family: NfFamily::IP,
-        name: owned(table),
-        handle: None,
-    });
+    let obj = NfListObject::Table(Table { family: NfFamily::IP, name: owned(table), handle: None });
     let mut batch = Batch::new();
     batch.add(obj.clone());
     batch.delete(obj);

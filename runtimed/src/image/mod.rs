@@ -4,10 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-
 use crate::error::{Error, IoContext, Result};
-use crate::store::Store;
 use crate::ids::{self, random_id, Kind};
+use crate::store::Store;
 use crate::util::now_nanos;
 
 pub const DEFAULT_IMAGE: &str = "busybox";
@@ -60,10 +59,8 @@ impl ImageStore {
             tracing::warn!("no busybox binary found (install busybox-static); no default image");
             return Ok(());
         };
-        self.add(DEFAULT_IMAGE, move |dest| {
-            rootfs::build_busybox(&busybox, dest).ctx(|| "build busybox image".into())
-        })
-        .await?;
+        self.add(DEFAULT_IMAGE, move |dest| rootfs::build_busybox(&busybox, dest).ctx(|| "build busybox image".into()))
+            .await?;
         tracing::info!("built the default busybox image");
         Ok(())
     }
@@ -82,9 +79,7 @@ impl ImageStore {
         let name = normalize(name);
         validate_name(&name)?;
         if self.resolve(&name).map(|i| i.name == name).unwrap_or(false) {
-            return Err(Error::AlreadyExists(format!(
-                "image {name} already exists; remove it first"
-            )));
+            return Err(Error::AlreadyExists(format!("image {name} already exists; remove it first")));
         }
         let id = random_id();
         let dir = self.dir.join(&id);

@@ -91,11 +91,7 @@ impl Networks {
     /// Remembers the rules of an overlay network carried since before a
     /// restart (they were written then, and are repaired if lost).
     pub(super) fn firewall_keep_overlay(&self, net: &NetworkRecord) -> Result<()> {
-        let rules = NetworkRules {
-            bridge: net.bridge.clone(),
-            subnet: net.subnet,
-            internal: false,
-        };
+        let rules = NetworkRules { bridge: net.bridge.clone(), subnet: net.subnet, internal: false };
         self.with_state(|_, st| {
             st.add_network(&rules);
             Ok(())
@@ -130,9 +126,7 @@ impl Networks {
         let events = match NftEvents::open() {
             Ok(events) => events,
             Err(e) => {
-                tracing::warn!(
-                    "cannot watch nftables changes ({e}); the firewall is repaired only at start"
-                );
+                tracing::warn!("cannot watch nftables changes ({e}); the firewall is repaired only at start");
                 return;
             }
         };
@@ -163,19 +157,13 @@ impl Networks {
         f: impl FnOnce(&Networks) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || f(&this))
-            .await
-            .map_err(Error::internal)?
+        tokio::task::spawn_blocking(move || f(&this)).await.map_err(Error::internal)?
     }
 }
 
 /// Publishes `ports`; when nft refuses, repairs a broken table (a `run -p`
 /// right after a flush, before the watcher noticed) and tries once more.
-pub(super) fn publish_locked(
-    fw: &Firewall,
-    st: &mut FirewallState,
-    ports: &[PortMap],
-) -> firewall::Result<()> {
+pub(super) fn publish_locked(fw: &Firewall, st: &mut FirewallState, ports: &[PortMap]) -> firewall::Result<()> {
     if let Err(e) = fw.publish(ports) {
         if heal_locked(fw, st)?.is_none() {
             return Err(e);
@@ -187,11 +175,7 @@ pub(super) fn publish_locked(
 }
 
 /// Unpublishes `ports`; they are no longer wanted even if nft fails.
-pub(super) fn unpublish_locked(
-    fw: &Firewall,
-    st: &mut FirewallState,
-    ports: &[PortMap],
-) -> firewall::Result<()> {
+pub(super) fn unpublish_locked(fw: &Firewall, st: &mut FirewallState, ports: &[PortMap]) -> firewall::Result<()> {
     st.remove_ports(ports);
     fw.unpublish(ports)
 }
@@ -252,11 +236,8 @@ mod tests {
     #[test]
     fn firewall_state_keeps_one_entry_per_bridge() {
         let mut st = FirewallState::default();
-        let rules = |subnet: &str| NetworkRules {
-            bridge: "br0".into(),
-            subnet: subnet.parse().unwrap(),
-            internal: false,
-        };
+        let rules =
+            |subnet: &str| NetworkRules { bridge: "br0".into(), subnet: subnet.parse().unwrap(), internal: false };
         st.add_network(&rules("10.1.0.0/24"));
         st.add_network(&rules("10.2.0.0/24"));
         assert_eq!(st.wanted(), Contents::wanted([&rules("10.2.0.0/24")], []));

@@ -9,19 +9,19 @@ use std::sync::{Arc, Mutex};
 
 use ipnet::Ipv4Net;
 
-use crate::dns::{self, DnsServer, Records};
 use super::driver::{self, BridgeDriver, NetworkDriver};
-use crate::keeper::Keeper;
 use super::heal::{publish_locked, unpublish_locked, FirewallState};
 use super::ipam::Ipam;
-use crate::netlink::Netlink;
 use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_NETWORK, GATEWAY_BRIDGE, GATEWAY_NETWORK};
 use super::subnet::InUse;
 use crate::cluster::Cluster;
+use crate::dns::{self, DnsServer, Records};
 use crate::error::{Error, Result};
 use crate::firewall::{Firewall, PortMap};
-use crate::store::Store;
 use crate::ids::{self, Kind};
+use crate::keeper::Keeper;
+use crate::netlink::Netlink;
+use crate::store::Store;
 
 /// What `network create` asks for.
 #[derive(Debug, Clone, Default)]
@@ -123,7 +123,10 @@ impl Networks {
 
     /// Runs one firewall change at a time (some read the table before
     /// writing it), with what the table must hold.
-    pub(super) fn with_state<T>(&self, f: impl FnOnce(&Firewall, &mut FirewallState) -> crate::firewall::Result<T>) -> Result<T> {
+    pub(super) fn with_state<T>(
+        &self,
+        f: impl FnOnce(&Firewall, &mut FirewallState) -> crate::firewall::Result<T>,
+    ) -> Result<T> {
         let mut state = self.fw_state.lock().expect("firewall lock");
         f(&self.firewall, &mut state).map_err(|e| Error::internal(format!("firewall: {e}")))
     }
@@ -157,7 +160,11 @@ impl Networks {
     /// An address or host interface is kept only if a stored endpoint owns
     /// it (`endpoints`: each known container's): a create, connect or
     /// disconnect cut off between its steps leaves them otherwise.
-    pub async fn release_orphans(&self, live_ports: &[PortMap], endpoints: &HashMap<String, Vec<Endpoint>>) -> Result<()> {
+    pub async fn release_orphans(
+        &self,
+        live_ports: &[PortMap],
+        endpoints: &HashMap<String, Vec<Endpoint>>,
+    ) -> Result<()> {
         self.heal_at_start(live_ports).await?;
         for net in self.store.networks.list()? {
             for (ip, owner) in self.ipam.allocations(&net.id)? {
@@ -314,7 +321,10 @@ impl Networks {
     pub async fn remove(&self, reference: &str) -> Result<NetworkRecord> {
         let net = self.resolve(reference)?;
         if net.name == DEFAULT_NETWORK || net.name == GATEWAY_NETWORK {
-            return Err(Error::FailedPrecondition(format!("the network {} is the daemon's own and cannot be removed", net.name)));
+            return Err(Error::FailedPrecondition(format!(
+                "the network {} is the daemon's own and cannot be removed",
+                net.name
+            )));
         }
         driver::of(&net)?.remove(self, &net).await?;
         Ok(net)
@@ -351,7 +361,13 @@ impl Networks {
 
     /// Egress and published ports for a container whose network does not
     /// route out (docker's `docker_gwbridge`).
-    async fn attach_gateway_leg(&self, container_id: &str, netns: &Path, ifname: &str, req: &AttachRequest) -> Result<Endpoint> {
+    async fn attach_gateway_leg(
+        &self,
+        container_id: &str,
+        netns: &Path,
+        ifname: &str,
+        req: &AttachRequest,
+    ) -> Result<Endpoint> {
         let gw = self.resolve(GATEWAY_NETWORK)?;
         let req = AttachRequest { name: req.name.clone(), ..Default::default() };
         self.attach_one(driver::of(&gw)?, &gw, container_id, netns, ifname, &req).await

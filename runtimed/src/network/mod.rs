@@ -15,4 +15,3 @@ pub use record::{Endpoint, NetworkRecord};
 pub mod netns;
 
 pub use crate::records::network::NetworkMode;
-

@@ -20,16 +20,9 @@ pub fn create(path: &Path) -> Result<()> {
     File::create(path).ctx(|| format!("create {}", path.display()))?;
     let target: PathBuf = path.to_path_buf();
     let res = std::thread::spawn(move || -> Result<()> {
-        unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|e| Error::internal(format!("unshare network namespace: {e}")))?;
-        mount(
-            Some("/proc/thread-self/ns/net"),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| Error::internal(format!("bind mount netns {}: {e}", target.display())))?;
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::internal(format!("unshare network namespace: {e}")))?;
+        mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| Error::internal(format!("bind mount netns {}: {e}", target.display())))?;
         loopback_up()
     })
     .join()

@@ -58,9 +58,11 @@ impl Networks {
     /// (as stored: callers update the container record first).
     pub(super) async fn overlay_down_if_unused(&self, net: &NetworkRecord) {
         let _one = self.overlay_lock.lock().await;
-        let used = self.store.containers.list().map(|all| {
-            all.iter().any(|c| c.endpoints.iter().any(|e| e.network_id == net.id))
-        });
+        let used = self
+            .store
+            .containers
+            .list()
+            .map(|all| all.iter().any(|c| c.endpoints.iter().any(|e| e.network_id == net.id)));
         if !matches!(used, Ok(false)) {
             return;
         }
@@ -145,7 +147,10 @@ impl Networks {
         let known: HashSet<&str> = local.iter().map(|n| n.id.as_str()).collect();
         for net in snap.networks.values().filter(|n| !known.contains(n.id.as_str())) {
             if local.iter().any(|l| l.name == net.name) {
-                tracing::warn!(network = net.name, "a local network has the name of this overlay network; the overlay is not usable here");
+                tracing::warn!(
+                    network = net.name,
+                    "a local network has the name of this overlay network; the overlay is not usable here"
+                );
                 continue;
             }
             tracing::info!(network = net.name, vni = net.vni, "overlay network appeared");

@@ -11,8 +11,8 @@ use rtnetlink::packet_route::neighbour::{NeighbourAddress, NeighbourAttribute, N
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{LinkUnspec, LinkVxlan};
 
-use crate::netlink::{nl_err, Netlink};
 use crate::error::{Error, Result};
+use crate::netlink::{nl_err, Netlink};
 
 /// IANA's VXLAN port.
 pub const VXLAN_PORT: u16 = 4789;
@@ -29,17 +29,16 @@ pub struct Remote {
 impl Netlink {
     /// Index and MTU of the link holding `addr` (the underlay).
     pub async fn link_of_address(&self, addr: Ipv4Addr) -> Result<(u32, u32)> {
-        let index = self
-            .addresses()
-            .await?
-            .into_iter()
-            .find(|(_, net)| net.addr() == addr)
-            .map(|(i, _)| i)
-            .ok_or_else(|| Error::InvalidArgument(format!("no interface of this host has the advertised address {addr}")))?;
+        let index =
+            self.addresses().await?.into_iter().find(|(_, net)| net.addr() == addr).map(|(i, _)| i).ok_or_else(
+                || Error::InvalidArgument(format!("no interface of this host has the advertised address {addr}")),
+            )?;
         let mut links = self.handle.link().get().match_index(index).execute();
         let link = links.try_next().await.map_err(nl_err("get underlay link"))?;
         let mtu = link
-            .and_then(|l| l.attributes.into_iter().find_map(|a| if let LinkAttribute::Mtu(m) = a { Some(m) } else { None }))
+            .and_then(|l| {
+                l.attributes.into_iter().find_map(|a| if let LinkAttribute::Mtu(m) = a { Some(m) } else { None })
+            })
             .unwrap_or(1500);
         Ok((index, mtu))
     }
@@ -47,7 +46,15 @@ impl Netlink {
     /// Creates the VXLAN device unless present (no learning: every entry is
     /// static; proxy: ARP for remote containers is answered locally), plugs
     /// it into `bridge` and brings it up.
-    pub async fn ensure_vxlan(&self, name: &str, vni: u32, underlay: u32, local: Ipv4Addr, bridge: u32, mtu: u32) -> Result<u32> {
+    pub async fn ensure_vxlan(
+        &self,
+        name: &str,
+        vni: u32,
+        underlay: u32,
+        local: Ipv4Addr,
+        bridge: u32,
+        mtu: u32,
+    ) -> Result<u32> {
         let index = match self.link_index(name).await? {
             Some(i) => i,
             None => {
@@ -145,7 +152,9 @@ fn lladdr(msg: &NeighbourMessage) -> Option<[u8; 6]> {
 fn destination(msg: &NeighbourMessage) -> Option<Ipv4Addr> {
     msg.attributes.iter().find_map(|a| match a {
         NeighbourAttribute::Destination(NeighbourAddress::Inet(ip)) => Some(*ip),
-        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from),
+        NeighbourAttribute::Destination(NeighbourAddress::Other(b)) => {
+            <[u8; 4]>::try_from(b.as_slice()).ok().map(Ipv4Addr::from)
+        }
         _ => None,
     })
 }

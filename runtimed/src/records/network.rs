@@ -83,7 +83,6 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
     (mac[0] & 1 == 0).then_some(mac)
 }
 
-
 /// How a container is networked (`--network`).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub enum NetworkMode {

@@ -40,9 +40,7 @@ pub fn check(subnet: Ipv4Net, in_use: &InUse) -> Result<()> {
         return Err(Error::InvalidArgument(format!("subnet {subnet} is {kind}, not usable for a network")));
     }
     match in_use.clash(&subnet) {
-        Some((net, what)) => Err(Error::InvalidArgument(format!(
-            "subnet {subnet} overlaps {net} ({what})"
-        ))),
+        Some((net, what)) => Err(Error::InvalidArgument(format!("subnet {subnet} overlaps {net} ({what})"))),
         None => Ok(()),
     }
 }
@@ -127,7 +125,8 @@ mod tests {
     #[test]
     fn reserved_ranges_are_refused() {
         let none = used(&[]);
-        for (net, kind) in [("224.1.0.0/24", "multicast"), ("127.5.0.0/16", "loopback"), ("0.0.0.0/1", "this network")] {
+        for (net, kind) in [("224.1.0.0/24", "multicast"), ("127.5.0.0/16", "loopback"), ("0.0.0.0/1", "this network")]
+        {
             let err = check(net.parse().unwrap(), &none).unwrap_err().to_string();
             assert!(err.contains(kind), "{net}: {err}");
         }

@@ -23,8 +23,8 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::fcntl::OFlag;
 use nix::unistd::{fork, pipe2, setsid, ForkResult};
 
-use log::LogWriter;
 use crate::util::{append_private, now_nanos, write_atomic, LossyStderr};
+use log::LogWriter;
 use protocol::{classify, ExecOutcome, ExitStatus, FailKind, Ready};
 
 #[derive(clap::Args)]
@@ -204,12 +204,8 @@ fn exec_inner(a: &ExecArgs) -> Result<ExecOutcome, String> {
 }
 
 fn spawn_exec(a: &ExecArgs, out_w: OwnedFd, err_w: OwnedFd) -> Result<i32, String> {
-    let env: HashMap<String, String> = a
-        .env
-        .iter()
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env: HashMap<String, String> =
+        a.env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let pid = ContainerBuilder::new(a.id.clone(), SyscallType::default())
         .with_root_path(&a.lc_root)
         .map_err(|e| e.to_string())?
@@ -266,7 +262,13 @@ fn rt_sigaction(sig: i32, act: &KernelSigaction) -> Option<KernelSigaction> {
     // SAFETY: both structs match the kernel's layout and outlive the call;
     // the shim is single-threaded and runs no handler meanwhile.
     let rc = unsafe {
-        libc::syscall(libc::SYS_rt_sigaction, sig, act as *const KernelSigaction, &mut old as *mut KernelSigaction, 8usize)
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            sig,
+            act as *const KernelSigaction,
+            &mut old as *mut KernelSigaction,
+            8usize,
+        )
     };
     (rc == 0).then_some(old)
 }

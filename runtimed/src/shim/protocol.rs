@@ -23,7 +23,11 @@ pub struct LogLine {
 
 impl LogLine {
     pub fn stream(&self) -> Stream {
-        if self.stream == "stderr" { Stream::Stderr } else { Stream::Stdout }
+        if self.stream == "stderr" {
+            Stream::Stderr
+        } else {
+            Stream::Stdout
+        }
     }
 
     pub fn time_nanos(&self) -> i64 {

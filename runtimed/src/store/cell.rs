@@ -45,11 +45,7 @@ impl TreeCell {
     ) -> Result<()> {
         let Err(e) = flushed else { return Ok(()) };
         let reopened = self.db.generation() != generation;
-        if reopened
-            && self
-                .read(|t| t.get(key))
-                .is_ok_and(|v| v.as_deref() == expected)
-        {
+        if reopened && self.read(|t| t.get(key)).is_ok_and(|v| v.as_deref() == expected) {
             tracing::info!(key = %String::from_utf8_lossy(key), "the store saved the change before its error");
             return Ok(());
         }
@@ -80,8 +76,7 @@ pub mod testing {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("store-cell-{name}-{}-{n}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("store-cell-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let names: &'static [&'static str] = Box::leak(vec![name].into_boxed_slice());
         (Database::open(&dir, names).unwrap().cell(name), dir)

@@ -41,10 +41,7 @@ struct State {
 
 impl Open {
     fn tree(&self, names: &[&str], name: &str) -> sled::Tree {
-        let i = names
-            .iter()
-            .position(|n| *n == name)
-            .unwrap_or_else(|| panic!("unknown store tree {name}"));
+        let i = names.iter().position(|n| *n == name).unwrap_or_else(|| panic!("unknown store tree {name}"));
         self.trees[i].clone()
     }
 }
@@ -54,17 +51,8 @@ impl Database {
     pub fn open(dir: &Path, names: &'static [&'static str]) -> Result<Database> {
         let open = recover::open(dir, names).map_err(|e| classify(dir, e))?;
         let reserve_missing = AtomicBool::new(!recover::ensure_reserve(dir));
-        let state = RwLock::new(State {
-            open: Some(open),
-            read_only: false,
-            generation: 0,
-        });
-        Ok(Database(Arc::new(Inner {
-            dir: dir.to_path_buf(),
-            names,
-            state,
-            reserve_missing,
-        })))
+        let state = RwLock::new(State { open: Some(open), read_only: false, generation: 0 });
+        Ok(Database(Arc::new(Inner { dir: dir.to_path_buf(), names, state, reserve_missing })))
     }
 
     pub fn cell(&self, name: &'static str) -> TreeCell {
@@ -88,36 +76,21 @@ impl Database {
 
     /// The trees `names` to change, and the generation to flush; reopens
     /// the database if it is closed or a read-only copy.
-    pub fn trees_to_write<const N: usize>(
-        &self,
-        names: [&str; N],
-    ) -> Result<([sled::Tree; N], u64)> {
+    pub fn trees_to_write<const N: usize>(&self, names: [&str; N]) -> Result<([sled::Tree; N], u64)> {
         self.trees_for(names, true)
     }
 
-    fn trees_for<const N: usize>(
-        &self,
-        names: [&str; N],
-        write: bool,
-    ) -> Result<([sled::Tree; N], u64)> {
+    fn trees_for<const N: usize>(&self, names: [&str; N], write: bool) -> Result<([sled::Tree; N], u64)> {
         if let Some(found) = self.lookup(names, write) {
             return Ok(found);
         }
         self.reopen(None)?;
-        self.lookup(names, write)
-            .ok_or_else(|| Error::internal("the store closed again while it was being reopened"))
+        self.lookup(names, write).ok_or_else(|| Error::internal("the store closed again while it was being reopened"))
     }
 
-    fn lookup<const N: usize>(
-        &self,
-        names: [&str; N],
-        write: bool,
-    ) -> Option<([sled::Tree; N], u64)> {
+    fn lookup<const N: usize>(&self, names: [&str; N], write: bool) -> Option<([sled::Tree; N], u64)> {
         let state = self.state();
-        let open = state
-            .open
-            .as_ref()
-            .filter(|_| !(write && state.read_only))?;
+        let open = state.open.as_ref().filter(|_| !(write && state.read_only))?;
         Some((names.map(|n| open.tree(self.0.names, n)), state.generation))
     }
 
@@ -140,9 +113,7 @@ impl Database {
     /// [`Database::failed`] off the async workers.
     pub async fn failed_async(&self, generation: u64, e: sled::Error) -> Error {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.failed(generation, e))
-            .await
-            .unwrap_or_else(Error::internal)
+        tokio::task::spawn_blocking(move || db.failed(generation, e)).await.unwrap_or_else(Error::internal)
     }
 
     /// Reopens the database, unless it was reopened since `seen` (or, with
@@ -214,9 +185,7 @@ impl Database {
     /// [`Database::flush_blocking`] off the async workers.
     pub async fn flush(&self, generation: u64) -> Result<()> {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.flush_blocking(generation))
-            .await
-            .map_err(Error::internal)?
+        tokio::task::spawn_blocking(move || db.flush_blocking(generation)).await.map_err(Error::internal)?
     }
 
     /// Flushes whatever the current instance holds.
@@ -234,9 +203,7 @@ fn keep_reserve(inner: &Inner) {
 }
 
 fn lost() -> Error {
-    Error::internal(
-        "the store was reopened after another write failed; this change was not saved, try again",
-    )
+    Error::internal("the store was reopened after another write failed; this change was not saved, try again")
 }
 
 /// A full disk gets its own error, saying what to do.

@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::Store;
-use crate::records::container::{ContainerRecord, ContainerSpec};
 use crate::error::Error;
+use crate::records::container::{ContainerRecord, ContainerSpec};
 
 /// A tmpfs of `mb` megabytes, unmounted on drop.
 struct Tmpfs(PathBuf);
@@ -46,20 +46,12 @@ fn fill(path: &Path) {
 }
 
 fn record(id: &str, name: &str) -> ContainerRecord {
-    ContainerRecord::new(
-        id.into(),
-        name.into(),
-        "img".into(),
-        ContainerSpec::default(),
-    )
+    ContainerRecord::new(id.into(), name.into(), "img".into(), ContainerSpec::default())
 }
 
 /// Inserts containers until the store refuses one; returns those it took
 /// and the refused one's error and id.
-async fn insert_until_refused(
-    store: &Store,
-    round: usize,
-) -> (Vec<ContainerRecord>, Error, String) {
+async fn insert_until_refused(store: &Store, round: usize) -> (Vec<ContainerRecord>, Error, String) {
     let mut taken = Vec::new();
     for i in 0..10_000 {
         let rec = record(&format!("r{round}-{i}"), &format!("n{round}-{i}"));
@@ -78,28 +70,15 @@ async fn a_write_that_fails_on_a_full_disk_is_undone_and_writes_resume() {
     };
     let dir = fs.0.join("store");
     let store = Store::open(&dir).unwrap();
-    store
-        .insert_container(&record("kept", "kept"))
-        .await
-        .unwrap();
+    store.insert_container(&record("kept", "kept")).await.unwrap();
     for round in 0..3 {
         let filler = fs.0.join("filler");
         fill(&filler);
         let (taken, err, refused) = insert_until_refused(&store, round).await;
         assert!(matches!(err, Error::StoreFull(_)), "round {round}: {err}");
-        assert!(
-            err.to_string().contains(&dir.display().to_string()),
-            "{err}"
-        );
-        assert!(
-            store.containers.get(&refused).unwrap().is_none(),
-            "round {round}: a failed write is not visible"
-        );
-        assert_eq!(
-            store.containers.list().unwrap().len(),
-            1 + taken.len(),
-            "round {round}: reads work on a full disk"
-        );
+        assert!(err.to_string().contains(&dir.display().to_string()), "{err}");
+        assert!(store.containers.get(&refused).unwrap().is_none(), "round {round}: a failed write is not visible");
+        assert_eq!(store.containers.list().unwrap().len(), 1 + taken.len(), "round {round}: reads work on a full disk");
         std::fs::remove_file(&filler).unwrap();
         for rec in &taken {
             store.remove_container(rec).await.unwrap();
@@ -109,13 +88,7 @@ async fn a_write_that_fails_on_a_full_disk_is_undone_and_writes_resume() {
     }
     drop(store);
     let store = Store::open(&dir).unwrap();
-    let ids: Vec<String> = store
-        .containers
-        .list()
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let ids: Vec<String> = store.containers.list().unwrap().into_iter().map(|c| c.id).collect();
     assert_eq!(ids, ["kept"]);
 }
 
@@ -126,10 +99,7 @@ async fn reads_go_on_when_the_disk_fills_again_before_a_write_fits() {
     };
     let dir = fs.0.join("store");
     let store = Store::open(&dir).unwrap();
-    store
-        .insert_container(&record("kept", "kept"))
-        .await
-        .unwrap();
+    store.insert_container(&record("kept", "kept")).await.unwrap();
     fill(&fs.0.join("filler1"));
     let (mut taken, _, _) = insert_until_refused(&store, 0).await;
     // The reserve given back to reopen the store is gone too.
@@ -138,11 +108,7 @@ async fn reads_go_on_when_the_disk_fills_again_before_a_write_fits() {
     taken.extend(more);
     assert!(matches!(err, Error::StoreFull(_)), "{err}");
     assert!(store.containers.get(&refused).unwrap().is_none());
-    assert_eq!(
-        store.containers.list().unwrap().len(),
-        1 + taken.len(),
-        "reads work"
-    );
+    assert_eq!(store.containers.list().unwrap().len(), 1 + taken.len(), "reads work");
     let err = store.insert_container(&record("x", "x")).await.unwrap_err();
     assert!(matches!(err, Error::StoreFull(_)), "{err}");
     std::fs::remove_file(fs.0.join("filler1")).unwrap();
@@ -153,13 +119,7 @@ async fn reads_go_on_when_the_disk_fills_again_before_a_write_fits() {
     }
     drop(store);
     let store = Store::open(&dir).unwrap();
-    let mut ids: Vec<String> = store
-        .containers
-        .list()
-        .unwrap()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
+    let mut ids: Vec<String> = store.containers.list().unwrap().into_iter().map(|c| c.id).collect();
     ids.sort();
     assert_eq!(ids, ["kept", "x"]);
 }
@@ -184,11 +144,7 @@ async fn a_refused_update_leaves_the_record_as_it_was() {
                 assert!(matches!(e, Error::StoreFull(_)), "{e}");
                 assert_eq!(store.containers.get("c").unwrap().unwrap().name, saved);
                 std::fs::remove_file(fs.0.join("filler")).unwrap();
-                store
-                    .containers
-                    .put("c", &record("c", &name))
-                    .await
-                    .unwrap();
+                store.containers.put("c", &record("c", &name)).await.unwrap();
                 assert_eq!(store.containers.get("c").unwrap().unwrap().name, name);
                 return;
             }

@@ -80,7 +80,8 @@ impl Ipam {
     }
 
     fn claim(&self, network_id: &str, ip: Ipv4Addr, owner: &str) -> Result<bool> {
-        let res = self.write(|t| t.compare_and_swap(key(network_id, ip), None as Option<&[u8]>, Some(owner.as_bytes())))?;
+        let res =
+            self.write(|t| t.compare_and_swap(key(network_id, ip), None as Option<&[u8]>, Some(owner.as_bytes())))?;
         Ok(res.is_ok())
     }
 

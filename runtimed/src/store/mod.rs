@@ -21,16 +21,16 @@ use std::path::Path;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::records::container::ContainerRecord;
 use crate::error::{Error, Result};
+use crate::records::container::ContainerRecord;
 use crate::records::image::ImageRecord;
-use ports::PortIndex;
 use crate::records::network::NetworkRecord;
-pub use cell::TreeCell;
-pub use database::Database;
-pub use table::Table;
 #[cfg(test)]
 pub use cell::testing;
+pub use cell::TreeCell;
+pub use database::Database;
+use ports::PortIndex;
+pub use table::Table;
 
 /// Bump when a record changes in a way old code cannot read.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -94,10 +94,9 @@ impl Store {
                 let flushed = self.db.flush(generation).await;
                 self.containers.cell().saved_anyway(flushed, generation, rec.id.as_bytes(), Some(&value))
             }
-            Err(TransactionError::Abort(())) => Err(Error::AlreadyExists(format!(
-                "the container name \"{}\" is already in use",
-                rec.name
-            ))),
+            Err(TransactionError::Abort(())) => {
+                Err(Error::AlreadyExists(format!("the container name \"{}\" is already in use", rec.name)))
+            }
             Err(TransactionError::Storage(e)) => Err(self.db.failed_async(generation, e).await),
         }
     }

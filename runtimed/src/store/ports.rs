@@ -76,7 +76,11 @@ impl PortIndex {
     }
 
     /// Records `ports` as held by `owner`, inside the caller's transaction.
-    pub fn hold_in(tx: &TransactionalTree, ports: &[PortMap], owner: &str) -> std::result::Result<(), UnabortableTransactionError> {
+    pub fn hold_in(
+        tx: &TransactionalTree,
+        ports: &[PortMap],
+        owner: &str,
+    ) -> std::result::Result<(), UnabortableTransactionError> {
         for p in ports {
             tx.insert(&index_key(key_of(p))[..], owner.as_bytes())?;
         }
@@ -84,7 +88,11 @@ impl PortIndex {
     }
 
     /// Frees the `ports` that `owner` holds, inside the caller's transaction.
-    pub fn release_in(tx: &TransactionalTree, ports: &[PortMap], owner: &str) -> std::result::Result<(), UnabortableTransactionError> {
+    pub fn release_in(
+        tx: &TransactionalTree,
+        ports: &[PortMap],
+        owner: &str,
+    ) -> std::result::Result<(), UnabortableTransactionError> {
         for p in ports {
             let k = index_key(key_of(p));
             if tx.get(k)?.is_some_and(|v| v.as_ref() == owner.as_bytes()) {
@@ -121,7 +129,13 @@ impl PortIndex {
             }
             let mine: Vec<Key> = out.iter().map(key_of).collect();
             let host_port = if r.host_port == 0 { self.pick(r, &mine)? } else { self.check(r, &mine)? };
-            out.push(PortMap { proto: r.proto, host_ip: r.host_ip, host_port, container_ip, container_port: r.container_port });
+            out.push(PortMap {
+                proto: r.proto,
+                host_ip: r.host_ip,
+                host_port,
+                container_ip,
+                container_port: r.container_port,
+            });
         }
         Ok(out)
     }
@@ -152,7 +166,10 @@ impl PortIndex {
             let offset = (start + i) % len;
             let port = EPHEMERAL.start() + offset as u16;
             let key = (r.proto, r.host_ip, port);
-            if !mine.iter().any(|m| clashes(m, &key)) && !self.held(key)? && bind_error(r.proto, r.host_ip, port).is_none() {
+            if !mine.iter().any(|m| clashes(m, &key))
+                && !self.held(key)?
+                && bind_error(r.proto, r.host_ip, port).is_none()
+            {
                 self.cursor.store(offset + 1, Ordering::Relaxed);
                 return Ok(port);
             }
@@ -194,11 +211,21 @@ mod tests {
 
     /// What `Store::insert_container` does with the index.
     fn hold(index: &PortIndex, ports: &[PortMap], owner: &str) {
-        index.tree().transaction(|tx| Ok::<_, sled::transaction::ConflictableTransactionError<()>>(PortIndex::hold_in(tx, ports, owner)?)).unwrap();
+        index
+            .tree()
+            .transaction(|tx| {
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(PortIndex::hold_in(tx, ports, owner)?)
+            })
+            .unwrap();
     }
 
     fn release(index: &PortIndex, ports: &[PortMap], owner: &str) {
-        index.tree().transaction(|tx| Ok::<_, sled::transaction::ConflictableTransactionError<()>>(PortIndex::release_in(tx, ports, owner)?)).unwrap();
+        index
+            .tree()
+            .transaction(|tx| {
+                Ok::<_, sled::transaction::ConflictableTransactionError<()>>(PortIndex::release_in(tx, ports, owner)?)
+            })
+            .unwrap();
     }
 
     const IP: Ipv4Addr = Ipv4Addr::new(10, 88, 0, 2);

@@ -52,10 +52,7 @@ pub(super) fn open(dir: &Path, names: &[&str]) -> sled::Result<Open> {
 
 fn try_open(dir: &Path, names: &[&str]) -> sled::Result<Open> {
     let db = sled::open(dir)?;
-    let trees = names
-        .iter()
-        .map(|n| db.open_tree(n))
-        .collect::<sled::Result<_>>()?;
+    let trees = names.iter().map(|n| db.open_tree(n)).collect::<sled::Result<_>>()?;
     Ok(Open { db, trees })
 }
 
@@ -76,11 +73,7 @@ fn copy_dir(dir: &Path) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     static COPIES: AtomicUsize = AtomicUsize::new(0);
     let base = Path::new("/dev/shm");
-    let base = if base.is_dir() {
-        base.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
+    let base = if base.is_dir() { base.to_path_buf() } else { std::env::temp_dir() };
     let n = COPIES.fetch_add(1, Ordering::Relaxed);
     let copy = base.join(format!("runtimed-store-copy-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&copy);
@@ -119,8 +112,7 @@ fn is_locked(e: &sled::Error) -> bool {
 /// the kind, so the kind is what is checked.
 pub(super) fn is_full(e: &sled::Error) -> bool {
     let sled::Error::Io(io) = e else { return false };
-    matches!(io.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded)
-        || io.raw_os_error() == Some(libc::ENOSPC)
+    matches!(io.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded) || io.raw_os_error() == Some(libc::ENOSPC)
 }
 
 /// Removes `snap.*.generating` files: snapshots whose writing was cut off
@@ -161,16 +153,12 @@ pub(super) fn ensure_reserve(dir: &Path) -> bool {
     if std::fs::metadata(&path).is_ok_and(|m| m.len() == RESERVE_BYTES as u64) {
         return true;
     }
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut f| {
+    let written = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).and_then(
+        |mut f| {
             f.write_all(&vec![0; RESERVE_BYTES])?;
             f.sync_all()
-        });
+        },
+    );
     if written.is_err() {
         // A partial reserve would hold space it cannot promise.
         let _ = std::fs::remove_file(&path);

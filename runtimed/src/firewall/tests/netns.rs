@@ -10,16 +10,12 @@ use nix::sched::{unshare, CloneFlags};
 
 /// Runs `body` in a new thread inside a fresh network namespace and returns
 /// its result (re-raising its panic).
-pub(in crate::firewall) fn in_netns<R: Send + 'static>(
-    body: impl FnOnce() -> R + Send + 'static,
-) -> R {
+pub(in crate::firewall) fn in_netns<R: Send + 'static>(body: impl FnOnce() -> R + Send + 'static) -> R {
     let handle = std::thread::spawn(move || {
         enter_new_netns();
         body()
     });
-    handle
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 fn enter_new_netns() {
@@ -43,17 +39,11 @@ impl Node {
         let (tid_tx, tid_rx) = mpsc::channel();
         let thread = std::thread::spawn(move || {
             enter_new_netns();
-            tid_tx
-                .send(nix::unistd::gettid().as_raw())
-                .expect("send tid");
+            tid_tx.send(nix::unistd::gettid().as_raw()).expect("send tid");
             inbox.into_iter().for_each(|job| job());
         });
         let tid = tid_rx.recv().expect("netns worker died");
-        Node {
-            jobs: Some(jobs),
-            thread: Some(thread),
-            tid,
-        }
+        Node { jobs: Some(jobs), thread: Some(thread), tid }
     }
 
     /// Thread id, usable as `ip link set <dev> netns <tid>`.
@@ -65,11 +55,7 @@ impl Node {
     pub fn run<R: Send + 'static>(&self, f: impl FnOnce() -> R + Send + 'static) -> R {
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move || drop(tx.send(f())));
-        self.jobs
-            .as_ref()
-            .expect("node alive")
-            .send(job)
-            .expect("node died");
+        self.jobs.as_ref().expect("node alive").send(job).expect("node died");
         rx.recv().expect("job panicked in node")
     }
 

@@ -10,39 +10,19 @@ use crate::firewall::{Firewall, FirewallError, PortMap, Proto};
 fn firewall_ensure_is_idempotent_and_leaves_foreign_tables_alone() {
     in_netns(|| {
         nft(&["add", "table", "ip", "foreign"]);
-        nft(&[
-            "add",
-            "chain",
-            "ip",
-            "foreign",
-            "c",
-            "{ type filter hook forward priority 0; policy accept; }",
-        ]);
-        nft(&[
-            "add",
-            "rule",
-            "ip",
-            "foreign",
-            "c",
-            "iifname \"x\" counter drop",
-        ]);
+        nft(&["add", "chain", "ip", "foreign", "c", "{ type filter hook forward priority 0; policy accept; }"]);
+        nft(&["add", "rule", "ip", "foreign", "c", "iifname \"x\" counter drop"]);
         let foreign = nft(&["-a", "list", "table", "ip", "foreign"]);
 
         let fw = firewall();
         let first = nft(&["list", "table", "ip", TABLE]);
-        fw.publish(&[port(Proto::Tcp, 8080, "10.0.0.2", 80)])
-            .unwrap();
+        fw.publish(&[port(Proto::Tcp, 8080, "10.0.0.2", 80)]).unwrap();
         fw.ensure().unwrap();
         fw.ensure().unwrap();
 
         assert_eq!(nft(&["-a", "list", "table", "ip", "foreign"]), foreign);
-        assert_eq!(
-            fw.published().unwrap().len(),
-            1,
-            "ensure must keep published ports"
-        );
-        fw.unpublish(&[port(Proto::Tcp, 8080, "10.0.0.2", 80)])
-            .unwrap();
+        assert_eq!(fw.published().unwrap().len(), 1, "ensure must keep published ports");
+        fw.unpublish(&[port(Proto::Tcp, 8080, "10.0.0.2", 80)]).unwrap();
         assert_eq!(nft(&["list", "table", "ip", TABLE]), first);
         for chain in ["prerouting", "output", "postrouting", "forward"] {
             assert!(first.contains(&format!("chain {chain} {{")), "{first}");
@@ -54,27 +34,17 @@ fn firewall_ensure_is_idempotent_and_leaves_foreign_tables_alone() {
 fn firewall_add_and_remove_network() {
     in_netns(|| {
         let fw = firewall();
-        fw.add_network(&net("br-a", "172.30.0.0/24", false))
-            .unwrap();
-        fw.add_network(&net("br-b", "172.31.0.1/24", false))
-            .unwrap();
+        fw.add_network(&net("br-a", "172.30.0.0/24", false)).unwrap();
+        fw.add_network(&net("br-b", "172.31.0.1/24", false)).unwrap();
         let subnets = set_text("subnet_bridge", "set");
         assert!(subnets.contains("172.30.0.0/24 . \"br-a\""), "{subnets}");
-        assert!(
-            subnets.contains("172.31.0.0/24 . \"br-b\""),
-            "host bits dropped: {subnets}"
-        );
+        assert!(subnets.contains("172.31.0.0/24 . \"br-b\""), "host bits dropped: {subnets}");
 
         // Same bridge again, new subnet: replaces, does not accumulate.
-        fw.add_network(&net("br-a", "172.29.0.0/24", false))
-            .unwrap();
-        fw.add_network(&net("br-a", "172.29.0.0/24", false))
-            .unwrap();
+        fw.add_network(&net("br-a", "172.29.0.0/24", false)).unwrap();
+        fw.add_network(&net("br-a", "172.29.0.0/24", false)).unwrap();
         let subnets = set_text("subnets", "set");
-        assert!(
-            subnets.contains("172.29.0.0/24") && !subnets.contains("172.30.0.0"),
-            "{subnets}"
-        );
+        assert!(subnets.contains("172.29.0.0/24") && !subnets.contains("172.30.0.0"), "{subnets}");
 
         fw.remove_network("br-a").unwrap();
         fw.remove_network("br-a").unwrap();
@@ -91,11 +61,8 @@ fn firewall_add_and_remove_network() {
 fn firewall_rejects_overlapping_subnets() {
     in_netns(|| {
         let fw = firewall();
-        fw.add_network(&net("br-a", "172.30.0.0/16", false))
-            .unwrap();
-        let err = fw
-            .add_network(&net("br-b", "172.30.5.0/24", false))
-            .unwrap_err();
+        fw.add_network(&net("br-a", "172.30.0.0/16", false)).unwrap();
+        let err = fw.add_network(&net("br-b", "172.30.5.0/24", false)).unwrap_err();
         assert!(matches!(err, FirewallError::SubnetOverlap { .. }), "{err}");
     });
 }
@@ -109,18 +76,11 @@ fn firewall_internal_network_rules() {
         assert!(internal.contains("\"br-i\""), "{internal}");
         assert!(set_text("intra", "set").contains("\"br-i\" . \"br-i\""));
         let forward = nft(&["list", "chain", "ip", TABLE, "forward"]);
-        assert!(
-            forward.contains("oifname @internal_bridges drop"),
-            "{forward}"
-        );
-        assert!(
-            forward.contains("iifname @internal_bridges drop"),
-            "{forward}"
-        );
+        assert!(forward.contains("oifname @internal_bridges drop"), "{forward}");
+        assert!(forward.contains("iifname @internal_bridges drop"), "{forward}");
 
         // Turning it into a normal network takes it out of the internal set.
-        fw.add_network(&net("br-i", "172.30.0.0/24", false))
-            .unwrap();
+        fw.add_network(&net("br-i", "172.30.0.0/24", false)).unwrap();
         assert!(!set_text("internal_bridges", "set").contains("br-i"));
         fw.add_network(&net("br-i", "172.30.0.0/24", true)).unwrap();
         fw.remove_network("br-i").unwrap();
@@ -134,10 +94,7 @@ fn many_ports(n: u16) -> Vec<PortMap> {
             let proto = if i % 2 == 0 { Proto::Tcp } else { Proto::Udp };
             let host_ip = (i % 3 == 0).then(|| "192.0.2.1".parse().unwrap());
             let ip = format!("10.1.{}.{}", i / 200, i % 200 + 2);
-            PortMap {
-                host_ip,
-                ..port(proto, 10_000 + i, &ip, 80 + i % 7)
-            }
+            PortMap { host_ip, ..port(proto, 10_000 + i, &ip, 80 + i % 7) }
         })
         .collect()
 }
@@ -156,13 +113,8 @@ fn timed_publish(fw: &Firewall, maps: &[PortMap]) -> Duration {
 /// Median time of publishing one port, over 9 single-port calls (the
 /// probe ports are unpublished again afterwards).
 fn median_single_publish(fw: &Firewall) -> Duration {
-    let probes: Vec<PortMap> = (0..9)
-        .map(|i| port(Proto::Tcp, 60_000 + i, "10.9.9.9", 80))
-        .collect();
-    let mut times: Vec<Duration> = probes
-        .iter()
-        .map(|p| timed_publish(fw, std::slice::from_ref(p)))
-        .collect();
+    let probes: Vec<PortMap> = (0..9).map(|i| port(Proto::Tcp, 60_000 + i, "10.9.9.9", 80)).collect();
+    let mut times: Vec<Duration> = probes.iter().map(|p| timed_publish(fw, std::slice::from_ref(p))).collect();
     fw.unpublish(&probes).unwrap();
     times.sort();
     times[times.len() / 2]
@@ -174,10 +126,7 @@ fn firewall_publish_one_and_two_thousand_ports() {
         let fw = firewall();
         let rules_before = rule_count();
         let t_empty = median_single_publish(&fw);
-        let one = PortMap {
-            host_ip: Some("127.0.0.1".parse().unwrap()),
-            ..port(Proto::Tcp, 80, "10.9.0.2", 8080)
-        };
+        let one = PortMap { host_ip: Some("127.0.0.1".parse().unwrap()), ..port(Proto::Tcp, 80, "10.9.0.2", 8080) };
         fw.publish(std::slice::from_ref(&one)).unwrap();
         assert_eq!(fw.published().unwrap(), vec![one.clone()]);
 
@@ -214,23 +163,13 @@ fn firewall_publish_conflict_and_unpublish_of_other_target() {
         let b = port(Proto::Tcp, 8080, "10.0.0.3", 80);
         let c = port(Proto::Tcp, 8081, "10.0.0.3", 80);
         let err = fw.publish(&[c.clone(), b.clone()]).unwrap_err();
-        assert!(
-            matches!(&err, FirewallError::Nft { message, .. } if message.contains("File exists")),
-            "{err}"
-        );
-        assert_eq!(
-            fw.published().unwrap(),
-            vec![a.clone()],
-            "failed call must change nothing"
-        );
+        assert!(matches!(&err, FirewallError::Nft { message, .. } if message.contains("File exists")), "{err}");
+        assert_eq!(fw.published().unwrap(), vec![a.clone()], "failed call must change nothing");
 
         // b's key belongs to a: unpublishing b must keep a.
         fw.unpublish(&[b, c]).unwrap();
         assert_eq!(fw.published().unwrap(), vec![a.clone()]);
-        let any = PortMap {
-            host_ip: Some("0.0.0.0".parse().unwrap()),
-            ..a
-        };
+        let any = PortMap { host_ip: Some("0.0.0.0".parse().unwrap()), ..a };
         fw.unpublish(&[any]).unwrap();
         assert!(fw.published().unwrap().is_empty());
     });
@@ -241,8 +180,7 @@ fn firewall_delete_table_removes_only_ours() {
     in_netns(|| {
         nft(&["add", "table", "ip", "foreign"]);
         let fw = firewall();
-        fw.add_network(&net("br-a", "172.30.0.0/24", false))
-            .unwrap();
+        fw.add_network(&net("br-a", "172.30.0.0/24", false)).unwrap();
         fw.publish(&many_ports(10)).unwrap();
         assert!(nft(&["list", "tables"]).contains(TABLE));
         fw.delete_table().unwrap();
@@ -257,12 +195,8 @@ fn firewall_delete_table_removes_only_ours() {
 fn firewall_errors_carry_nft_message() {
     in_netns(|| {
         let fw = Firewall::new(TABLE); // no ensure(): the maps do not exist
-        let err = fw
-            .publish(&[port(Proto::Tcp, 1, "10.0.0.2", 1)])
-            .unwrap_err();
-        let FirewallError::Nft { message, .. } = &err else {
-            panic!("{err:?}")
-        };
+        let err = fw.publish(&[port(Proto::Tcp, 1, "10.0.0.2", 1)]).unwrap_err();
+        let FirewallError::Nft { message, .. } = &err else { panic!("{err:?}") };
         assert!(message.contains("No such file or directory"), "{message}");
     });
 }

@@ -39,30 +39,18 @@ impl Lab {
     fn new(br_netfilter: bool) -> Lab {
         sh("sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
         if std::path::Path::new("/proc/sys/net/bridge").exists() {
-            let value = format!(
-                "net.bridge.bridge-nf-call-iptables={}",
-                u8::from(br_netfilter)
-            );
+            let value = format!("net.bridge.bridge-nf-call-iptables={}", u8::from(br_netfilter));
             sh("sysctl", &["-qw", &value]);
         }
-        for (br, gw) in [
-            ("br0", "172.30.0.1/24"),
-            ("br1", "172.31.0.1/24"),
-            ("br2", "172.32.0.1/24"),
-        ] {
+        for (br, gw) in [("br0", "172.30.0.1/24"), ("br1", "172.31.0.1/24"), ("br2", "172.32.0.1/24")] {
             sh("ip", &["link", "add", br, "type", "bridge"]);
             sh("ip", &["addr", "add", gw, "dev", br]);
             sh("ip", &["link", "set", br, "up"]);
         }
         // What the daemon does for host -> 127.0.0.1:port.
         sh("sysctl", &["-qw", "net.ipv4.conf.br0.route_localnet=1"]);
-        let lab = Lab {
-            ext: Node::spawn(),
-            c1: Node::spawn(),
-            c2: Node::spawn(),
-            c3: Node::spawn(),
-            c4: Node::spawn(),
-        };
+        let lab =
+            Lab { ext: Node::spawn(), c1: Node::spawn(), c2: Node::spawn(), c3: Node::spawn(), c4: Node::spawn() };
         lab.wire_external();
         container(&lab.c1, "br0", "veth-c1", "172.30.0.2/24", "172.30.0.1");
         container(&lab.c2, "br0", "veth-c2", "172.30.0.3/24", "172.30.0.1");
@@ -72,49 +60,19 @@ impl Lab {
     }
 
     fn wire_external(&self) {
-        sh(
-            "ip",
-            &[
-                "link",
-                "add",
-                "ext0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                &self.ext.tid(),
-            ],
-        );
+        sh("ip", &["link", "add", "ext0", "type", "veth", "peer", "name", "eth0", "netns", &self.ext.tid()]);
         sh("ip", &["addr", "add", "10.99.0.1/24", "dev", "ext0"]);
         sh("ip", &["addr", "add", "10.99.0.3/24", "dev", "ext0"]);
         sh("ip", &["link", "set", "ext0", "up"]);
-        self.ext
-            .sh("ip", &["addr", "add", "10.99.0.2/24", "dev", "eth0"]);
+        self.ext.sh("ip", &["addr", "add", "10.99.0.2/24", "dev", "eth0"]);
         self.ext.sh("ip", &["link", "set", "eth0", "up"]);
         // Flow 6: a LAN machine with a route to the container subnets.
-        self.ext
-            .sh("ip", &["route", "add", "172.30.0.0/16", "via", "10.99.0.1"]);
+        self.ext.sh("ip", &["route", "add", "172.30.0.0/16", "via", "10.99.0.1"]);
     }
 }
 
 fn container(node: &Node, bridge: &str, host_if: &str, addr: &str, gw: &str) {
-    sh(
-        "ip",
-        &[
-            "link",
-            "add",
-            host_if,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "eth0",
-            "netns",
-            &node.tid(),
-        ],
-    );
+    sh("ip", &["link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", &node.tid()]);
     sh("ip", &["link", "set", host_if, "master", bridge, "up"]);
     node.sh("ip", &["addr", "add", addr, "dev", "eth0"]);
     node.sh("ip", &["link", "set", "eth0", "up"]);
@@ -153,8 +111,7 @@ fn serve_udp(node: &Node, port: u16) -> Server {
     let flag = stop.clone();
     node.run(move || {
         let sock = UdpSocket::bind(("0.0.0.0", port)).expect("bind udp");
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         std::thread::spawn(move || {
             let mut buf = [0u8; 64];
             while !flag.load(Ordering::Relaxed) {
@@ -193,10 +150,7 @@ fn tcp_from(node: &Node, to: &'static str) -> Option<String> {
 }
 
 fn publish_all(fw: &Firewall) -> Vec<PortMap> {
-    let bound = PortMap {
-        host_ip: Some("10.99.0.1".parse().unwrap()),
-        ..port(Proto::Tcp, 8081, "172.30.0.2", 80)
-    };
+    let bound = PortMap { host_ip: Some("10.99.0.1".parse().unwrap()), ..port(Proto::Tcp, 8081, "172.30.0.2", 80) };
     let maps = vec![
         port(Proto::Tcp, 8080, "172.30.0.2", 80),
         bound,
@@ -224,80 +178,45 @@ fn traffic(br_netfilter: bool) {
     fw.add_network(&net("br0", "172.30.0.0/24", false)).unwrap();
     fw.add_network(&net("br1", "172.31.0.0/24", false)).unwrap();
     fw.add_network(&net("br2", "172.32.0.0/24", true)).unwrap();
-    let _servers = [
-        serve_tcp(&lab.c1, 80),
-        serve_udp(&lab.c1, 5353),
-        serve_tcp(&lab.c4, 80),
-        serve_tcp(&lab.ext, 9000),
-    ];
+    let _servers =
+        [serve_tcp(&lab.c1, 80), serve_udp(&lab.c1, 5353), serve_tcp(&lab.c4, 80), serve_tcp(&lab.ext, 9000)];
     let maps = publish_all(&fw);
 
     check_published_ports(&lab);
     check_networks(&lab);
 
     fw.unpublish(&maps).unwrap();
-    assert_eq!(
-        tcp_from(&lab.ext, "10.99.0.1:8080"),
-        None,
-        "unpublished port still open"
-    );
+    assert_eq!(tcp_from(&lab.ext, "10.99.0.1:8080"), None, "unpublished port still open");
     assert_eq!(tcp_get("127.0.0.1:8080"), None);
 }
 
 fn check_published_ports(lab: &Lab) {
     // External host -> host IP:port (prerouting DNAT), client address kept.
-    assert_eq!(
-        tcp_from(&lab.ext, "10.99.0.1:8080").as_deref(),
-        Some("10.99.0.2")
-    );
-    assert_eq!(
-        lab.ext.run(|| udp_get("10.99.0.1:5353")).as_deref(),
-        Some("10.99.0.2")
-    );
+    assert_eq!(tcp_from(&lab.ext, "10.99.0.1:8080").as_deref(), Some("10.99.0.2"));
+    assert_eq!(lab.ext.run(|| udp_get("10.99.0.1:5353")).as_deref(), Some("10.99.0.2"));
     // Bound to 10.99.0.1 only: the host's other address does not forward it.
-    assert_eq!(
-        tcp_from(&lab.ext, "10.99.0.1:8081").as_deref(),
-        Some("10.99.0.2")
-    );
+    assert_eq!(tcp_from(&lab.ext, "10.99.0.1:8081").as_deref(), Some("10.99.0.2"));
     assert_eq!(tcp_from(&lab.ext, "10.99.0.3:8081"), None);
-    assert_eq!(
-        tcp_from(&lab.ext, "10.99.0.3:8080").as_deref(),
-        Some("10.99.0.2")
-    );
+    assert_eq!(tcp_from(&lab.ext, "10.99.0.3:8080").as_deref(), Some("10.99.0.2"));
     // The host itself -> its own IP:port (output DNAT).
     assert_eq!(tcp_get("10.99.0.1:8080").as_deref(), Some("10.99.0.1"));
     // The host -> 127.0.0.1:port (output DNAT + masquerade to the bridge IP).
     assert_eq!(tcp_get("127.0.0.1:8080").as_deref(), Some("172.30.0.1"));
     // Hairpin: a container on the same bridge -> host IP:port.
-    assert_eq!(
-        tcp_from(&lab.c2, "10.99.0.1:8080").as_deref(),
-        Some("172.30.0.1")
-    );
+    assert_eq!(tcp_from(&lab.c2, "10.99.0.1:8080").as_deref(), Some("172.30.0.1"));
     // A container on another network -> host IP:port.
-    assert_eq!(
-        tcp_from(&lab.c3, "10.99.0.1:8080").as_deref(),
-        Some("172.30.0.1")
-    );
+    assert_eq!(tcp_from(&lab.c3, "10.99.0.1:8080").as_deref(), Some("172.30.0.1"));
     // Published port of a container on an internal network: unreachable.
     assert_eq!(tcp_from(&lab.ext, "10.99.0.1:8082"), None);
 }
 
 fn check_networks(lab: &Lab) {
     // Egress is masqueraded to the host's address.
-    assert_eq!(
-        tcp_from(&lab.c1, "10.99.0.2:9000").as_deref(),
-        Some("10.99.0.1")
-    );
+    assert_eq!(tcp_from(&lab.c1, "10.99.0.2:9000").as_deref(), Some("10.99.0.1"));
     // A LAN machine routing to the container subnet reaches it without NAT.
-    assert_eq!(
-        tcp_from(&lab.ext, "172.30.0.2:80").as_deref(),
-        Some("10.99.0.2")
-    );
+    assert_eq!(tcp_from(&lab.ext, "172.30.0.2:80").as_deref(), Some("10.99.0.2"));
     // Same bridge: direct; other network: isolated.
-    assert_eq!(
-        tcp_from(&lab.c2, "172.30.0.2:80").as_deref(),
-        Some("172.30.0.3")
-    );
+    assert_eq!(tcp_from(&lab.c2, "172.30.0.2:80").as_deref(), Some("172.30.0.3"));
     assert_eq!(tcp_from(&lab.c3, "172.30.0.2:80"), None);
     // Internal network: no egress, nothing in from other networks; the
     // host itself still reaches it.

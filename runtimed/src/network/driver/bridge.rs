@@ -20,12 +20,7 @@ pub struct BridgeDriver;
 impl BridgeDriver {
     /// Creates a bridge network on the Linux bridge `bridge` (the daemon's
     /// own networks have fixed bridge names).
-    pub async fn create_on(
-        &self,
-        nets: &Networks,
-        req: NetworkRequest,
-        bridge: String,
-    ) -> Result<NetworkRecord> {
+    pub async fn create_on(&self, nets: &Networks, req: NetworkRequest, bridge: String) -> Result<NetworkRecord> {
         let in_use = nets.in_use().await?;
         let subnet = match req.subnet {
             Some(s) => subnet::check(s.trunc(), &in_use).map(|()| s.trunc())?,
@@ -55,15 +50,9 @@ impl BridgeDriver {
 /// Bridge up with the gateway address, local-net routing for published
 /// ports on 127.0.0.1, and the network's firewall rules.
 async fn setup(nets: &Networks, net: &NetworkRecord) -> Result<()> {
-    nets.host
-        .ensure_bridge(&net.bridge, net.gateway_net(), net.mtu)
-        .await?;
+    nets.host.ensure_bridge(&net.bridge, net.gateway_net(), net.mtu).await?;
     write_sysctl(&format!("net/ipv4/conf/{}/route_localnet", net.bridge), "1")?;
-    let rules = NetworkRules {
-        bridge: net.bridge.clone(),
-        subnet: net.subnet,
-        internal: net.internal,
-    };
+    let rules = NetworkRules { bridge: net.bridge.clone(), subnet: net.subnet, internal: net.internal };
     nets.firewall_add_network(&rules)?;
     nets.start_dns(net).await
 }
@@ -89,22 +78,14 @@ impl NetworkDriver for BridgeDriver {
         Scope::Local
     }
 
-    fn create<'a>(
-        &'a self,
-        nets: &'a Networks,
-        req: NetworkRequest,
-    ) -> BoxFuture<'a, Result<NetworkRecord>> {
+    fn create<'a>(&'a self, nets: &'a Networks, req: NetworkRequest) -> BoxFuture<'a, Result<NetworkRecord>> {
         Box::pin(async move {
             let bridge = format!("rt-{}", &random_id()[..10]);
             self.create_on(nets, req, bridge).await
         })
     }
 
-    fn remove<'a>(
-        &'a self,
-        nets: &'a Networks,
-        net: &'a NetworkRecord,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn remove<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             check_unused(nets, net)?;
             nets.store.networks.remove(&net.id).await?;
@@ -114,11 +95,7 @@ impl NetworkDriver for BridgeDriver {
         })
     }
 
-    fn restore<'a>(
-        &'a self,
-        nets: &'a Networks,
-        net: &'a NetworkRecord,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn restore<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord) -> BoxFuture<'a, Result<()>> {
         Box::pin(setup(nets, net))
     }
 
@@ -136,19 +113,8 @@ impl NetworkDriver for BridgeDriver {
         Box::pin(async move { nets.ipam.release(&ep.network_id, ep.ip) })
     }
 
-    fn data_plane<'a>(
-        &'a self,
-        nets: &'a Networks,
-        net: &'a NetworkRecord,
-    ) -> BoxFuture<'a, Result<(u32, u32)>> {
-        Box::pin(async move {
-            Ok((
-                nets.host
-                    .ensure_bridge(&net.bridge, net.gateway_net(), net.mtu)
-                    .await?,
-                net.mtu,
-            ))
-        })
+    fn data_plane<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord) -> BoxFuture<'a, Result<(u32, u32)>> {
+        Box::pin(async move { Ok((nets.host.ensure_bridge(&net.bridge, net.gateway_net(), net.mtu).await?, net.mtu)) })
     }
 
     fn routes_default(&self) -> bool {
@@ -159,11 +125,7 @@ impl NetworkDriver for BridgeDriver {
         false
     }
 
-    fn endpoint_left<'a>(
-        &'a self,
-        _nets: &'a Networks,
-        _net: &'a NetworkRecord,
-    ) -> BoxFuture<'a, ()> {
+    fn endpoint_left<'a>(&'a self, _nets: &'a Networks, _net: &'a NetworkRecord) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 }

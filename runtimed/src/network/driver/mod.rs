@@ -52,26 +52,14 @@ pub trait NetworkDriver: Send + Sync {
     fn scope(&self) -> Scope;
 
     /// Creates the network and stores its record.
-    fn create<'a>(
-        &'a self,
-        nets: &'a Networks,
-        req: NetworkRequest,
-    ) -> BoxFuture<'a, Result<NetworkRecord>>;
+    fn create<'a>(&'a self, nets: &'a Networks, req: NetworkRequest) -> BoxFuture<'a, Result<NetworkRecord>>;
 
     /// Removes a network (not the daemon's own) and its record, or refuses
     /// while containers use it.
-    fn remove<'a>(
-        &'a self,
-        nets: &'a Networks,
-        net: &'a NetworkRecord,
-    ) -> BoxFuture<'a, Result<()>>;
+    fn remove<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord) -> BoxFuture<'a, Result<()>>;
 
     /// At daemon start: brings back what the network needs on this host.
-    fn restore<'a>(
-        &'a self,
-        nets: &'a Networks,
-        net: &'a NetworkRecord,
-    ) -> BoxFuture<'a, Result<()>>;
+    fn restore<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord) -> BoxFuture<'a, Result<()>>;
 
     /// Takes an address for a container's endpoint: `req.ip` if given.
     fn allocate<'a>(
@@ -87,11 +75,7 @@ pub trait NetworkDriver: Send + Sync {
 
     /// Brings the data plane up (if needed) and returns the index of the
     /// bridge containers plug into and the MTU they get.
-    fn data_plane<'a>(
-        &'a self,
-        nets: &'a Networks,
-        net: &'a NetworkRecord,
-    ) -> BoxFuture<'a, Result<(u32, u32)>>;
+    fn data_plane<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord) -> BoxFuture<'a, Result<(u32, u32)>>;
 
     /// Whether a container's first interface on it takes the default route.
     fn routes_default(&self) -> bool;
@@ -102,38 +86,21 @@ pub trait NetworkDriver: Send + Sync {
 
     /// After an endpoint left (its container's record already updated):
     /// frees what only endpoints needed.
-    fn endpoint_left<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord)
-        -> BoxFuture<'a, ()>;
+    fn endpoint_left<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord) -> BoxFuture<'a, ()>;
 }
 
 /// The driver named `name`; empty means bridge, as in docker.
 pub fn lookup(name: &str) -> Result<&'static dyn NetworkDriver> {
-    let name = if name.is_empty() {
-        BridgeDriver.name()
-    } else {
-        name
-    };
-    DRIVERS
-        .iter()
-        .copied()
-        .find(|d| d.name() == name)
-        .ok_or_else(|| {
-            let known: Vec<&str> = DRIVERS.iter().map(|d| d.name()).collect();
-            Error::InvalidArgument(format!(
-                "network driver {name} is not supported (use {})",
-                known.join(" or ")
-            ))
-        })
+    let name = if name.is_empty() { BridgeDriver.name() } else { name };
+    DRIVERS.iter().copied().find(|d| d.name() == name).ok_or_else(|| {
+        let known: Vec<&str> = DRIVERS.iter().map(|d| d.name()).collect();
+        Error::InvalidArgument(format!("network driver {name} is not supported (use {})", known.join(" or ")))
+    })
 }
 
 /// The driver of a stored network.
 pub fn of(net: &NetworkRecord) -> Result<&'static dyn NetworkDriver> {
-    lookup(&net.driver).map_err(|_| {
-        Error::internal(format!(
-            "network {} has unknown driver {}",
-            net.name, net.driver
-        ))
-    })
+    lookup(&net.driver).map_err(|_| Error::internal(format!("network {} has unknown driver {}", net.name, net.driver)))
 }
 
 #[cfg(test)]
@@ -145,9 +112,6 @@ mod tests {
         assert_eq!(lookup("").unwrap().name(), "bridge");
         assert_eq!(lookup("overlay").unwrap().scope(), Scope::Global);
         let err = lookup("macvlan").err().map(|e| e.to_string());
-        assert_eq!(
-            err.as_deref(),
-            Some("network driver macvlan is not supported (use bridge or overlay)")
-        );
+        assert_eq!(err.as_deref(), Some("network driver macvlan is not supported (use bridge or overlay)"));
     }
 }

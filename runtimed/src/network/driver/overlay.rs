@@ -19,18 +19,11 @@ pub struct OverlayDriver;
 async fn create(nets: &Networks, req: NetworkRequest) -> Result<NetworkRecord> {
     let cluster = nets.cluster()?;
     if req.internal {
-        return Err(Error::InvalidArgument(
-            "overlay networks cannot be internal".into(),
-        ));
+        return Err(Error::InvalidArgument("overlay networks cannot be internal".into()));
     }
     req.mtu.map(subnet::check_mtu).transpose()?;
     let local = nets.in_use().await?.nets;
-    let ask = OverlayRequest {
-        name: req.name,
-        subnet: req.subnet,
-        gateway: req.gateway,
-        mtu: req.mtu,
-    };
+    let ask = OverlayRequest { name: req.name, subnet: req.subnet, gateway: req.gateway, mtu: req.mtu };
     let rec = cluster.create_network(&ask, &local).await?;
     nets.store.networks.put(&rec.id, &rec).await?;
     Ok(rec)
@@ -50,17 +43,10 @@ async fn restore(nets: &Networks, net: &NetworkRecord) -> Result<()> {
 }
 
 /// Claims the address in the cluster with the names other nodes resolve.
-async fn allocate(
-    nets: &Networks,
-    net: &NetworkRecord,
-    container_id: &str,
-    req: &AttachRequest,
-) -> Result<Ipv4Addr> {
+async fn allocate(nets: &Networks, net: &NetworkRecord, container_id: &str, req: &AttachRequest) -> Result<Ipv4Addr> {
     let names = dns_names(&req.name, container_id, &req.aliases);
-    let record = |ip| {
-        nets.cluster_endpoint(&net.id, ip, req.mac_for(ip), container_id, names.clone())
-            .expect("cluster present")
-    };
+    let record =
+        |ip| nets.cluster_endpoint(&net.id, ip, req.mac_for(ip), container_id, names.clone()).expect("cluster present");
     Ok(nets.cluster()?.allocate(net, req.ip, record).await?.ip)
 }
 
@@ -86,19 +72,11 @@ impl NetworkDriver for OverlayDriver {
         Scope::Global
     }
 
-    fn create<'a>(
-        &'a self,
-        nets: &'a Networks,
-        req: NetworkRequest,
-    ) -> BoxFuture<'a, Result<NetworkRecord>> {
+    fn create<'a>(&'a self, nets: &'a Networks, req: NetworkRequest) -> BoxFuture<'a, Result<NetworkRecord>> {
         Box::pin(create(nets, req))
     }
 
-    fn remove<'a>(
-        &'a self,
-        nets: &'a Networks,
-        net: &'a NetworkRecord,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn remove<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             nets.cluster()?.remove_network(net).await?;
             nets.store.networks.remove(&net.id).await?;
@@ -107,11 +85,7 @@ impl NetworkDriver for OverlayDriver {
         })
     }
 
-    fn restore<'a>(
-        &'a self,
-        nets: &'a Networks,
-        net: &'a NetworkRecord,
-    ) -> BoxFuture<'a, Result<()>> {
+    fn restore<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord) -> BoxFuture<'a, Result<()>> {
         Box::pin(restore(nets, net))
     }
 
@@ -129,11 +103,7 @@ impl NetworkDriver for OverlayDriver {
         Box::pin(release(nets, ep))
     }
 
-    fn data_plane<'a>(
-        &'a self,
-        nets: &'a Networks,
-        net: &'a NetworkRecord,
-    ) -> BoxFuture<'a, Result<(u32, u32)>> {
+    fn data_plane<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord) -> BoxFuture<'a, Result<(u32, u32)>> {
         Box::pin(nets.overlay_up(net))
     }
 
@@ -148,11 +118,7 @@ impl NetworkDriver for OverlayDriver {
         true
     }
 
-    fn endpoint_left<'a>(
-        &'a self,
-        nets: &'a Networks,
-        net: &'a NetworkRecord,
-    ) -> BoxFuture<'a, ()> {
+    fn endpoint_left<'a>(&'a self, nets: &'a Networks, net: &'a NetworkRecord) -> BoxFuture<'a, ()> {
         Box::pin(nets.overlay_down_if_unused(net))
     }
 }
