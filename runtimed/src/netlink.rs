@@ -14,8 +14,24 @@ use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteM
 
 use crate::error::{Error, Result};
 
-pub(super) fn nl_err(what: impl std::fmt::Display) -> impl FnOnce(rtnetlink::Error) -> Error {
-    move |e| Error::internal(format!("netlink: {what}: {e}"))
+pub fn nl_err(what: impl std::fmt::Display) -> impl FnOnce(rtnetlink::Error) -> Error {
+    move |e| classify(&what.to_string(), e)
+}
+
+/// A refused netlink request as the error its errno means: a link that
+/// exists, one that is gone, a busy kernel, or (anything else) our fault.
+fn classify(what: &str, err: rtnetlink::Error) -> Error {
+    let errno = match &err {
+        rtnetlink::Error::NetlinkError(m) => m.to_io().raw_os_error(),
+        _ => None,
+    };
+    let message = format!("netlink: {what}: {err}");
+    match errno {
+        Some(libc::EEXIST) => Error::AlreadyExists(message),
+        Some(libc::ENOENT) | Some(libc::ENODEV) => Error::NotFound(message),
+        Some(libc::EBUSY) | Some(libc::EAGAIN) => Error::Unavailable(message),
+        _ => Error::Internal(message),
+    }
 }
 
 /// A netlink connection bound to one network namespace.
@@ -74,7 +90,7 @@ impl Netlink {
     }
 
     pub(super) async fn require_index(&self, name: &str) -> Result<u32> {
-        self.link_index(name).await?.ok_or_else(|| Error::internal(format!("link {name} disappeared")))
+        self.link_index(name).await?.ok_or_else(|| Error::NotFound(format!("link {name} disappeared")))
     }
 
     /// Creates the bridge unless present, gives it `gateway`, sets its MTU
@@ -215,5 +231,25 @@ impl Netlink {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod classify_tests {
+    use super::*;
+
+    fn refused(errno: i32) -> rtnetlink::Error {
+        let mut msg = rtnetlink::packet_core::ErrorMessage::default();
+        msg.code = std::num::NonZeroI32::new(-errno);
+        rtnetlink::Error::NetlinkError(msg)
+    }
+
+    #[test]
+    fn errnos_keep_their_meaning() {
+        assert!(matches!(nl_err("add veth")(refused(libc::EEXIST)), Error::AlreadyExists(_)));
+        assert!(matches!(nl_err("del veth")(refused(libc::ENODEV)), Error::NotFound(_)));
+        assert!(matches!(nl_err("dump")(refused(libc::EBUSY)), Error::Unavailable(_)));
+        let other = nl_err("set mtu")(refused(libc::EINVAL));
+        assert!(matches!(&other, Error::Internal(m) if m.starts_with("netlink: set mtu: ")), "{other}");
     }
 }

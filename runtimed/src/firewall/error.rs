@@ -47,3 +47,40 @@ impl FirewallError {
         FirewallError::Output { action, detail: detail.to_string() }
     }
 }
+
+/// At the daemon's edge a firewall error keeps its meaning: an overlap is
+/// the caller's mistake, an `nft` that cannot run is the host's, the rest
+/// is ours.
+impl From<FirewallError> for crate::error::Error {
+    fn from(err: FirewallError) -> Self {
+        use crate::error::Error;
+        let message = format!("firewall: {err}");
+        match err {
+            FirewallError::SubnetOverlap { .. } => Error::InvalidArgument(message),
+            FirewallError::Exec { .. } => Error::Unavailable(message),
+            FirewallError::Nft { .. } | FirewallError::Payload(_) | FirewallError::Output { .. } => {
+                Error::Internal(message)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn firewall_errors_keep_their_meaning_at_the_edge() {
+        let overlap = FirewallError::SubnetOverlap {
+            subnet: "10.1.0.0/24".parse().unwrap(),
+            other: "10.1.0.0/16".parse().unwrap(),
+            bridge: "br0".into(),
+        };
+        assert!(matches!(Error::from(overlap), Error::InvalidArgument(m) if m.contains("overlaps")));
+        let nft = FirewallError::Nft { action: "publish ports", message: "File exists".into() };
+        assert!(
+            matches!(Error::from(nft), Error::Internal(m) if m == "firewall: nft could not publish ports: File exists")
+        );
+    }
+}

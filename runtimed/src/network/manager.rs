@@ -128,7 +128,7 @@ impl Networks {
         f: impl FnOnce(&Firewall, &mut FirewallState) -> crate::firewall::Result<T>,
     ) -> Result<T> {
         let mut state = self.fw_state.lock().expect("firewall lock");
-        f(&self.firewall, &mut state).map_err(|e| Error::internal(format!("firewall: {e}")))
+        f(&self.firewall, &mut state).map_err(Error::from)
     }
 
     /// Publishes one container's ports in one transaction.
