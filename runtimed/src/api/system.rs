@@ -10,7 +10,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 use tonic::{Request, Response, Status};
 
-use crate::container::{Manager, State};
+use crate::container::Manager;
 
 pub struct SystemApi {
     m: Manager,
@@ -48,7 +48,7 @@ impl System for SystemApi {
 
     async fn info(&self, _: Request<pb::InfoRequest>) -> Result<Response<pb::InfoResponse>, Status> {
         let all = self.m.list(true)?;
-        let running = all.iter().filter(|c| c.state == State::Running).count() as u32;
+        let running = all.iter().filter(|c| c.is_running()).count() as u32;
         let cfg = self.m.config();
         Ok(Response::new(pb::InfoResponse {
             containers: all.len() as u32,

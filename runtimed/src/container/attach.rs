@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use super::manager::Manager;
-use super::{etc, ContainerRecord, State};
+use super::{etc, ContainerRecord};
 use crate::error::{Error, Result};
 use crate::network::manager::{dns_names, AttachRequest};
 use crate::network::{Endpoint, NetworkMode};
@@ -83,7 +83,7 @@ impl Manager {
     /// A running container's /etc/hosts follows its addresses (a stopped
     /// one gets them at start).
     fn refresh_hosts(&self, rec: &ContainerRecord) {
-        if rec.state != State::Running {
+        if !rec.is_running() {
             return;
         }
         if let Err(e) = etc::rewrite_hosts(&self.paths(&rec.id), rec) {

@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::logs::{LogLine, LogReader, FOLLOW_POLL};
 use super::manager::Manager;
-use super::{cgroup, shim_client, user, validate, ContainerRecord, State};
+use super::{cgroup, shim_client, user, validate, ContainerRecord};
 use crate::error::{Error, Result};
 
 /// What a log follower receives.
@@ -19,7 +19,7 @@ pub enum Follow {
 
 impl Manager {
     pub(super) fn signal(&self, rec: &ContainerRecord, sig: Signal) -> Result<()> {
-        if rec.state != State::Running || rec.pid <= 0 {
+        if !rec.is_running() || rec.pid <= 0 {
             return Err(not_running(rec));
         }
         match nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid), sig) {
@@ -53,7 +53,7 @@ impl Manager {
         let rec = self.resolve(reference)?;
         let slot = self.slot(&rec);
         let mut rx = slot.state.subscribe();
-        if rec.state == State::Running {
+        if rec.is_running() {
             self.signal(&rec, Signal::SIGTERM)?;
             crate::failpoint::hit("stop:signalled");
             let exited = tokio::time::timeout(timeout, rx.wait_for(|s| !s.running)).await.is_ok();
@@ -89,7 +89,7 @@ impl Manager {
         }
         validate::process(cmd, env)?;
         let rec = self.resolve(reference)?;
-        if rec.state != State::Running {
+        if !rec.is_running() {
             return Err(not_running(&rec));
         }
         let user = user::resolve(&self.paths(&rec.id).rootfs(), user_spec).await?;

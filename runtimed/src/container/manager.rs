@@ -14,7 +14,6 @@ use tokio::sync::watch;
 
 use super::{
     confined, etc, names, rootfs, shim_client, spec, user, validate, ContainerPaths, ContainerRecord, ContainerSpec,
-    State,
 };
 use crate::config::DaemonConfig;
 use crate::error::{Error, IoContext, Result};
@@ -118,10 +117,10 @@ impl Manager {
             .entry(rec.id.clone())
             .or_insert_with(|| {
                 let state = RunState {
-                    running: rec.state == State::Running,
+                    running: rec.is_running(),
                     exit_code: rec.exit_code,
                     starts: 0,
-                    settled: rec.state != State::Running,
+                    settled: !rec.is_running(),
                 };
                 Arc::new(Slot { op: tokio::sync::Mutex::new(()), state: watch::channel(state).0 })
             })
@@ -152,7 +151,7 @@ impl Manager {
 
     pub fn list(&self, all: bool) -> Result<Vec<ContainerRecord>> {
         let mut list: Vec<_> =
-            self.inner.store.containers.list()?.into_iter().filter(|c| all || c.state == State::Running).collect();
+            self.inner.store.containers.list()?.into_iter().filter(|c| all || c.is_running()).collect();
         list.sort_by_key(|c| std::cmp::Reverse(c.created_at));
         Ok(list)
     }
@@ -254,7 +253,7 @@ impl Manager {
     /// Unpublishes ports and frees every endpoint of a container.
     pub(super) async fn release_network(&self, rec: &ContainerRecord) {
         // Ports are published only while running; exit already removed them.
-        let published = if rec.state == State::Running { rec.ports.as_slice() } else { &[] };
+        let published = if rec.is_running() { rec.ports.as_slice() } else { &[] };
         if let Err(e) = self.inner.networks.unpublish(published).await {
             tracing::warn!(id = rec.short_id(), "unpublish ports: {e}");
         }
@@ -271,7 +270,7 @@ impl Manager {
         let slot = self.slot(&rec);
         let _op = slot.op.lock().await;
         let mut rec = self.resolve(&rec.id)?;
-        if rec.state == State::Running {
+        if rec.is_running() {
             return Ok(rec);
         }
         let paths = self.paths(&rec.id);
@@ -282,12 +281,7 @@ impl Manager {
                 return Err(e);
             }
         };
-        rec.state = State::Running;
-        rec.pid = started.pid;
-        rec.shim_pid = started.shim_pid;
-        rec.started_at = now_nanos();
-        rec.exit_code = 0;
-        rec.finished_at = 0;
+        rec.mark_started(started.pid, started.shim_pid, now_nanos());
         failpoint::hit("start:published");
         self.inner.store.containers.put(&rec.id, &rec).await?;
         failpoint::hit("start:stored");
@@ -357,7 +351,7 @@ impl Manager {
     /// running.
     fn joined_owner(&self, target: &str) -> Result<ContainerRecord> {
         let owner = self.resolve(target)?;
-        if owner.state != State::Running {
+        if !owner.is_running() {
             return Err(Error::FailedPrecondition(format!(
                 "cannot join the network of container {}: it is not running",
                 owner.name
@@ -413,13 +407,13 @@ impl Manager {
                 rec.name, joiner
             )));
         }
-        if rec.state == State::Running {
-            if !force {
-                return Err(Error::FailedPrecondition(format!(
-                    "cannot remove running container {}: stop it first or use force",
-                    rec.name
-                )));
-            }
+        if !rec.can_remove(force) {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot remove running container {}: stop it first or use force",
+                rec.name
+            )));
+        }
+        if rec.is_running() {
             self.kill_all(&rec).await?;
             let mut rx = slot.state.subscribe();
             let _ = rx.wait_for(|s| !s.running).await;
@@ -444,7 +438,7 @@ impl Manager {
         let all = self.inner.store.containers.list()?;
         Ok(all
             .into_iter()
-            .find(|c| c.state == State::Running && c.spec.network == NetworkMode::Container(id.to_string()))
+            .find(|c| c.is_running() && c.spec.network == NetworkMode::Container(id.to_string()))
             .map(|c| c.name))
     }
 

@@ -39,7 +39,7 @@ impl Manager {
     /// removes it if it was started with `--rm`.
     async fn record_exit(&self, id: &str, shim_pid: i32) -> Result<()> {
         let Some(mut rec) = self.inner.store.containers.get(id)? else { return Ok(()) };
-        if rec.state != State::Running || rec.shim_pid != shim_pid {
+        if !rec.is_running() || rec.shim_pid != shim_pid {
             return Ok(());
         }
         let paths = self.paths(id);
@@ -52,11 +52,8 @@ impl Manager {
             let killed = tokio::task::spawn_blocking(move || cgroup::kill_all(&parent, &cid)).await.unwrap_or(0);
             tracing::warn!(id, killed, "shim {shim_pid} ended without an exit status; its container was killed");
         }
-        rec.state = State::Exited;
-        rec.exit_code = status.map(|s| s.exit_code).unwrap_or(LOST_EXIT_CODE);
-        rec.finished_at = status.map(|s| s.finished_at).unwrap_or_else(now_nanos);
-        rec.pid = 0;
-        rec.shim_pid = 0;
+        let exit_code = status.map(|s| s.exit_code).unwrap_or(LOST_EXIT_CODE);
+        rec.mark_exited(exit_code, status.map(|s| s.finished_at).unwrap_or_else(now_nanos));
         if let Err(e) = rootfs::unmount(&paths) {
             tracing::warn!(id, "{e}");
         }
@@ -95,7 +92,7 @@ impl Manager {
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 match manager.inner.store.containers.get(&rec.id) {
-                    Ok(Some(stored)) if stored.state == State::Running && stored.started_at == rec.started_at => {}
+                    Ok(Some(stored)) if stored.is_running() && stored.started_at == rec.started_at => {}
                     _ => return,
                 }
                 if manager.inner.store.containers.put(&rec.id, &rec).await.is_ok() {
@@ -143,7 +140,7 @@ impl Manager {
         }
         self.remove_orphans(&known).await;
         let records = self.inner.store.containers.list()?;
-        let live: Vec<_> = records.iter().filter(|c| c.state == State::Running).flat_map(|c| c.ports.clone()).collect();
+        let live: Vec<_> = records.iter().filter(|c| c.is_running()).flat_map(|c| c.ports.clone()).collect();
         let endpoints = records.into_iter().map(|c| (c.id, c.endpoints)).collect();
         self.inner.networks.release_orphans(&live, &endpoints).await
     }

@@ -89,6 +89,30 @@ impl ContainerRecord {
         }
     }
 
+    /// Running by its record: its ports are published and its shim watched.
+    pub fn is_running(&self) -> bool {
+        self.state == State::Running
+    }
+
+    /// `rm` takes a running container only with force.
+    pub fn can_remove(&self, force: bool) -> bool {
+        force || !self.is_running()
+    }
+
+    /// Records a start: the container's init and the shim supervising it.
+    pub fn mark_started(&mut self, pid: i32, shim_pid: i32, at: i64) {
+        self.state = State::Running;
+        (self.pid, self.shim_pid, self.started_at) = (pid, shim_pid, at);
+        (self.exit_code, self.finished_at) = (0, 0);
+    }
+
+    /// Records an exit; the pids no longer mean anything.
+    pub fn mark_exited(&mut self, exit_code: i32, at: i64) {
+        self.state = State::Exited;
+        (self.exit_code, self.finished_at) = (exit_code, at);
+        (self.pid, self.shim_pid) = (0, 0);
+    }
+
     pub fn short_id(&self) -> &str {
         crate::ids::short_id(&self.id)
     }
