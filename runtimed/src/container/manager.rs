@@ -21,7 +21,7 @@ use crate::events::Events;
 use crate::failpoint;
 use crate::ids::{self, random_id, Kind};
 use crate::image::{ImageRecord, ImageStore};
-use crate::network::manager::AttachRequest;
+use crate::network::manager::{AttachRequest, PortsLock};
 use crate::network::{netns, NetworkMode, Networks};
 use crate::store::Store;
 use crate::util::now_nanos;
@@ -62,8 +62,6 @@ pub(super) struct Inner {
     pub events: Events,
     pub networks: Networks,
     pub slots: Mutex<HashMap<String, Arc<Slot>>>,
-    /// Serialises host-port assignment so two creates never pick one port.
-    pub ports_lock: tokio::sync::Mutex<()>,
 }
 
 impl Manager {
@@ -78,16 +76,7 @@ impl Manager {
         for dir in [cfg.containers_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
             std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         }
-        let inner = Inner {
-            cfg,
-            exe,
-            store,
-            images,
-            events,
-            networks,
-            slots: Mutex::new(HashMap::new()),
-            ports_lock: tokio::sync::Mutex::new(()),
-        };
+        let inner = Inner { cfg, exe, store, images, events, networks, slots: Mutex::new(HashMap::new()) };
         Ok(Manager { inner: Arc::new(inner) })
     }
 
@@ -177,11 +166,11 @@ impl Manager {
         rec.image_id = image.id.clone();
         let paths = self.paths(&id);
         // Only creates that publish ports need to exclude each other.
-        let _ports = match rec.spec.ports.is_empty() {
+        let ports_lock = match rec.spec.ports.is_empty() {
             true => None,
-            false => Some(self.inner.ports_lock.lock().await),
+            false => Some(self.inner.networks.lock_ports().await),
         };
-        let prepared = self.prepare(&mut rec, &paths).await;
+        let prepared = self.prepare(&mut rec, &paths, ports_lock.as_ref()).await;
         failpoint::hit("create:prepared");
         let stored = match prepared {
             Ok(()) => self.inner.store.insert_container(&rec).await,
@@ -211,7 +200,12 @@ impl Manager {
         Ok(ids::short_id(id).to_string())
     }
 
-    async fn prepare(&self, rec: &mut ContainerRecord, paths: &ContainerPaths) -> Result<()> {
+    async fn prepare(
+        &self,
+        rec: &mut ContainerRecord,
+        paths: &ContainerPaths,
+        ports: Option<&PortsLock>,
+    ) -> Result<()> {
         rootfs::prepare(paths)?;
         failpoint::hit("create:layer");
         crate::util::create_private(&paths.log()).ctx(|| format!("create {}", paths.log().display()))?;
@@ -220,12 +214,17 @@ impl Manager {
             tokio::task::spawn_blocking(move || netns::create(&ns)).await.map_err(Error::internal)??;
         }
         failpoint::hit("create:netns");
-        self.connect_network(rec, paths).await
+        self.connect_network(rec, paths, ports).await
     }
 
     /// Plugs the container into its network (with whatever legs the
     /// network's driver adds) and assigns its published ports.
-    async fn connect_network(&self, rec: &mut ContainerRecord, paths: &ContainerPaths) -> Result<()> {
+    async fn connect_network(
+        &self,
+        rec: &mut ContainerRecord,
+        paths: &ContainerPaths,
+        ports_lock: Option<&PortsLock>,
+    ) -> Result<()> {
         let NetworkMode::Bridge(name) = &rec.spec.network else {
             return check_options_without_network(&rec.spec);
         };
@@ -246,7 +245,9 @@ impl Manager {
             self.dns_register(rec, ep);
         }
         rec.endpoints.extend(attached.endpoints);
-        rec.ports = self.inner.store.ports.assign(&rec.spec.ports, attached.ports_to)?;
+        if let Some(held) = ports_lock {
+            rec.ports = self.inner.networks.assign_ports(held, &rec.spec.ports, attached.ports_to)?;
+        }
         Ok(())
     }
 

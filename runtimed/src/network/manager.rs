@@ -21,6 +21,7 @@ use crate::firewall::{Firewall, PortMap};
 use crate::ids::{self, Kind};
 use crate::keeper::Keeper;
 use crate::netlink::Netlink;
+use crate::records::port::PortRequest;
 use crate::store::Store;
 
 /// What `network create` asks for.
@@ -90,6 +91,14 @@ pub struct Networks {
     dns: Arc<Mutex<HashMap<String, NetworkDns>>>,
     /// Keeps the DNS servers' sockets open while the daemon restarts.
     keeper: Keeper,
+    /// Held from choosing host ports until they are stored, so two creates
+    /// never pick the same one.
+    ports_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Proof that the caller holds the host-port lock (see `lock_ports`).
+pub struct PortsLock {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
 }
 
 #[derive(Default)]
@@ -108,6 +117,7 @@ impl Networks {
     ) -> Result<Self> {
         Ok(Networks {
             keeper,
+            ports_lock: Arc::new(tokio::sync::Mutex::new(())),
             ipam: store.ipam.clone(),
             store,
             host: Netlink::host()?,
@@ -129,6 +139,18 @@ impl Networks {
     ) -> Result<T> {
         let mut state = self.fw_state.lock().expect("firewall lock");
         f(&self.firewall, &mut state).map_err(Error::from)
+    }
+
+    /// Takes the host-port lock; keep it until the assigned ports are in
+    /// the store (the index is written with the container's record).
+    pub async fn lock_ports(&self) -> PortsLock {
+        PortsLock { _guard: self.ports_lock.clone().lock_owned().await }
+    }
+
+    /// Chooses host ports for `requests`, leading to `target`: the ones
+    /// asked for if free, else free ones from the ephemeral range.
+    pub fn assign_ports(&self, _held: &PortsLock, requests: &[PortRequest], target: Ipv4Addr) -> Result<Vec<PortMap>> {
+        self.store.ports.assign(requests, target)
     }
 
     /// Publishes one container's ports in one transaction.
