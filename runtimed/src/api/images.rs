@@ -9,21 +9,24 @@ use super::convert::image_info;
 use super::detach::to_completion;
 use crate::container::Manager;
 use crate::error::Error;
+use crate::image::ImageStore;
 
 pub struct ImagesApi {
-    m: Manager,
+    images: ImageStore,
+    /// Asked whether a container still uses an image before it goes.
+    containers: Manager,
 }
 
 impl ImagesApi {
-    pub fn new(m: Manager) -> Self {
-        ImagesApi { m }
+    pub fn new(images: ImageStore, containers: Manager) -> Self {
+        ImagesApi { images, containers }
     }
 }
 
 #[tonic::async_trait]
 impl Images for ImagesApi {
     async fn list_images(&self, _: Request<pb::ListImagesRequest>) -> Result<Response<pb::ListImagesResponse>, Status> {
-        let images = self.m.images().list()?.iter().map(image_info).collect();
+        let images = self.images.list()?.iter().map(image_info).collect();
         Ok(Response::new(pb::ListImagesResponse { images }))
     }
 
@@ -40,7 +43,7 @@ impl Images for ImagesApi {
         // Spool to a file next to the image store, then unpack from it. The
         // spool goes when this handler ends, even if tonic drops it because
         // the client went away; the unpacking runs to its end regardless.
-        let spool = Spool(self.m.config().images_dir().join(format!(".import-{}.tar", crate::ids::random_id())));
+        let spool = Spool(self.images.spool_path());
         let tmp = spool.0.clone();
         let result = async {
             let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create import file", e))?;
@@ -51,8 +54,8 @@ impl Images for ImagesApi {
             }
             file.flush().await.map_err(|e| Error::io("write import file", e))?;
             crate::failpoint::hit("import:spooled");
-            let (m, tmp) = (self.m.clone(), tmp.clone());
-            to_completion(async move { m.images().import(&name, tmp).await }).await
+            let (images, tmp) = (self.images.clone(), tmp.clone());
+            to_completion(async move { images.import(&name, tmp).await }).await
         }
         .await;
         drop(spool);
@@ -64,9 +67,9 @@ impl Images for ImagesApi {
         req: Request<pb::RemoveImageRequest>,
     ) -> Result<Response<pb::RemoveImageResponse>, Status> {
         let reference = req.into_inner().image;
-        let image = self.m.images().resolve(&reference)?;
-        let user = self.m.user_of_image(&image.id)?;
-        let removed = self.m.images().remove(&reference, user).await?;
+        let image = self.images.resolve(&reference)?;
+        let user = self.containers.user_of_image(&image.id)?;
+        let removed = self.images.remove(&reference, user).await?;
         Ok(Response::new(pb::RemoveImageResponse { id: removed.id }))
     }
 }

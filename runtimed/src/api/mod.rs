@@ -66,8 +66,14 @@ pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(containers_server::ContainersServer::new(containers::ContainersApi::new(manager.clone())))
-        .add_service(images_server::ImagesServer::new(images::ImagesApi::new(manager.clone())))
-        .add_service(networks_server::NetworksServer::new(networks::NetworksApi::new(manager.clone())))
+        .add_service(images_server::ImagesServer::new(images::ImagesApi::new(
+            manager.images().clone(),
+            manager.clone(),
+        )))
+        .add_service(networks_server::NetworksServer::new(networks::NetworksApi::new(
+            networks.clone(),
+            manager.clone(),
+        )))
         .add_service(system_server::SystemServer::new(system::SystemApi::new(manager)))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await

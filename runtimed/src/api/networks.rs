@@ -10,20 +10,22 @@ use crate::container::Manager;
 use crate::error::Error;
 use crate::network::manager::NetworkRequest;
 use crate::network::record::format_mac;
-use crate::network::NetworkRecord;
+use crate::network::{NetworkRecord, Networks as NetworkService};
 
 pub struct NetworksApi {
-    m: Manager,
+    networks: NetworkService,
+    /// Connect and disconnect change containers, and inspect lists them.
+    containers: Manager,
 }
 
 impl NetworksApi {
-    pub fn new(m: Manager) -> Self {
-        NetworksApi { m }
+    pub fn new(networks: NetworkService, containers: Manager) -> Self {
+        NetworksApi { networks, containers }
     }
 
     fn info(&self, net: &NetworkRecord) -> Result<pb::NetworkInfo, Status> {
         let mut attached = Vec::new();
-        for c in self.m.list(true)? {
+        for c in self.containers.list(true)? {
             for ep in c.endpoints.iter().filter(|e| e.network_id == net.id) {
                 attached.push(pb::NetworkContainer {
                     id: c.id.clone(),
@@ -67,8 +69,8 @@ impl Networks for NetworksApi {
         &self,
         req: Request<pb::CreateNetworkRequest>,
     ) -> Result<Response<pb::CreateNetworkResponse>, Status> {
-        let (m, r) = (self.m.clone(), request(req.into_inner())?);
-        let net = to_completion(async move { m.networks().create(r).await }).await?;
+        let (networks, r) = (self.networks.clone(), request(req.into_inner())?);
+        let net = to_completion(async move { networks.create(r).await }).await?;
         Ok(Response::new(pb::CreateNetworkResponse { network: Some(self.info(&net)?) }))
     }
 
@@ -76,7 +78,7 @@ impl Networks for NetworksApi {
         &self,
         _: Request<pb::ListNetworksRequest>,
     ) -> Result<Response<pb::ListNetworksResponse>, Status> {
-        let nets = self.m.networks().list()?;
+        let nets = self.networks.list()?;
         let networks = nets.iter().map(|n| self.info(n)).collect::<Result<_, _>>()?;
         Ok(Response::new(pb::ListNetworksResponse { networks }))
     }
@@ -85,7 +87,7 @@ impl Networks for NetworksApi {
         &self,
         req: Request<pb::InspectNetworkRequest>,
     ) -> Result<Response<pb::InspectNetworkResponse>, Status> {
-        let net = self.m.networks().resolve(&req.into_inner().network)?;
+        let net = self.networks.resolve(&req.into_inner().network)?;
         Ok(Response::new(pb::InspectNetworkResponse { network: Some(self.info(&net)?) }))
     }
 
@@ -93,8 +95,8 @@ impl Networks for NetworksApi {
         &self,
         req: Request<pb::RemoveNetworkRequest>,
     ) -> Result<Response<pb::RemoveNetworkResponse>, Status> {
-        let (m, network) = (self.m.clone(), req.into_inner().network);
-        let net = to_completion(async move { m.networks().remove(&network).await }).await?;
+        let (networks, network) = (self.networks.clone(), req.into_inner().network);
+        let net = to_completion(async move { networks.remove(&network).await }).await?;
         Ok(Response::new(pb::RemoveNetworkResponse { id: net.id }))
     }
 
@@ -107,9 +109,9 @@ impl Networks for NetworksApi {
             "" => None,
             s => Some(s.parse().map_err(|_| Error::InvalidArgument(format!("invalid IP address {s}")))?),
         };
-        let m = self.m.clone();
+        let m = self.containers.clone();
         let ep = to_completion(async move { m.connect(&r.network, &r.container, ip, r.aliases).await }).await?;
-        let net = self.m.networks().resolve(&ep.network_id).ok();
+        let net = self.networks.resolve(&ep.network_id).ok();
         Ok(Response::new(pb::ConnectContainerResponse { endpoint: Some(endpoint_info(&ep, net.as_ref())) }))
     }
 
@@ -118,7 +120,7 @@ impl Networks for NetworksApi {
         req: Request<pb::DisconnectContainerRequest>,
     ) -> Result<Response<pb::DisconnectContainerResponse>, Status> {
         let r = req.into_inner();
-        let m = self.m.clone();
+        let m = self.containers.clone();
         to_completion(async move { m.disconnect(&r.network, &r.container).await }).await?;
         Ok(Response::new(pb::DisconnectContainerResponse {}))
     }

@@ -26,6 +26,12 @@ impl ImageStore {
         Ok(ImageStore { dir, store })
     }
 
+    /// A new place for an import to spool its tarball: next to the images,
+    /// named so that one left by a crash is found and removed at start.
+    pub fn spool_path(&self) -> PathBuf {
+        self.dir.join(format!(".import-{}.tar", random_id()))
+    }
+
     pub fn rootfs(&self, image: &ImageRecord) -> PathBuf {
         self.dir.join(&image.id).join("rootfs")
     }
