@@ -3,7 +3,7 @@
 //! container endpoints on them.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +15,7 @@ use super::ipam::Ipam;
 use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_NETWORK, GATEWAY_BRIDGE, GATEWAY_NETWORK};
 use super::subnet::InUse;
 use crate::cluster::Cluster;
-use crate::dns::{self, DnsServer, Records};
+use crate::dns::{Records, Resolvers};
 use crate::error::{Error, Result};
 use crate::firewall::{Firewall, PortMap};
 use crate::ids::{self, Kind};
@@ -88,9 +88,7 @@ pub struct Networks {
     fw_state: Arc<Mutex<FirewallState>>,
     default_bridge: String,
     /// Name records and the DNS server of each user-defined network.
-    dns: Arc<Mutex<HashMap<String, NetworkDns>>>,
-    /// Keeps the DNS servers' sockets open while the daemon restarts.
-    keeper: Keeper,
+    pub(super) dns: Resolvers,
     /// Held from choosing host ports until they are stored, so two creates
     /// never pick the same one.
     ports_lock: Arc<tokio::sync::Mutex<()>>,
@@ -99,12 +97,6 @@ pub struct Networks {
 /// Proof that the caller holds the host-port lock (see `lock_ports`).
 pub struct PortsLock {
     _guard: tokio::sync::OwnedMutexGuard<()>,
-}
-
-#[derive(Default)]
-struct NetworkDns {
-    records: Records,
-    server: Option<DnsServer>,
 }
 
 impl Networks {
@@ -116,7 +108,6 @@ impl Networks {
         keeper: Keeper,
     ) -> Result<Self> {
         Ok(Networks {
-            keeper,
             ports_lock: Arc::new(tokio::sync::Mutex::new(())),
             ipam: store.ipam.clone(),
             store,
@@ -127,7 +118,7 @@ impl Networks {
             programmed: Arc::new(Mutex::new(HashMap::new())),
             fw_state: Arc::new(Mutex::new(FirewallState::default())),
             default_bridge,
-            dns: Arc::new(Mutex::new(HashMap::new())),
+            dns: Resolvers::new(keeper),
         })
     }
 
@@ -290,47 +281,33 @@ impl Networks {
         Ok(InUse { nets })
     }
 
-    /// Serves the network's names on its gateway address, port 53,
-    /// forwarding other names to the host's resolvers.
+    /// Serves the network's names on its gateway address (user-defined
+    /// networks only, as docker does).
     pub(super) async fn start_dns(&self, net: &NetworkRecord) -> Result<()> {
-        if !net.has_dns() || self.dns.lock().expect("dns lock").get(&net.id).is_some_and(|d| d.server.is_some()) {
+        if !net.has_dns() {
             return Ok(());
         }
-        let records = self.records(&net.id);
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let upstreams = dns::upstreams_from_resolv_conf(&resolv, false);
-        let bind = SocketAddr::from((net.gateway, 53));
-        let server = DnsServer::start_kept(bind, records, upstreams, self.keeper.clone())
-            .await
-            .map_err(|e| Error::io(format!("DNS server on {bind}"), e))?;
-        self.dns.lock().expect("dns lock").entry(net.id.clone()).or_default().server = Some(server);
-        Ok(())
+        let gateway = net.gateway;
+        self.dns.serve(&net.id, gateway).await.map_err(|e| Error::io(format!("DNS server on {gateway}:53"), e))
     }
 
     pub(super) fn records(&self, network_id: &str) -> Records {
-        self.dns.lock().expect("dns lock").entry(network_id.to_string()).or_default().records.clone()
+        self.dns.records(network_id)
     }
 
     /// Makes `names` resolve to the endpoint's address on its network.
     pub fn dns_add(&self, ep: &Endpoint, names: &[String]) {
-        let records = self.records(&ep.network_id);
-        for name in names {
-            records.add(name, ep.ip);
-        }
+        self.dns.add(&ep.network_id, names, ep.ip);
     }
 
     /// Other names this endpoint asks go to `servers` (`--dns`) rather
     /// than the host's resolvers, as docker's embedded DNS does.
     pub fn dns_forwarders(&self, ep: &Endpoint, servers: &[Ipv4Addr]) {
-        let upstreams = servers.iter().map(|ip| SocketAddr::from((*ip, 53))).collect();
-        self.records(&ep.network_id).set_forwarders(ep.ip, upstreams);
+        self.dns.forward_for(&ep.network_id, ep.ip, servers);
     }
 
     pub(super) async fn teardown(&self, net: &NetworkRecord) {
-        let dns = self.dns.lock().expect("dns lock").remove(&net.id);
-        if let Some(server) = dns.and_then(|d| d.server) {
-            server.shutdown().await;
-        }
+        self.dns.stop(&net.id).await;
         if let Err(e) = self.firewall_remove_network(&net.bridge) {
             tracing::warn!("firewall rules of {}: {e}", net.name);
         }

@@ -26,6 +26,9 @@ use tracing::{debug, trace, warn};
 
 use crate::keeper::Keeper;
 
+mod resolvers;
+pub use resolvers::Resolvers;
+
 /// Short, so a container that is replaced under the same name is found again quickly.
 const LOCAL_TTL: u32 = 10;
 /// How long one upstream gets before the next one is asked.
