@@ -271,3 +271,15 @@ fn stop_and_rm_end_every_process_of_the_container() {
     d.ok(&["rm", "-f", "stubborn"]);
     assert!(d.cgroups().is_empty(), "cgroups left: {:?}", d.cgroups());
 }
+
+#[test]
+fn the_command_line_parses_like_dockers() {
+    let d = Daemon::start();
+    let out = d.ctl(&["run", "--restart=always", "busybox", "true"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.starts_with("runtimectl: unknown flag: --restart\n"), "{out:?}");
+    let out =
+        d.ok(&["run", "--rm=true", "-eGREETING=hi", "busybox", "sh", "-c", "echo -n $GREETING; echo -e ' there'"]);
+    assert_eq!(out, "hi there\n");
+    assert!(d.container_ids().is_empty(), "--rm=true removed it");
+}

@@ -159,7 +159,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub hostname: Option<String>,
     /// Mount the container's root filesystem read-only.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub read_only: bool,
     /// Network: bridge (default), none, host, container:NAME or a network name.
     #[arg(long = "network", alias = "net")]
@@ -182,17 +182,17 @@ pub struct CreateArgs {
     #[arg(long = "add-host")]
     pub add_host: Vec<String>,
     /// Remove the container when it exits.
-    #[arg(long)]
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub rm: bool,
     /// IMAGE [COMMAND [ARG...]]
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "IMAGE [COMMAND]")]
+    #[arg(required = true, trailing_var_arg = true, value_name = "IMAGE [COMMAND]")]
     pub args: Vec<String>,
 }
 
 #[derive(Args)]
 pub struct RunArgs {
     /// Run in the background and print the container id.
-    #[arg(short, long)]
+    #[arg(short, long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub detach: bool,
     #[command(flatten)]
     pub create: CreateArgs,
@@ -251,4 +251,35 @@ pub struct FormatArg {
 pub enum Format {
     Table,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Result<RunArgs, clap::Error> {
+        let mut argv = vec!["runtimectl", "run"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Run(r) => Ok(r),
+            _ => unreachable!("a run command"),
+        }
+    }
+
+    #[test]
+    fn flags_parse_like_docker() {
+        let r = run(&["-eFOO=1", "-p8081:80", "--detach=true", "busybox", "sh", "-c", "echo -n hi"]).unwrap();
+        assert_eq!(r.create.env, ["FOO=1"]);
+        assert_eq!(r.create.publish, ["8081:80"]);
+        assert!(r.detach);
+        assert_eq!(r.create.args, ["busybox", "sh", "-c", "echo -n hi"]);
+        let r = run(&["--rm", "busybox", "ls", "-l", "--color=never"]).unwrap();
+        assert_eq!(
+            r.create.args,
+            ["busybox", "ls", "-l", "--color=never"],
+            "everything after the image is the command"
+        );
+        let err = run(&["--restart=always", "busybox", "true"]).err().expect("an unknown flag is refused");
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+    }
 }
