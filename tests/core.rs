@@ -28,6 +28,7 @@ fn missing_or_unexecutable_commands_exit_127_and_126_leaving_nothing() {
     assert_eq!(out.code, 127, "{out:?}");
     assert!(out.stderr.contains("no-such-command") && out.stderr.contains("not found"), "{out:?}");
     assert_eq!(out.stderr.lines().count(), 1, "one error line: {out:?}");
+    assert_eq!(out.stderr, "runtimectl: exec: \"no-such-command\": executable file not found in $PATH\n");
     let out = d.ctl(&["run", "--name", "noexec", "busybox", "/etc/passwd"]);
     assert_eq!(out.code, 126, "{out:?}");
     assert!(d.container_ids().is_empty(), "a run that cannot start leaves no container");

@@ -10,7 +10,7 @@ use tokio::process::Command;
 
 use super::ContainerPaths;
 use crate::error::{Error, Result};
-use crate::shim::protocol::{ExecOutcome, FailKind, Ready};
+use crate::shim::protocol::{docker_words, ExecOutcome, FailKind, Ready};
 
 /// How long a container may take to be created by the shim.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -106,6 +106,7 @@ pub async fn exec(exe: &Path, lc_root: &Path, req: &ExecRequest<'_>) -> Result<E
 }
 
 fn start_error(kind: FailKind, message: String) -> Error {
+    let message = docker_words(kind, &message);
     match kind {
         FailKind::NotFound => Error::CommandNotFound(message),
         FailKind::CannotExecute => Error::CannotExecute(message),

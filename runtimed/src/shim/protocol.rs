@@ -85,9 +85,38 @@ pub fn classify(message: &str) -> FailKind {
     }
 }
 
+/// libcontainer's start error in docker's words: `exec: "nosuch":
+/// executable file not found in $PATH`, `exec: "/etc/passwd": permission
+/// denied`; anything else keeps its text, without libcontainer's layers.
+pub fn docker_words(kind: FailKind, message: &str) -> String {
+    let executable = message.split_once("executable '").and_then(|(_, rest)| rest.split_once('\'')).map(|(n, _)| n);
+    match (kind, executable) {
+        (FailKind::NotFound, Some(name)) if !name.starts_with('/') => {
+            format!("exec: \"{name}\": executable file not found in $PATH")
+        }
+        (FailKind::NotFound, Some(name)) => format!("exec: \"{name}\": stat {name}: no such file or directory"),
+        (FailKind::CannotExecute, Some(name)) => format!("exec: \"{name}\": permission denied"),
+        _ => message.rsplit(" : ").next().unwrap_or(message).to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn start_errors_read_like_dockers() {
+        let wrapped = "failed to create container: exec process failed with error error in executing process : ";
+        let not_found = format!("{wrapped}executable 'nosuch' not found in $PATH");
+        assert_eq!(
+            docker_words(classify(&not_found), &not_found),
+            "exec: \"nosuch\": executable file not found in $PATH"
+        );
+        let denied =
+            format!("{wrapped}executable '/etc/passwd' at path '\"/etc/passwd\"' does not have correct permissions");
+        assert_eq!(docker_words(classify(&denied), &denied), "exec: \"/etc/passwd\": permission denied");
+        assert_eq!(docker_words(FailKind::Other, &format!("{wrapped}cgroup failure")), "cgroup failure");
+    }
 
     #[test]
     fn classifies_libcontainer_messages() {
