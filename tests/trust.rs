@@ -283,3 +283,19 @@ fn the_command_line_parses_like_dockers() {
     assert_eq!(out, "hi there\n");
     assert!(d.container_ids().is_empty(), "--rm=true removed it");
 }
+
+#[test]
+fn ctrl_c_on_a_foreground_run_reaches_the_container() {
+    use std::io::{BufRead, BufReader};
+    let d = Daemon::start();
+    let script = "trap 'echo got INT; exit 3' INT; echo ready; while true; do sleep 0.1; done";
+    let mut child =
+        d.ctl_cmd(&["run", "--name", "fg", "busybox", "sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(lines.next().unwrap().unwrap(), "got INT");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "the client exits with the container's code");
+    assert_eq!(d.inspect("fg")["State"]["Running"], false, "the container stopped");
+}

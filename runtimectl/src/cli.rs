@@ -194,6 +194,9 @@ pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short, long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub detach: bool,
+    /// Forward signals the client receives to the container (default true).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
     #[command(flatten)]
     pub create: CreateArgs,
 }

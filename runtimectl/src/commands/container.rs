@@ -69,10 +69,20 @@ pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
         detach: a.detach,
     };
     let mut stream = client.containers().run_container(req).await?.into_inner();
-    while let Some(msg) = stream.next().await {
+    let mut signals = None;
+    loop {
+        let msg = tokio::select! {
+            msg = stream.next() => msg,
+            Some((sig, id)) = next_signal(&mut signals) => {
+                forward_signal(client, id, sig);
+                continue;
+            }
+        };
+        let Some(msg) = msg else { break };
         match msg?.event {
             Some(Event::Id(id)) if a.detach => println!("{id}"),
-            Some(Event::Id(_)) | None => {}
+            Some(Event::Id(id)) => signals = a.sig_proxy.then(|| SigProxy::new(id)).transpose()?,
+            None => {}
             Some(Event::Output(entry)) => write_output(&entry),
             Some(Event::ExitCode(code)) => return Ok(code),
         }
@@ -82,6 +92,54 @@ pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
     } else {
         Err(CliError::new("the daemon ended the output stream before the container exited"))
     }
+}
+
+/// Signals a user sends to a foreground `run` go to the container, as with
+/// docker's `--sig-proxy` (the default): Ctrl-C stops the container rather
+/// than leaving it running without its client.
+struct SigProxy {
+    id: String,
+    rx: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+}
+
+impl SigProxy {
+    fn new(id: String) -> Result<SigProxy> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let kinds = [
+            (SignalKind::interrupt(), "INT"),
+            (SignalKind::terminate(), "TERM"),
+            (SignalKind::hangup(), "HUP"),
+            (SignalKind::quit(), "QUIT"),
+            (SignalKind::user_defined1(), "USR1"),
+            (SignalKind::user_defined2(), "USR2"),
+        ];
+        for (kind, name) in kinds {
+            let mut stream = signal(kind).map_err(|e| CliError::new(format!("listen for SIG{name}: {e}")))?;
+            let tx = tx.clone();
+            tokio::spawn(async move { while stream.recv().await.is_some() && tx.send(name).is_ok() {} });
+        }
+        Ok(SigProxy { id, rx })
+    }
+}
+
+/// The next signal to forward, and to which container; pending forever
+/// when not proxying.
+async fn next_signal(proxy: &mut Option<SigProxy>) -> Option<(&'static str, String)> {
+    match proxy {
+        Some(p) => p.rx.recv().await.map(|sig| (sig, p.id.clone())),
+        None => std::future::pending().await,
+    }
+}
+
+fn forward_signal(client: &Client, container: String, signal: &'static str) {
+    let mut containers = client.containers();
+    tokio::spawn(async move {
+        let req = pb::KillContainerRequest { container, signal: signal.to_string() };
+        if let Err(status) = containers.kill_container(req).await {
+            eprintln!("runtimectl: forward SIG{signal}: {}", status.message());
+        }
+    });
 }
 
 pub async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
