@@ -298,3 +298,19 @@ fn containers_are_found_by_name_and_id_prefix() {
     d.ok(&["start", "findme"]);
     assert_eq!(d.ok(&["wait", "findme"]).trim(), "0");
 }
+
+#[test]
+fn logs_take_timestamps_since_until_and_n() {
+    let d = Daemon::start();
+    d.ok(&["run", "--name", "talker", "busybox", "sh", "-c", "echo one; echo two; echo three"]);
+    assert_eq!(d.ok(&["logs", "-n", "1", "talker"]), "three\n");
+    let stamped = d.ok(&["logs", "-t", "talker"]);
+    let first = stamped.lines().next().unwrap();
+    let (time, text) = first.split_once(' ').unwrap();
+    assert!(time.starts_with("20") && time.ends_with('Z') && text == "one", "{stamped}");
+    assert_eq!(d.ok(&["logs", "--since", "1h", "talker"]), "one\ntwo\nthree\n");
+    assert_eq!(d.ok(&["logs", "--since", "2999-01-01T00:00:00Z", "talker"]), "");
+    assert_eq!(d.ok(&["logs", "--until", "1h", "talker"]), "");
+    let out = d.ctl(&["logs", "--since", "yesterday-ish", "talker"]);
+    assert_eq!(out.code, 125, "{out:?}");
+}

@@ -49,14 +49,7 @@ pub enum Command {
         containers: Vec<String>,
     },
     /// Show a container's output.
-    Logs {
-        #[arg(short, long)]
-        follow: bool,
-        /// Number of lines from the end ("all" for everything).
-        #[arg(long, default_value = "all")]
-        tail: String,
-        container: String,
-    },
+    Logs(LogsArgs),
     /// Run a command in a running container.
     Exec(ExecArgs),
     /// Show containers as JSON.
@@ -211,6 +204,26 @@ pub struct PsArgs {
     pub quiet: bool,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines from the end ("all" for everything).
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Prefix each line with its time (RFC 3339, nanoseconds).
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Only lines from this time on: RFC 3339, Unix seconds, or a duration
+    /// before now (10m, 1h30m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only lines before this time (same forms as --since).
+    #[arg(long)]
+    pub until: Option<String>,
+    pub container: String,
 }
 
 #[derive(Args)]

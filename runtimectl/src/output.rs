@@ -31,6 +31,26 @@ pub fn ago(at: i64) -> String {
     format!("{} ago", human_duration(now_nanos() - at))
 }
 
+/// A time given on the command line, in Unix nanoseconds: RFC 3339, Unix
+/// seconds, or a duration before now (`10m`), as docker's --since takes.
+pub fn parse_time(text: &str, flag: &str) -> Result<i64, crate::error::CliError> {
+    let nanos = |t: std::time::SystemTime| {
+        t.duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)).unwrap_or(0)
+    };
+    if let Ok(t) = humantime::parse_rfc3339_weak(text) {
+        return Ok(nanos(t));
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        return Ok((secs * 1e9) as i64);
+    }
+    match humantime::parse_duration(text) {
+        Ok(ago) => Ok(nanos(std::time::SystemTime::now() - ago)),
+        Err(_) => Err(crate::error::CliError::new(format!(
+            "invalid value for {flag}: {text} (use a time like 2026-01-02T15:04:05Z, Unix seconds or a duration like 10m)"
+        ))),
+    }
+}
+
 pub fn rfc3339(at: i64) -> String {
     if at <= 0 {
         return String::new();

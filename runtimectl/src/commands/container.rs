@@ -6,7 +6,7 @@ use runtime_proto::v1 as pb;
 use tokio_stream::StreamExt;
 
 use super::for_each;
-use crate::cli::{CreateArgs, ExecArgs, Format, PsArgs, RunArgs};
+use crate::cli::{CreateArgs, ExecArgs, Format, LogsArgs, PsArgs, RunArgs};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::output;
@@ -225,19 +225,37 @@ pub async fn rm(client: &Client, force: bool, names: Vec<String>) -> Result<i32>
     .await
 }
 
-pub async fn logs(client: &Client, follow: bool, tail: &str, container: String) -> Result<i32> {
-    let tail = match tail {
+pub async fn logs(client: &Client, a: LogsArgs) -> Result<i32> {
+    let tail = match a.tail.as_str() {
         "all" | "" => None,
         n => Some(n.parse::<i64>().map_err(|_| CliError::new(format!("invalid --tail value: {n}")))?),
     };
-    let req = pb::ContainerLogsRequest { container, follow, tail };
+    let since = a.since.as_deref().map(|t| output::parse_time(t, "--since")).transpose()?;
+    let until = a.until.as_deref().map(|t| output::parse_time(t, "--until")).transpose()?;
+    let req = pb::ContainerLogsRequest { container: a.container, follow: a.follow, tail };
     let mut stream = client.containers().container_logs(req).await?.into_inner();
     while let Some(msg) = stream.next().await {
-        if let Some(entry) = msg?.entry {
+        let Some(entry) = msg?.entry else { continue };
+        if until.is_some_and(|u| entry.time >= u) {
+            break;
+        }
+        if since.is_some_and(|s| entry.time < s) {
+            continue;
+        }
+        if a.timestamps {
+            write_stamped(&entry);
+        } else {
             write_output(&entry);
         }
     }
     Ok(0)
+}
+
+/// A log entry after its time, as `docker logs -t` prints it.
+fn write_stamped(entry: &pb::LogEntry) {
+    let mut stamped = pb::LogEntry { data: format!("{} ", output::rfc3339(entry.time)).into_bytes(), ..entry.clone() };
+    stamped.data.extend_from_slice(&entry.data);
+    write_output(&stamped);
 }
 
 pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {

@@ -19,7 +19,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Stop { time, containers } => container::stop(&client, time, containers).await,
         Command::Kill { signal, containers } => container::kill(&client, signal, containers).await,
         Command::Rm { force, containers } => container::rm(&client, force, containers).await,
-        Command::Logs { follow, tail, container } => container::logs(&client, follow, &tail, container).await,
+        Command::Logs(a) => container::logs(&client, a).await,
         Command::Exec(a) => container::exec(&client, a).await,
         Command::Inspect { containers } => container::inspect(&client, containers).await,
         Command::Wait { containers } => container::wait(&client, containers).await,
