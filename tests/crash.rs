@@ -174,16 +174,8 @@ fn a_container_whose_shim_dies_is_killed_not_orphaned() {
 #[test]
 fn a_full_disk_loses_output_not_containers() {
     let mut d = Daemon::start();
-    d.stop();
-    // The daemon's root on a 24 MB tmpfs (unmounted by the harness).
+    d.restart_on_small_disk(24);
     let root = d.root();
-    let saved = d.dir.join("root-saved");
-    sh(&format!(
-        "mv {0} {1} && mkdir {0} && mount -t tmpfs -o size=24m tmpfs {0} && cp -a {1}/. {0}/",
-        root.display(),
-        saved.display()
-    ));
-    d.spawn();
     d.ok(&[
         "run",
         "-d",
@@ -331,16 +323,8 @@ fn fill_until_refused(d: &Daemon, filler: &std::path::Path, tag: &str) -> Vec<St
 #[test]
 fn a_full_store_disk_refuses_changes_and_recovers_without_a_restart() {
     let mut d = Daemon::start();
-    d.stop();
-    // The daemon's root on a 40 MB tmpfs (unmounted by the harness).
+    d.restart_on_small_disk(40);
     let root = d.root();
-    let saved = d.dir.join("root-saved");
-    sh(&format!(
-        "mv {0} {1} && mkdir {0} && mount -t tmpfs -o size=40m tmpfs {0} && cp -a {1}/. {0}/",
-        root.display(),
-        saved.display()
-    ));
-    d.spawn();
     d.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "600"]);
     let (filler, filler2) = (root.join("filler"), root.join("filler2"));
     for round in 0..3 {

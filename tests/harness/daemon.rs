@@ -177,6 +177,20 @@ impl Daemon {
         cmd
     }
 
+    /// Restarts the daemon with its `--root` on a tmpfs of `megabytes` (the
+    /// state so far copied over), for full-disk tests; the harness unmounts
+    /// it at cleanup like any mount under the test's directory.
+    pub fn restart_on_small_disk(&mut self, megabytes: u32) {
+        self.stop();
+        let (root, saved) = (self.root(), self.dir.join("root-saved"));
+        crate::sh(&format!(
+            "mv {0} {1} && mkdir {0} && mount -t tmpfs -o size={megabytes}m tmpfs {0} && cp -a {1}/. {0}/",
+            root.display(),
+            saved.display()
+        ));
+        self.spawn();
+    }
+
     /// `runtimectl inspect NAME`, parsed: the container's JSON object.
     pub fn inspect(&self, name: &str) -> serde_json::Value {
         let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).expect("inspect prints JSON");
