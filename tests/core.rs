@@ -193,7 +193,7 @@ fn events_report_the_lifecycle() {
     }
     let _ = events.kill();
     let _ = events.wait();
-    assert_eq!(actions, ["create", "start", "die", "destroy"]);
+    assert_eq!(actions, ["create", "attach", "start", "die", "destroy"], "docker's order for a foreground run");
 }
 
 #[test]

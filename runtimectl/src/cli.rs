@@ -21,10 +21,9 @@ pub enum Command {
     /// Create a container without starting it.
     Create(CreateArgs),
     /// Start stopped containers.
-    Start {
-        #[arg(required = true)]
-        containers: Vec<String>,
-    },
+    Start(StartArgs),
+    /// Attach this terminal to a running container's input and output.
+    Attach(AttachArgs),
     /// List containers.
     Ps(PsArgs),
     /// Stop containers (SIGTERM, then SIGKILL).
@@ -177,6 +176,12 @@ pub struct CreateArgs {
     /// Remove the container when it exits.
     #[arg(long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub rm: bool,
+    /// Keep stdin open even if not attached.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// IMAGE [COMMAND [ARG...]]
     #[arg(required = true, trailing_var_arg = true, value_name = "IMAGE [COMMAND]")]
     pub args: Vec<String>,
@@ -191,7 +196,43 @@ pub struct RunArgs {
     #[arg(long, num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub sig_proxy: bool,
     #[command(flatten)]
+    pub keys: DetachKeysArg,
+    #[command(flatten)]
     pub create: CreateArgs,
+}
+
+#[derive(Args)]
+pub struct DetachKeysArg {
+    /// Key sequence that detaches from the container (e.g. ctrl-p,ctrl-q).
+    #[arg(long, default_value = "ctrl-p,ctrl-q")]
+    pub detach_keys: String,
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// Attach to the container's output (and exit with its code).
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach the container's stdin.
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[command(flatten)]
+    pub keys: DetachKeysArg,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct AttachArgs {
+    /// Do not attach stdin.
+    #[arg(long)]
+    pub no_stdin: bool,
+    /// Forward signals the client receives to the container (default true).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_value = "true", default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
+    #[command(flatten)]
+    pub keys: DetachKeysArg,
+    pub container: String,
 }
 
 #[derive(Args)]
@@ -228,6 +269,20 @@ pub struct LogsArgs {
 
 #[derive(Args)]
 pub struct ExecArgs {
+    /// Run in the background.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Give the process every capability.
+    #[arg(long)]
+    pub privileged: bool,
+    #[command(flatten)]
+    pub keys: DetachKeysArg,
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     #[arg(short = 'w', long = "workdir")]
@@ -295,6 +350,10 @@ mod tests {
             ["busybox", "ls", "-l", "--color=never"],
             "everything after the image is the command"
         );
+        let r = run(&["-dit", "busybox"]).unwrap();
+        assert!(r.detach && r.create.interactive && r.create.tty, "-dit is -d -i -t");
+        let r = run(&["-it", "--rm", "busybox", "sh"]).unwrap();
+        assert!(!r.detach && r.create.interactive && r.create.tty && r.create.rm);
         let err = run(&["--restart=always", "busybox", "true"]).err().expect("an unknown flag is refused");
         assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
     }

@@ -7,6 +7,7 @@ pub const DAEMON_ERROR: i32 = 125;
 /// Set by the daemon on start failures (see runtimed's error module).
 const EXIT_CODE_METADATA: &str = "runtime-exit-code";
 
+#[derive(Debug)]
 pub struct CliError {
     pub message: String,
     pub exit_code: i32,

@@ -25,6 +25,11 @@ pub enum Error {
     /// The cluster store cannot be reached (overlay networks).
     #[error("{0}")]
     Unavailable(String),
+    /// A result beyond a documented limit (exec output over the cap).
+    #[error("{0}")]
+    OutOfRange(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("store: {0}")]
     Store(#[from] sled::Error),
     /// The disk holding the store (this directory) is full: the write
@@ -67,6 +72,8 @@ impl From<Error> for Status {
             Error::InvalidArgument(_) => (Code::InvalidArgument, None),
             Error::FailedPrecondition(_) => (Code::FailedPrecondition, None),
             Error::Unavailable(_) => (Code::Unavailable, None),
+            Error::OutOfRange(_) => (Code::OutOfRange, None),
+            Error::DeadlineExceeded(_) => (Code::DeadlineExceeded, None),
             Error::StoreFull(_) => (Code::ResourceExhausted, None),
             Error::CommandNotFound(_) => (Code::InvalidArgument, Some(127)),
             Error::CannotExecute(_) => (Code::PermissionDenied, Some(126)),

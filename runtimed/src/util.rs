@@ -67,3 +67,20 @@ impl Write for LossyStderr {
         Ok(())
     }
 }
+
+/// A unix socket path in `dir` that fits `sun_path` (108 bytes) however
+/// long `dir` is: `/proc/self/fd/N/name` through an `O_PATH` handle on the
+/// directory. The handle must stay open while the path is used.
+pub struct SocketPath {
+    _dir: File,
+    pub path: std::path::PathBuf,
+}
+
+impl SocketPath {
+    pub fn new(dir: &Path, name: &str) -> std::io::Result<SocketPath> {
+        use std::os::fd::AsRawFd;
+        let dir_file = OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(dir)?;
+        let path = format!("/proc/self/fd/{}/{name}", dir_file.as_raw_fd()).into();
+        Ok(SocketPath { _dir: dir_file, path })
+    }
+}

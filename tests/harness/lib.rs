@@ -9,6 +9,7 @@ mod cluster;
 mod daemon;
 mod image;
 mod netns;
+mod pty;
 mod world;
 
 use std::path::PathBuf;
@@ -18,6 +19,7 @@ pub use cluster::{Cluster, Etcd, Node, ETCD_IP, NODE_TTL};
 pub use daemon::{Daemon, Output};
 pub use image::import_tools;
 pub use netns::Netns;
+pub use pty::Pty;
 pub use world::{Bg, World, EXT_IP, HOST_IP};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

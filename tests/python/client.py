@@ -42,14 +42,25 @@ def main():
     assert any(i.name == "busybox" for i in images.ListImages(pb.ListImagesRequest()).images)
 
     # Attached run: the id first, then output, then the exit code.
-    events = list(containers.RunContainer(pb.RunContainerRequest(
+    # The request stream is only the container; ending it closes stdin.
+    events = list(containers.RunContainer(iter([pb.RunContainerRequest(
         name="pyrun",
         config=pb.ContainerConfig(image="busybox", cmd=["sh", "-c", "echo from python; exit 5"],
-                                  auto_remove=True))))
+                                  auto_remove=True))])))
     assert events[0].WhichOneof("event") == "id", events
-    output = b"".join(e.output.data for e in events if e.WhichOneof("event") == "output")
+    output = b"".join(e.stdout for e in events if e.WhichOneof("event") == "stdout")
     assert output == b"from python\n", output
     assert events[-1].exit_code == 5, events[-1]
+
+    # Stdin streamed after the first request reaches the container.
+    def typed():
+        yield pb.RunContainerRequest(config=pb.ContainerConfig(image="busybox", cmd=["cat"], open_stdin=True,
+                                                               auto_remove=True))
+        yield pb.RunContainerRequest(input=pb.StreamInput(stdin=b"\x00binary\xff"))
+        yield pb.RunContainerRequest(input=pb.StreamInput(close_stdin=True))
+    events = list(containers.RunContainer(typed()))
+    output = b"".join(e.stdout for e in events if e.WhichOneof("event") == "stdout")
+    assert output == b"\x00binary\xff" and events[-1].exit_code == 0, events
 
     cid = containers.CreateContainer(pb.CreateContainerRequest(
         name="py", config=pb.ContainerConfig(image="busybox", cmd=["sleep", "300"]))).id
@@ -58,8 +69,23 @@ def main():
     assert info.state == pb.CONTAINER_STATE_RUNNING and info.name == "py", info
     listed = containers.ListContainers(pb.ListContainersRequest(all=False)).containers
     assert [c.id for c in listed] == [cid], listed
-    res = containers.ExecContainer(pb.ExecContainerRequest(container="py", cmd=["sh", "-c", "echo hi; exit 2"]))
+    res = containers.ExecContainerSync(pb.ExecContainerSyncRequest(container="py", cmd=["sh", "-c", "echo hi; exit 2"]))
     assert (res.exit_code, res.stdout) == (2, b"hi\n"), res
+    # Past its documented cap the one-shot exec fails clearly (the stream has none).
+    try:
+        containers.ExecContainerSync(pb.ExecContainerSyncRequest(container="py", cmd=["head", "-c", "5000000", "/dev/zero"]))
+        raise AssertionError("an exec over the cap succeeded")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.OUT_OF_RANGE and "3 MiB" in e.details(), e
+    try:
+        containers.ExecContainerSync(pb.ExecContainerSyncRequest(container="py", cmd=["sleep", "30"], timeout_seconds=1))
+        raise AssertionError("an exec past its timeout succeeded")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e
+    # The streamed exec names itself first, then streams, then the code.
+    events = list(containers.ExecContainer(iter([pb.ExecContainerRequest(container="py", cmd=["sh", "-c", "echo streamed; exit 6"])])))
+    assert events[0].WhichOneof("event") == "exec_id" and len(events[0].exec_id) == 64, events
+    assert b"".join(e.stdout for e in events) == b"streamed\n" and events[-1].exit_code == 6, events
     containers.KillContainer(pb.KillContainerRequest(container="py", signal="TERM"))
     containers.StopContainer(pb.StopContainerRequest(container="py", timeout_seconds=1))
     assert containers.WaitContainer(pb.WaitContainerRequest(container="py")).exit_code == 137

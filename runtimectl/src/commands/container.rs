@@ -6,13 +6,13 @@ use runtime_proto::v1 as pb;
 use tokio_stream::StreamExt;
 
 use super::for_each;
-use crate::cli::{CreateArgs, ExecArgs, Format, LogsArgs, PsArgs, RunArgs};
+use crate::cli::{CreateArgs, Format, LogsArgs, PsArgs};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 use crate::output;
 
 /// `-e KEY` copies KEY from this environment (and is dropped if unset).
-fn env_entries(env: &[String]) -> Vec<String> {
+pub(super) fn env_entries(env: &[String]) -> Vec<String> {
     env.iter()
         .filter_map(
             |e| {
@@ -26,7 +26,7 @@ fn env_entries(env: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn config(a: &CreateArgs) -> Result<pb::ContainerConfig> {
+pub(super) fn config(a: &CreateArgs) -> Result<pb::ContainerConfig> {
     let (image, cmd) = a.args.split_first().map(|(i, c)| (i.clone(), c.to_vec())).unwrap_or_default();
     let mut ports = Vec::new();
     for spec in &a.publish {
@@ -48,6 +48,8 @@ fn config(a: &CreateArgs) -> Result<pb::ContainerConfig> {
         read_only: a.read_only,
         network: a.network.clone().unwrap_or_default(),
         auto_remove: a.rm,
+        open_stdin: a.interactive,
+        tty: a.tty,
     })
 }
 
@@ -61,101 +63,11 @@ fn write_output(entry: &pb::LogEntry) {
     }
 }
 
-pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
-    use pb::run_container_response::Event;
-    let req = pb::RunContainerRequest {
-        name: a.create.name.clone().unwrap_or_default(),
-        config: Some(config(&a.create)?),
-        detach: a.detach,
-    };
-    let mut stream = client.containers().run_container(req).await?.into_inner();
-    let mut signals = None;
-    loop {
-        let msg = tokio::select! {
-            msg = stream.next() => msg,
-            Some((sig, id)) = next_signal(&mut signals) => {
-                forward_signal(client, id, sig);
-                continue;
-            }
-        };
-        let Some(msg) = msg else { break };
-        match msg?.event {
-            Some(Event::Id(id)) if a.detach => println!("{id}"),
-            Some(Event::Id(id)) => signals = a.sig_proxy.then(|| SigProxy::new(id)).transpose()?,
-            None => {}
-            Some(Event::Output(entry)) => write_output(&entry),
-            Some(Event::ExitCode(code)) => return Ok(code),
-        }
-    }
-    if a.detach {
-        Ok(0)
-    } else {
-        Err(CliError::new("the daemon ended the output stream before the container exited"))
-    }
-}
-
-/// Signals a user sends to a foreground `run` go to the container, as with
-/// docker's `--sig-proxy` (the default): Ctrl-C stops the container rather
-/// than leaving it running without its client.
-struct SigProxy {
-    id: String,
-    rx: tokio::sync::mpsc::UnboundedReceiver<&'static str>,
-}
-
-impl SigProxy {
-    fn new(id: String) -> Result<SigProxy> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let kinds = [
-            (SignalKind::interrupt(), "INT"),
-            (SignalKind::terminate(), "TERM"),
-            (SignalKind::hangup(), "HUP"),
-            (SignalKind::quit(), "QUIT"),
-            (SignalKind::user_defined1(), "USR1"),
-            (SignalKind::user_defined2(), "USR2"),
-        ];
-        for (kind, name) in kinds {
-            let mut stream = signal(kind).map_err(|e| CliError::new(format!("listen for SIG{name}: {e}")))?;
-            let tx = tx.clone();
-            tokio::spawn(async move { while stream.recv().await.is_some() && tx.send(name).is_ok() {} });
-        }
-        Ok(SigProxy { id, rx })
-    }
-}
-
-/// The next signal to forward, and to which container; pending forever
-/// when not proxying.
-async fn next_signal(proxy: &mut Option<SigProxy>) -> Option<(&'static str, String)> {
-    match proxy {
-        Some(p) => p.rx.recv().await.map(|sig| (sig, p.id.clone())),
-        None => std::future::pending().await,
-    }
-}
-
-fn forward_signal(client: &Client, container: String, signal: &'static str) {
-    let mut containers = client.containers();
-    tokio::spawn(async move {
-        let req = pb::KillContainerRequest { container, signal: signal.to_string() };
-        if let Err(status) = containers.kill_container(req).await {
-            eprintln!("runtimectl: forward SIG{signal}: {}", status.message());
-        }
-    });
-}
-
 pub async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
     let req = pb::CreateContainerRequest { name: a.name.clone().unwrap_or_default(), config: Some(config(&a)?) };
     let resp = client.containers().create_container(req).await?.into_inner();
     println!("{}", resp.id);
     Ok(0)
-}
-
-pub async fn start(client: &Client, names: Vec<String>) -> Result<i32> {
-    for_each(names, |container| async move {
-        client.containers().start_container(pb::StartContainerRequest { container: container.clone() }).await?;
-        println!("{container}");
-        Ok(())
-    })
-    .await
 }
 
 pub async fn ps(client: &Client, a: PsArgs) -> Result<i32> {
@@ -256,20 +168,6 @@ fn write_stamped(entry: &pb::LogEntry) {
     let mut stamped = pb::LogEntry { data: format!("{} ", output::rfc3339(entry.time)).into_bytes(), ..entry.clone() };
     stamped.data.extend_from_slice(&entry.data);
     write_output(&stamped);
-}
-
-pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
-    let req = pb::ExecContainerRequest {
-        container: a.container,
-        cmd: a.cmd,
-        env: env_entries(&a.env),
-        working_dir: a.workdir.unwrap_or_default(),
-        user: a.user.unwrap_or_default(),
-    };
-    let resp = client.containers().exec_container(req).await?.into_inner();
-    let _ = std::io::stdout().write_all(&resp.stdout);
-    let _ = std::io::stderr().write_all(&resp.stderr);
-    Ok(resp.exit_code)
 }
 
 pub async fn inspect(client: &Client, names: Vec<String>) -> Result<i32> {

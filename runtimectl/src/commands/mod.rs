@@ -3,7 +3,9 @@
 mod container;
 mod image;
 mod network;
+mod stdio;
 mod system;
+mod terminal;
 
 use crate::cli::{Cli, Command, ImageCommand, NetworkCommand, NodeCommand};
 use crate::client::Client;
@@ -12,15 +14,16 @@ use crate::error::Result;
 pub async fn dispatch(cli: Cli) -> Result<i32> {
     let client = Client::connect(&cli.host).await?;
     match cli.command {
-        Command::Run(a) => container::run(&client, a).await,
+        Command::Run(a) => stdio::run(&client, a).await,
         Command::Create(a) => container::create(&client, a).await,
-        Command::Start { containers } => container::start(&client, containers).await,
+        Command::Start(a) => stdio::start(&client, a).await,
+        Command::Attach(a) => stdio::attach(&client, a).await,
         Command::Ps(a) => container::ps(&client, a).await,
         Command::Stop { time, containers } => container::stop(&client, time, containers).await,
         Command::Kill { signal, containers } => container::kill(&client, signal, containers).await,
         Command::Rm { force, containers } => container::rm(&client, force, containers).await,
         Command::Logs(a) => container::logs(&client, a).await,
-        Command::Exec(a) => container::exec(&client, a).await,
+        Command::Exec(a) => stdio::exec(&client, a).await,
         Command::Inspect { containers } => container::inspect(&client, containers).await,
         Command::Wait { containers } => container::wait(&client, containers).await,
         Command::Events(f) => system::events(&client, f.format).await,

@@ -8,17 +8,23 @@ use runtime_proto::v1 as pb;
 use runtime_proto::v1::containers_server::Containers;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{container_info, endpoint_info, spec_from_config};
 use super::detach::to_completion;
+use super::stdio::{self, Output};
 use crate::container::logs::{LogLine, Stream as LogStream};
-use crate::container::{ContainerRecord, Follow, Manager};
+use crate::container::{Attached, ContainerRecord, ExecOptions, ExecSession, Manager};
 use crate::network::NetworkMode;
+use crate::shim::frame::Attach;
 
 type GrpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 const DEFAULT_STOP_TIMEOUT: u32 = 10;
+
+/// Output limit of ExecContainerSync (documented in the proto): the reply
+/// must fit any client's default 4 MiB message limit.
+const EXEC_SYNC_CAP: usize = 3 << 20;
 
 pub struct ContainersApi {
     m: Manager,
@@ -79,36 +85,70 @@ impl Containers for ContainersApi {
 
     async fn run_container(
         &self,
-        req: Request<pb::RunContainerRequest>,
+        req: Request<Streaming<pb::RunContainerRequest>>,
     ) -> Result<Response<Self::RunContainerStream>, Status> {
         use pb::run_container_response::Event;
-        let r = req.into_inner();
-        let (image, spec) = spec_from_config(r.config)?;
+        let mut input = req.into_inner();
+        let first = input.message().await?.ok_or_else(|| Status::invalid_argument("empty request stream"))?;
+        let (image, spec) = spec_from_config(first.config)?;
+        let (size, detach) = (stdio::size(first.size), first.detach);
+        let attach = Attach { stdin: spec.open_stdin, stdout: true, stderr: true };
         let m = self.m.clone();
-        let (rec, output) = to_completion(async move {
-            let rec = m.create(&r.name, &image, spec).await?;
-            let output = if r.detach { None } else { Some(m.follow(&rec, true, None, true)?) };
-            if let Err(e) = m.start(&rec.id).await {
-                // A run that cannot start leaves nothing behind.
-                if let Err(rm) = m.remove(&rec.id, true).await {
-                    tracing::error!(id = rec.short_id(), "cleanup after failed run: {rm}");
+        let (id, attached) = to_completion(async move {
+            let rec = m.create(&first.name, &image, spec).await?;
+            let started = match detach {
+                true => m.start(&rec.id).await.map(|_| None),
+                false => m.attach(&rec.id, attach, size, true).await.map(Some),
+            };
+            match started {
+                Ok(attached) => Ok((rec.id, attached)),
+                Err(e) => {
+                    // A run that cannot start leaves nothing behind.
+                    if let Err(rm) = m.remove(&rec.id, true).await {
+                        tracing::error!(id = rec.short_id(), "cleanup after failed run: {rm}");
+                    }
+                    Err(e)
                 }
-                return Err(e);
             }
-            Ok((rec, output))
         })
         .await?;
-        let first =
-            futures::stream::once(async move { Ok(pb::RunContainerResponse { event: Some(Event::Id(rec.id)) }) });
-        let Some(output) = output else { return Ok(Response::new(Box::pin(first))) };
-        let rest = ReceiverStream::new(output).map(|item| {
-            let event = match item {
-                Follow::Line(line) => Event::Output(log_entry(&line)),
-                Follow::Exited(code) => Event::ExitCode(code),
+        let first = futures::stream::once(async move { Ok(pb::RunContainerResponse { event: Some(Event::Id(id)) }) });
+        let Some(Attached { conn, end, .. }) = attached else { return Ok(Response::new(Box::pin(first))) };
+        let wrap = |out| {
+            let event = match out {
+                Output::Stdout(d) => Event::Stdout(d),
+                Output::Stderr(d) => Event::Stderr(d),
+                Output::Exit(code) => Event::ExitCode(code),
             };
-            Ok(pb::RunContainerResponse { event: Some(event) })
-        });
-        Ok(Response::new(Box::pin(first.chain(rest))))
+            pb::RunContainerResponse { event: Some(event) }
+        };
+        let rx = stdio::relay(conn, input, |r: pb::RunContainerRequest| r.input, wrap, |_| end.exit_code());
+        Ok(Response::new(Box::pin(first.chain(ReceiverStream::new(rx)))))
+    }
+
+    type AttachContainerStream = GrpcStream<pb::AttachContainerResponse>;
+
+    async fn attach_container(
+        &self,
+        req: Request<Streaming<pb::AttachContainerRequest>>,
+    ) -> Result<Response<Self::AttachContainerStream>, Status> {
+        use pb::attach_container_response::Event;
+        let mut input = req.into_inner();
+        let r = input.message().await?.ok_or_else(|| Status::invalid_argument("empty request stream"))?;
+        let attach = Attach { stdin: r.stdin, stdout: r.stdout, stderr: r.stderr };
+        let (m, size) = (self.m.clone(), stdio::size(r.size));
+        let Attached { conn, end, .. } =
+            to_completion(async move { m.attach(&r.container, attach, size, r.start).await }).await?;
+        let wrap = |out| {
+            let event = match out {
+                Output::Stdout(d) => Event::Stdout(d),
+                Output::Stderr(d) => Event::Stderr(d),
+                Output::Exit(code) => Event::ExitCode(code),
+            };
+            pb::AttachContainerResponse { event: Some(event) }
+        };
+        let rx = stdio::relay(conn, input, |r: pb::AttachContainerRequest| r.input, wrap, |_| end.exit_code());
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn stop_container(
@@ -175,20 +215,62 @@ impl Containers for ContainersApi {
         let r = req.into_inner();
         let tail = r.tail.filter(|n| *n >= 0).map(|n| n as usize);
         let rx = self.m.logs(&r.container, r.follow, tail)?;
-        let stream = ReceiverStream::new(rx).filter_map(|item| match item {
-            Follow::Line(line) => Some(Ok(pb::ContainerLogsResponse { entry: Some(log_entry(&line)) })),
-            Follow::Exited(_) => None,
-        });
+        let stream =
+            ReceiverStream::new(rx).map(|line| Ok(pb::ContainerLogsResponse { entry: Some(log_entry(&line)) }));
         Ok(Response::new(Box::pin(stream)))
     }
 
+    type ExecContainerStream = GrpcStream<pb::ExecContainerResponse>;
+
     async fn exec_container(
         &self,
-        req: Request<pb::ExecContainerRequest>,
-    ) -> Result<Response<pb::ExecContainerResponse>, Status> {
+        req: Request<Streaming<pb::ExecContainerRequest>>,
+    ) -> Result<Response<Self::ExecContainerStream>, Status> {
+        use pb::exec_container_response::Event;
+        let mut input = req.into_inner();
+        let r = input.message().await?.ok_or_else(|| Status::invalid_argument("empty request stream"))?;
+        let opts = ExecOptions {
+            cmd: r.cmd,
+            env: r.env,
+            working_dir: r.working_dir,
+            user: r.user,
+            stdin: r.stdin,
+            tty: r.tty,
+            detach: r.detach,
+            privileged: r.privileged,
+            size: stdio::size(r.size),
+        };
+        let ExecSession { exec_id, conn } = self.m.exec(&r.container, &opts).await?;
+        let first =
+            futures::stream::once(async move { Ok(pb::ExecContainerResponse { event: Some(Event::ExecId(exec_id)) }) });
+        let Some(conn) = conn else { return Ok(Response::new(Box::pin(first))) };
+        let wrap = |out| {
+            let event = match out {
+                Output::Stdout(d) => Event::Stdout(d),
+                Output::Stderr(d) => Event::Stderr(d),
+                Output::Exit(code) => Event::ExitCode(code),
+            };
+            pb::ExecContainerResponse { event: Some(event) }
+        };
+        let finish = |code: Option<i32>| async move {
+            code.ok_or_else(|| crate::error::Error::internal("the exec process's shim ended without its exit code"))
+        };
+        let rx = stdio::relay(conn, input, |r: pb::ExecContainerRequest| r.input, wrap, finish);
+        Ok(Response::new(Box::pin(first.chain(ReceiverStream::new(rx)))))
+    }
+
+    async fn exec_container_sync(
+        &self,
+        req: Request<pb::ExecContainerSyncRequest>,
+    ) -> Result<Response<pb::ExecContainerSyncResponse>, Status> {
         let r = req.into_inner();
-        let out = self.m.exec(&r.container, &r.cmd, &r.env, &r.working_dir, &r.user).await?;
-        Ok(Response::new(pb::ExecContainerResponse {
+        let opts =
+            ExecOptions { cmd: r.cmd, env: r.env, working_dir: r.working_dir, user: r.user, ..Default::default() };
+        let session = self.m.exec(&r.container, &opts).await?;
+        let conn = session.conn.ok_or_else(|| Status::internal("exec has no output connection"))?;
+        let timeout = (r.timeout_seconds > 0).then(|| Duration::from_secs(r.timeout_seconds.into()));
+        let out = stdio::collect(conn, EXEC_SYNC_CAP, timeout).await?;
+        Ok(Response::new(pb::ExecContainerSyncResponse {
             exit_code: out.exit_code,
             stdout: out.stdout,
             stderr: out.stderr,

@@ -44,6 +44,8 @@ pub fn spec_from_config(config: Option<pb::ContainerConfig>) -> Result<(String, 
         read_only: c.read_only,
         network: NetworkMode::parse(&c.network)?,
         auto_remove: c.auto_remove,
+        open_stdin: c.open_stdin,
+        tty: c.tty,
     };
     Ok((c.image, spec))
 }
@@ -59,6 +61,8 @@ fn config_from_spec(image: &str, s: &ContainerSpec) -> pb::ContainerConfig {
         read_only: s.read_only,
         network: s.network.name(),
         auto_remove: s.auto_remove,
+        open_stdin: s.open_stdin,
+        tty: s.tty,
         ports: s.ports.iter().map(|p| binding(p.proto, p.host_ip, p.host_port, p.container_port)).collect(),
         ip: s.ip.map(|ip| ip.to_string()).unwrap_or_default(),
         mac_address: s.mac.as_ref().map(format_mac).unwrap_or_default(),

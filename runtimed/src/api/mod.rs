@@ -6,6 +6,7 @@ mod convert;
 mod detach;
 mod images;
 mod networks;
+mod stdio;
 mod system;
 
 use std::os::unix::fs::PermissionsExt;

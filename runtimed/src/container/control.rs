@@ -1,4 +1,4 @@
-//! Operations on running containers: signals, stop, wait, exec, log follow.
+//! Operations on running containers: signals, stop, wait, log follow.
 
 use std::time::Duration;
 
@@ -7,25 +7,18 @@ use tokio::sync::mpsc;
 
 use super::logs::{LogLine, LogReader, FOLLOW_POLL};
 use super::manager::Manager;
-use super::{cgroup, shim_client, user, validate, ContainerRecord};
+use super::{cgroup, shim_client, ContainerRecord};
 use crate::error::{Error, Result};
 
-/// What a log follower receives.
-pub enum Follow {
-    Line(LogLine),
-    /// The container stopped; no more lines will come.
-    Exited(i32),
-}
-
 impl Manager {
-    pub(super) fn signal(&self, rec: &ContainerRecord, sig: Signal) -> Result<()> {
-        if !rec.is_running() || rec.pid <= 0 {
+    /// Signals the container's init through its shim; a container whose
+    /// shim is gone has exited (the shim takes it along).
+    pub(super) async fn signal(&self, rec: &ContainerRecord, sig: Signal) -> Result<()> {
+        if !rec.is_running() {
             return Err(not_running(rec));
         }
-        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(rec.pid), sig) {
-            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-            Err(e) => Err(Error::internal(format!("signal {sig} to {}: {e}", rec.name))),
-        }
+        shim_client::signal(&self.paths(&rec.id), sig as i32).await?;
+        Ok(())
     }
 
     /// SIGKILLs every process in the container's cgroup, not only its
@@ -35,7 +28,7 @@ impl Manager {
         let killed =
             tokio::task::spawn_blocking(move || cgroup::kill_all(&parent, &id)).await.map_err(Error::internal)?;
         if killed == 0 {
-            return self.signal(rec, Signal::SIGKILL);
+            return self.signal(rec, Signal::SIGKILL).await;
         }
         Ok(())
     }
@@ -43,7 +36,7 @@ impl Manager {
     pub async fn kill(&self, reference: &str, signal: &str) -> Result<()> {
         let sig = parse_signal(signal)?;
         let rec = self.resolve(reference)?;
-        self.signal(&rec, sig)?;
+        self.signal(&rec, sig).await?;
         self.inner.events.emit("kill", &rec.id, &rec.name, &[("signal", sig.to_string())]);
         Ok(())
     }
@@ -54,7 +47,7 @@ impl Manager {
         let slot = self.slot(&rec);
         let mut rx = slot.state.subscribe();
         if rec.is_running() {
-            self.signal(&rec, Signal::SIGTERM)?;
+            self.signal(&rec, Signal::SIGTERM).await?;
             crate::failpoint::hit("stop:signalled");
             let exited = tokio::time::timeout(timeout, rx.wait_for(|s| !s.running)).await.is_ok();
             if !exited {
@@ -76,61 +69,20 @@ impl Manager {
         Ok(state.exit_code)
     }
 
-    pub async fn exec(
-        &self,
-        reference: &str,
-        cmd: &[String],
-        env: &[String],
-        working_dir: &str,
-        user_spec: &str,
-    ) -> Result<shim_client::ExecOutput> {
-        if cmd.is_empty() {
-            return Err(Error::InvalidArgument("exec needs a command".into()));
-        }
-        validate::process(cmd, env)?;
-        let rec = self.resolve(reference)?;
-        if !rec.is_running() {
-            return Err(not_running(&rec));
-        }
-        let user = user::resolve(&self.paths(&rec.id).rootfs(), user_spec).await?;
-        let req = shim_client::ExecRequest {
-            id: &rec.id,
-            cmd,
-            env,
-            cwd: (!working_dir.is_empty()).then_some(working_dir),
-            uid: user.uid,
-            gid: user.gid,
-        };
-        self.inner.events.emit("exec", &rec.id, &rec.name, &[("command", cmd.join(" "))]);
-        shim_client::exec(&self.inner.exe, &self.inner.cfg.libcontainer_root(), &req).await
-    }
-
     /// Streams the log: the last `tail` lines (all if `None`), then, when
     /// `follow`, new lines until the container stops.
-    pub fn logs(&self, reference: &str, follow: bool, tail: Option<usize>) -> Result<mpsc::Receiver<Follow>> {
+    pub fn logs(&self, reference: &str, follow: bool, tail: Option<usize>) -> Result<mpsc::Receiver<LogLine>> {
         let rec = self.resolve(reference)?;
-        self.follow(&rec, follow, tail, false)
-    }
-
-    /// Like `logs`; with `next_run`, following lasts until the container has
-    /// been started (again) and stopped, for `run` which follows before start.
-    pub fn follow(
-        &self,
-        rec: &ContainerRecord,
-        follow: bool,
-        tail: Option<usize>,
-        next_run: bool,
-    ) -> Result<mpsc::Receiver<Follow>> {
         let mut reader = LogReader::open(&self.paths(&rec.id).log())
             .map_err(|e| Error::io(format!("open log of {}", rec.name), e))?;
-        let mut state = self.slot(rec).state.subscribe();
-        let first_run = state.borrow().starts + u64::from(next_run);
+        let mut state = self.slot(&rec).state.subscribe();
+        let first_run = state.borrow().starts;
         let (tx, rx) = mpsc::channel(256);
         tokio::spawn(async move {
             let mut lines = reader.read_tail(tail);
             loop {
                 for line in lines.unwrap_or_default() {
-                    if tx.send(Follow::Line(line)).await.is_err() {
+                    if tx.send(line).await.is_err() {
                         return;
                     }
                 }
@@ -139,9 +91,8 @@ impl Manager {
                     // One last read: the shim writes everything before exiting.
                     if follow {
                         for line in reader.read_new().unwrap_or_default() {
-                            let _ = tx.send(Follow::Line(line)).await;
+                            let _ = tx.send(line).await;
                         }
-                        let _ = tx.send(Follow::Exited(now.exit_code)).await;
                     }
                     return;
                 }
@@ -157,7 +108,7 @@ impl Manager {
     }
 }
 
-fn not_running(rec: &ContainerRecord) -> Error {
+pub(super) fn not_running(rec: &ContainerRecord) -> Error {
     Error::FailedPrecondition(format!("container {} is not running", rec.name))
 }
 

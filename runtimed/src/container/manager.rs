@@ -267,6 +267,12 @@ impl Manager {
 
     /// Starts a created or exited container; a running one is left alone.
     pub async fn start(&self, reference: &str) -> Result<ContainerRecord> {
+        self.start_held(reference, false).await
+    }
+
+    /// Like `start`; with `hold`, the shim holds the output until a client
+    /// attaches, so a foreground run sees everything from the first byte.
+    pub(super) async fn start_held(&self, reference: &str, hold: bool) -> Result<ContainerRecord> {
         let rec = self.resolve(reference)?;
         let slot = self.slot(&rec);
         let _op = slot.op.lock().await;
@@ -275,7 +281,7 @@ impl Manager {
             return Ok(rec);
         }
         let paths = self.paths(&rec.id);
-        let started = match self.launch(&rec, &paths).await {
+        let started = match self.launch(&rec, &paths, hold).await {
             Ok(s) => s,
             Err(e) => {
                 let _ = rootfs::unmount(&paths);
@@ -299,7 +305,7 @@ impl Manager {
 
     /// Mounts the rootfs, ensures the namespace, writes the spec and hands
     /// the bundle to a new shim.
-    async fn launch(&self, rec: &ContainerRecord, paths: &ContainerPaths) -> Result<shim_client::Started> {
+    async fn launch(&self, rec: &ContainerRecord, paths: &ContainerPaths, hold: bool) -> Result<shim_client::Started> {
         let image = self.image_of(rec)?;
         rootfs::prepare(paths)?;
         rootfs::mount_overlay(paths, &self.inner.images.rootfs(&image))?;
@@ -338,7 +344,9 @@ impl Manager {
         let oci = spec::build(&rec.spec, &inputs)?;
         spec::write(&oci, paths.bundle())?;
         let _ = std::fs::remove_file(paths.exit_file());
-        let started = shim_client::start(&self.inner.exe, &self.inner.cfg.libcontainer_root(), &rec.id, paths).await?;
+        let io = shim_client::IoOptions { stdin: rec.spec.open_stdin, tty: rec.spec.tty, hold };
+        let lc_root = self.inner.cfg.libcontainer_root();
+        let started = shim_client::start(&self.inner.exe, &lc_root, &rec.id, paths, io).await?;
         failpoint::hit("start:shim");
         // One nft transaction for all of the container's ports.
         if let Err(e) = self.inner.networks.publish(&rec.ports).await {

@@ -4,22 +4,25 @@
 mod attach;
 mod cgroup;
 mod confined;
+mod connect;
 mod control;
 mod etc;
+mod exec;
 pub mod logs;
 mod manager;
 mod monitor;
 mod names;
 mod rootfs;
-mod shim_client;
+pub mod shim_client;
 mod spec;
 mod user;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use attach::Attached;
 pub use cgroup::check_visible as check_cgroups_visible;
-pub use control::Follow;
+pub use exec::{ExecOptions, ExecSession};
 pub use manager::Manager;
 
 pub use crate::records::container::{ContainerRecord, ContainerSpec, State};

@@ -1,30 +1,55 @@
-//! The daemon's side of the shim: launch `runtimed shim run` and read its
-//! ready line; run `runtimed shim exec` and read its outcome.
+//! The daemon's side of the shim: launch `runtimed shim run|exec` and read
+//! its ready line, then talk to it in frames over its control socket (or an
+//! exec's socketpair).
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::UnixStream;
 use tokio::process::Command;
 
 use super::ContainerPaths;
 use crate::error::{Error, Result};
-use crate::shim::protocol::{docker_words, ExecOutcome, FailKind, Ready};
+use crate::shim::frame::{payload_len, Attach, Frame, HEADER_LEN};
+use crate::shim::protocol::{docker_words, FailKind, Ready};
+use crate::shim::CONTROL_SOCKET;
+use crate::util::SocketPath;
 
 /// How long a container may take to be created by the shim.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a shim may take to answer a signal request.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Started {
     pub pid: i32,
     pub shim_pid: i32,
 }
 
-pub async fn start(exe: &Path, lc_root: &Path, id: &str, paths: &ContainerPaths) -> Result<Started> {
-    let mut child = Command::new(exe)
-        .arg("shim")
-        .arg("run")
-        .args(["--id", id])
+/// How the process's stdio is set up.
+#[derive(Clone, Copy, Default)]
+pub struct IoOptions {
+    pub stdin: bool,
+    pub tty: bool,
+    /// Hold the output until a client attaches.
+    pub hold: bool,
+}
+
+fn io_args(cmd: &mut Command, io: IoOptions, sock_dir: &Path) {
+    cmd.arg("--sock-dir").arg(sock_dir);
+    for (on, flag) in [(io.stdin, "--stdin"), (io.tty, "--tty"), (io.hold, "--hold")] {
+        if on {
+            cmd.arg(flag);
+        }
+    }
+}
+
+pub async fn start(exe: &Path, lc_root: &Path, id: &str, paths: &ContainerPaths, io: IoOptions) -> Result<Started> {
+    let mut cmd = Command::new(exe);
+    cmd.args(["shim", "run", "--id", id])
         .arg("--bundle")
         .arg(paths.bundle())
         .arg("--lc-root")
@@ -34,12 +59,19 @@ pub async fn start(exe: &Path, lc_root: &Path, id: &str, paths: &ContainerPaths)
         .arg("--exit-file")
         .arg(paths.exit_file())
         .arg("--shim-log")
-        .arg(paths.shim_log())
-        .stdin(Stdio::null())
+        .arg(paths.shim_log());
+    io_args(&mut cmd, io, &paths.dir);
+    launch(cmd, Stdio::null(), paths).await
+}
+
+/// Spawns a shim command and reads its ready line.
+async fn launch(mut cmd: Command, stdin: Stdio, paths: &ContainerPaths) -> Result<Started> {
+    let mut child = cmd
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| Error::io(format!("spawn shim {}", exe.display()), e))?;
+        .map_err(|e| Error::io("spawn shim", e))?;
     let stdout = child.stdout.take().ok_or_else(|| Error::internal("shim has no stdout"))?;
     // The first shim process forks the real shim and exits at once.
     child.wait().await.map_err(|e| Error::io("wait for shim", e))?;
@@ -51,7 +83,7 @@ pub async fn start(exe: &Path, lc_root: &Path, id: &str, paths: &ContainerPaths)
         .map_err(|_| Error::internal("the shim did not report within 60s"))?
         .map_err(|e| Error::io("read shim ready line", e))?;
     let ready: Ready = serde_json::from_str(line.trim()).map_err(|_| {
-        Error::internal(format!("shim failed before starting the container (see {})", paths.shim_log().display()))
+        Error::internal(format!("shim failed before starting the process (see {})", paths.shim_log().display()))
     })?;
     match ready {
         Ready::Started { pid, shim_pid } => Ok(Started { pid, shim_pid }),
@@ -61,48 +93,38 @@ pub async fn start(exe: &Path, lc_root: &Path, id: &str, paths: &ContainerPaths)
 
 pub struct ExecRequest<'a> {
     pub id: &'a str,
-    pub cmd: &'a [String],
-    pub env: &'a [String],
-    pub cwd: Option<&'a str>,
-    pub uid: u32,
-    pub gid: u32,
+    /// The written process.json; the shim removes it.
+    pub process: &'a Path,
+    pub io: IoOptions,
+    pub detach: bool,
 }
 
-pub struct ExecOutput {
-    pub exit_code: i32,
-    pub stdout: Vec<u8>,
-    pub stderr: Vec<u8>,
-}
-
-pub async fn exec(exe: &Path, lc_root: &Path, req: &ExecRequest<'_>) -> Result<ExecOutput> {
+/// Starts an exec shim; unless detached, returns the connection on which
+/// it serves the process's stdio.
+pub async fn exec(
+    exe: &Path,
+    lc_root: &Path,
+    paths: &ContainerPaths,
+    req: &ExecRequest<'_>,
+) -> Result<(Started, Option<ShimConn>)> {
     let mut cmd = Command::new(exe);
-    cmd.arg("shim").arg("exec").args(["--id", req.id]).arg("--lc-root").arg(lc_root);
-    for kv in req.env {
-        cmd.arg(format!("--env={kv}"));
+    cmd.args(["shim", "exec", "--id", req.id])
+        .arg("--lc-root")
+        .arg(lc_root)
+        .arg("--process")
+        .arg(req.process)
+        .arg("--shim-log")
+        .arg(paths.shim_log());
+    io_args(&mut cmd, req.io, &paths.dir);
+    if req.detach {
+        cmd.arg("--detach");
+        return Ok((launch(cmd, Stdio::null(), paths).await?, None));
     }
-    if let Some(cwd) = req.cwd {
-        cmd.arg(format!("--cwd={cwd}"));
-    }
-    cmd.arg(format!("--uid={}", req.uid)).arg(format!("--gid={}", req.gid)).arg("--");
-    cmd.args(req.cmd);
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| Error::io("spawn exec shim", e))?;
-    let mut out = Vec::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        stdout.read_to_end(&mut out).await.map_err(|e| Error::io("read exec result", e))?;
-    }
-    child.wait().await.map_err(|e| Error::io("wait for exec shim", e))?;
-    let outcome: ExecOutcome =
-        serde_json::from_slice(&out).map_err(|_| Error::internal("exec shim failed without a result"))?;
-    match outcome {
-        ExecOutcome::Exited { exit_code, stdout, stderr } => Ok(ExecOutput { exit_code, stdout, stderr }),
-        ExecOutcome::Failed { kind, message } => Err(start_error(kind, message)),
-    }
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Error::io("socketpair", e))?;
+    let started = launch(cmd, Stdio::from(OwnedFd::from(theirs)), paths).await?;
+    ours.set_nonblocking(true).map_err(|e| Error::io("socketpair", e))?;
+    let stream = UnixStream::from_std(ours).map_err(|e| Error::io("socketpair", e))?;
+    Ok((started, Some(ShimConn::new(stream))))
 }
 
 fn start_error(kind: FailKind, message: String) -> Error {
@@ -111,5 +133,78 @@ fn start_error(kind: FailKind, message: String) -> Error {
         FailKind::NotFound => Error::CommandNotFound(message),
         FailKind::CannotExecute => Error::CannotExecute(message),
         FailKind::Other => Error::Internal(format!("start failed: {message}")),
+    }
+}
+
+/// A framed connection to a shim.
+pub struct ShimConn {
+    pub reader: FrameReader,
+    pub writer: FrameWriter,
+}
+
+pub struct FrameReader(OwnedReadHalf);
+pub struct FrameWriter(OwnedWriteHalf);
+
+impl ShimConn {
+    fn new(stream: UnixStream) -> ShimConn {
+        let (r, w) = stream.into_split();
+        ShimConn { reader: FrameReader(r), writer: FrameWriter(w) }
+    }
+
+    /// Connects to a run shim's control socket.
+    pub async fn connect(paths: &ContainerPaths) -> std::io::Result<ShimConn> {
+        let path = SocketPath::new(&paths.dir, CONTROL_SOCKET)?;
+        Ok(ShimConn::new(UnixStream::connect(&path.path).await?))
+    }
+
+    /// Attaches to the process's stdio; a terminal size first, if any.
+    pub async fn attach(&mut self, attach: Attach, size: Option<(u16, u16)>) -> std::io::Result<()> {
+        if let Some((rows, cols)) = size {
+            self.writer.send(&Frame::Resize { rows, cols }).await?;
+        }
+        self.writer.send(&Frame::Attach(attach)).await
+    }
+}
+
+impl FrameWriter {
+    pub async fn send(&mut self, frame: &Frame) -> std::io::Result<()> {
+        self.0.write_all(&frame.encode()).await
+    }
+}
+
+impl FrameReader {
+    /// The next frame; `None` when the shim closed the connection.
+    pub async fn recv(&mut self) -> std::io::Result<Option<Frame>> {
+        let mut header = [0u8; HEADER_LEN];
+        match self.0.read_exact(&mut header).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let invalid = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let len = payload_len(&header).map_err(invalid)?.unwrap_or(0);
+        let mut payload = vec![0u8; len];
+        self.0.read_exact(&mut payload).await?;
+        Frame::decode(header[0], &payload).map(Some).map_err(invalid)
+    }
+}
+
+/// Delivers a signal through the container's shim (its pidfd), so a pid
+/// reused after the container exited is never hit. `Ok(false)`: the shim
+/// is gone or the process has exited.
+pub async fn signal(paths: &ContainerPaths, sig: i32) -> Result<bool> {
+    let ask = async {
+        let mut conn = ShimConn::connect(paths).await?;
+        conn.writer.send(&Frame::Signal(sig)).await?;
+        conn.reader.recv().await
+    };
+    match tokio::time::timeout(SIGNAL_TIMEOUT, ask).await {
+        Err(_) => Err(Error::internal("the container's shim did not answer a signal request")),
+        Ok(Ok(Some(Frame::Done(answer)))) if answer.is_empty() => Ok(true),
+        Ok(Ok(Some(Frame::Done(answer)))) => {
+            tracing::debug!("signal {sig}: {answer}");
+            Ok(false)
+        }
+        Ok(_) => Ok(false),
     }
 }

@@ -169,7 +169,7 @@ fn process(spec: &ContainerSpec, inputs: &SpecInputs) -> oci_spec::runtime::Proc
     user.set_uid(inputs.user.uid).set_gid(inputs.user.gid).set_umask(Some(CONTAINER_UMASK));
     process.set_user(user);
     process.set_no_new_privileges(Some(true));
-    process.set_terminal(Some(false));
+    process.set_terminal(Some(spec.tty));
     let caps: HashSet<Capability> = DOCKER_CAPABILITIES.iter().copied().collect();
     let mut capabilities = LinuxCapabilities::default();
     capabilities
@@ -188,15 +188,126 @@ fn process(spec: &ContainerSpec, inputs: &SpecInputs) -> oci_spec::runtime::Proc
     process
 }
 
-/// Default PATH and HOSTNAME, overridden by the user's entries; a key given
-/// twice keeps its last value (linear: environments may be large).
+/// Default PATH and HOSTNAME, overridden by the user's entries.
 fn environment(spec: &ContainerSpec, hostname: &str) -> Vec<String> {
-    let defaults = [format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}")];
-    let all: Vec<&String> = defaults.iter().chain(&spec.env).collect();
+    let mut defaults = vec![format!("PATH={DEFAULT_PATH}"), format!("HOSTNAME={hostname}")];
+    if spec.tty {
+        // As docker: programs on a terminal need to know which kind.
+        defaults.push("TERM=xterm".to_string());
+    }
+    merge_env(&defaults, &spec.env)
+}
+
+/// `base` overridden by `over`; a key given twice keeps its last value
+/// (linear: environments may be large).
+fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
+    let all: Vec<&String> = base.iter().chain(over).collect();
     let key = |e: &str| e.split('=').next().unwrap_or_default().to_string();
     let last: HashMap<String, usize> = all.iter().enumerate().map(|(i, e)| (key(e), i)).collect();
     all.iter().enumerate().filter(|(i, e)| last[&key(e)] == *i).map(|(_, e)| (*e).clone()).collect()
 }
+
+/// What an exec runs, on top of the container's own process settings.
+pub struct ExecProcess<'a> {
+    pub cmd: &'a [String],
+    pub env: &'a [String],
+    pub cwd: Option<&'a str>,
+    pub user: User,
+    pub tty: bool,
+    pub privileged: bool,
+}
+
+/// The container's process (capabilities, limits, environment) with the
+/// exec's command, environment, directory, user and terminal: the
+/// `process.json` libcontainer's tenant builder takes. The bundle's spec is
+/// the daemon's own file, in a directory only root can reach.
+pub fn exec_process(bundle: &Path, e: &ExecProcess) -> Result<oci_spec::runtime::Process> {
+    let spec = Spec::load(bundle.join("config.json"))
+        .map_err(|err| Error::internal(format!("read {}/config.json: {err}", bundle.display())))?;
+    let mut process = spec.process().clone().unwrap_or_default();
+    let mut base = process.env().clone().unwrap_or_default();
+    if e.tty {
+        base.push("TERM=xterm".to_string());
+    }
+    process.set_args(Some(e.cmd.to_vec())).set_env(Some(merge_env(&base, e.env))).set_terminal(Some(e.tty));
+    if let Some(cwd) = e.cwd {
+        process.set_cwd(PathBuf::from(cwd));
+    }
+    let mut user = OciUser::default();
+    user.set_uid(e.user.uid).set_gid(e.user.gid).set_umask(Some(CONTAINER_UMASK));
+    process.set_user(user);
+    if e.privileged {
+        // Every capability this daemon holds: one it lacks cannot be given.
+        let held = own_bounding_set();
+        let all: HashSet<Capability> = ALL_CAPABILITIES
+            .iter()
+            .enumerate()
+            .filter(|(bit, _)| held & (1 << bit) != 0)
+            .filter_map(|(_, name)| serde_json::from_value(serde_json::Value::String(format!("CAP_{name}"))).ok())
+            .collect();
+        let mut caps = LinuxCapabilities::default();
+        caps.set_bounding(Some(all.clone()))
+            .set_effective(Some(all.clone()))
+            .set_permitted(Some(all))
+            .set_inheritable(Some(HashSet::new()))
+            .set_ambient(Some(HashSet::new()));
+        process.set_capabilities(Some(caps));
+    }
+    Ok(process)
+}
+
+/// This process's capability bounding set, as a bit mask.
+fn own_bounding_set() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let line = status.lines().find_map(|l| l.strip_prefix("CapBnd:")).unwrap_or("0");
+    u64::from_str_radix(line.trim(), 16).unwrap_or(0)
+}
+
+/// Every capability of Linux 6.x in kernel order (bit numbers), for
+/// `exec --privileged`.
+const ALL_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
 
 fn namespaces(netns: Option<&Path>) -> Vec<LinuxNamespace> {
     let kinds = [LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount];

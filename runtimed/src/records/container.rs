@@ -34,6 +34,12 @@ pub struct ContainerSpec {
     /// `--add-host NAME:IP` lines for /etc/hosts.
     #[serde(default)]
     pub extra_hosts: Vec<(String, Ipv4Addr)>,
+    /// Stdin stays open for attached clients (`-i`).
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// The process gets a pseudo-terminal (`-t`).
+    #[serde(default)]
+    pub tty: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,31 +1,40 @@
-//! The per-container supervisor (`runtimed shim run|exec`).
+//! The per-container supervisor (`runtimed shim run|exec`), the owner of
+//! the process's IO the way containerd's shim is.
 //!
 //! It runs single-threaded, because libcontainer clones the calling process
-//! and runs Rust code in the child. `run` forks away from the daemon (so the
-//! container survives a daemon crash), starts the container, reports the pid
-//! on its stdout, copies the container's output into the JSON log, waits for
-//! the exit and records it in an exit file. `exec` joins a running container,
-//! collects the output and prints the outcome as JSON.
+//! and runs Rust code in the child. Both commands fork away from the daemon
+//! (so the process survives a daemon crash), start the process, report its
+//! pid on stdout, and then serve its stdio (`io`): `run` copies the output
+//! into the JSON log and to clients attached on its control socket, and
+//! records the exit in an exit file; `exec` serves the one client on the
+//! socket it was given as stdin.
 
+pub mod frame;
+mod io;
 pub mod log;
 pub mod protocol;
-mod pump;
+mod setup;
+mod signals;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
-use nix::fcntl::OFlag;
-use nix::unistd::{fork, pipe2, setsid, ForkResult};
+use nix::unistd::{fork, setsid, ForkResult};
 
 use crate::util::{append_private, now_nanos, write_atomic, LossyStderr};
 use log::LogWriter;
-use protocol::{classify, ExecOutcome, ExitStatus, FailKind, Ready};
+use protocol::{classify, ExitStatus, FailKind, Ready};
+use setup::{listen, start_io, ProcessStdio};
+
+/// How long a foreground run's output waits for its client to attach.
+const HOLD: Duration = Duration::from_secs(10);
 
 #[derive(clap::Args)]
 pub struct ShimArgs {
@@ -59,6 +68,24 @@ struct RunArgs {
     /// The shim's own diagnostics (and libcontainer's).
     #[arg(long)]
     shim_log: PathBuf,
+    #[command(flatten)]
+    io: IoArgs,
+}
+
+#[derive(clap::Args)]
+pub struct IoArgs {
+    /// Keep stdin open for attached clients (`-i`).
+    #[arg(long)]
+    stdin: bool,
+    /// Give the process a pty (`-t`; the spec says `terminal: true`).
+    #[arg(long)]
+    tty: bool,
+    /// Hold the output until the first client attaches.
+    #[arg(long)]
+    hold: bool,
+    /// Directory for the control and console sockets (private to root).
+    #[arg(long)]
+    sock_dir: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -67,16 +94,16 @@ struct ExecArgs {
     id: String,
     #[arg(long)]
     lc_root: PathBuf,
-    #[arg(long = "env")]
-    env: Vec<String>,
+    /// The OCI process (args, env, cwd, user, capabilities, terminal).
     #[arg(long)]
-    cwd: Option<PathBuf>,
+    process: PathBuf,
     #[arg(long)]
-    uid: Option<u32>,
+    shim_log: PathBuf,
+    /// No client: the output is discarded (`exec -d`).
     #[arg(long)]
-    gid: Option<u32>,
-    #[arg(last = true, required = true)]
-    cmd: Vec<String>,
+    detach: bool,
+    #[command(flatten)]
+    io: IoArgs,
 }
 
 pub fn main(args: ShimArgs) -> ExitCode {
@@ -87,29 +114,27 @@ pub fn main(args: ShimArgs) -> ExitCode {
 }
 
 fn run(a: RunArgs) -> ExitCode {
-    // The daemon reaps this process at once and reads the ready line from
-    // the inherited stdout pipe, which the grandchild keeps.
-    match unsafe { fork() } {
-        Ok(ForkResult::Parent { .. }) => return ExitCode::SUCCESS,
-        Ok(ForkResult::Child) => {}
-        Err(e) => return report(&Ready::Failed { kind: FailKind::Other, message: e.to_string() }),
-    }
-    let _ = setsid();
-    // libcontainer's helper processes are cloned as our siblings; as a
-    // subreaper we inherit them when they end and reap them in `pump`.
-    let _ = nix::sys::prctl::set_child_subreaper(true);
-    let ready = match take_stdout_and_log_to(&a.shim_log) {
-        Ok(fd) => fd,
+    let mut ready = match detach(&a.shim_log) {
+        Ok(Some(ready)) => ready,
+        Ok(None) => return ExitCode::SUCCESS,
         Err(e) => return report(&Ready::Failed { kind: FailKind::Other, message: e.to_string() }),
     };
-    init_tracing();
-    let mut ready = std::fs::File::from(ready);
-    let (out_r, out_w, err_r, err_w) = match pipes() {
-        Ok(p) => p,
+    let control = match listen(&a.io.sock_dir, CONTROL_SOCKET) {
+        Ok(l) => l,
         Err(e) => return send(&mut ready, &Ready::Failed { kind: FailKind::Other, message: e }),
     };
-    let pid = match start_container(&a, out_w, err_w) {
-        Ok(pid) => pid,
+    let started = start_io(&a.io, |stdio, console| {
+        let mut container = builder(&a.id, &a.lc_root, stdio, console)?
+            .as_init(&a.bundle)
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(|e| error_chain(&e))?;
+        container.start().map_err(|e| error_chain(&e))?;
+        container.pid().map(|p| p.as_raw()).ok_or_else(|| "container has no pid".to_string())
+    });
+    let (pid, stdio) = match started {
+        Ok(s) => s,
         Err(message) => {
             delete_container(&a.lc_root, &a.id);
             return send(&mut ready, &Ready::Failed { kind: classify(&message), message });
@@ -117,7 +142,19 @@ fn run(a: RunArgs) -> ExitCode {
     };
     send(&mut ready, &Ready::Started { pid, shim_pid: std::process::id() as i32 });
     drop(ready);
-    let exit_code = supervise(&a, pid, out_r, err_r);
+    let mut writer = match append_private(&a.log) {
+        Ok(f) => LogWriter::new(f),
+        Err(e) => {
+            tracing::error!("cannot open log {}: {e}", a.log.display());
+            LogWriter::new(std::fs::File::create("/dev/null").expect("/dev/null"))
+        }
+    };
+    let exit_code = {
+        let mut log = |stream, data: &[u8]| writer.write(stream, data);
+        let hold = a.io.hold.then_some(HOLD);
+        io::serve(io::Serve { pid, stdio, listener: Some(control.0), client: None, hold, log: &mut log })
+    };
+    writer.finish();
     delete_container(&a.lc_root, &a.id);
     let status = ExitStatus { exit_code, finished_at: now_nanos() };
     let data = serde_json::to_vec(&status).unwrap_or_default();
@@ -128,39 +165,41 @@ fn run(a: RunArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn start_container(a: &RunArgs, out: OwnedFd, err: OwnedFd) -> Result<i32, String> {
-    with_default_signals(|| start_container_inner(a, out, err))
+/// Name of a run shim's control socket in its `--sock-dir`.
+pub const CONTROL_SOCKET: &str = "ctl.sock";
+
+/// Forks away from the daemon (which reaps the first process at once and
+/// reads the ready line from the inherited stdout, which the second keeps)
+/// and points fds 1 and 2 at the shim log. `None` in the first process.
+fn detach(shim_log: &Path) -> std::io::Result<Option<std::fs::File>> {
+    match unsafe { fork() }? {
+        ForkResult::Parent { .. } => return Ok(None),
+        ForkResult::Child => {}
+    }
+    let _ = setsid();
+    // libcontainer's helper processes are cloned as our siblings; as a
+    // subreaper we inherit them when they end and reap them in `io`.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let ready = take_stdout_and_log_to(shim_log)?;
+    init_tracing();
+    Ok(Some(std::fs::File::from(ready)))
 }
 
-fn start_container_inner(a: &RunArgs, out: OwnedFd, err: OwnedFd) -> Result<i32, String> {
-    let mut container = ContainerBuilder::new(a.id.clone(), SyscallType::default())
-        .with_root_path(&a.lc_root)
+/// libcontainer's builder for the container `id`, with the process's stdio
+/// (and the console socket for a pty).
+fn builder(
+    id: &str,
+    lc_root: &Path,
+    stdio: ProcessStdio,
+    console: Option<PathBuf>,
+) -> Result<ContainerBuilder, String> {
+    Ok(ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(lc_root)
         .map_err(|e| e.to_string())?
-        .with_stdin(devnull().map_err(|e| e.to_string())?)
-        .with_stdout(out)
-        .with_stderr(err)
-        .as_init(&a.bundle)
-        .with_systemd(false)
-        .with_detach(true)
-        .build()
-        .map_err(|e| error_chain(&e))?;
-    container.start().map_err(|e| error_chain(&e))?;
-    container.pid().map(|p| p.as_raw()).ok_or_else(|| "container has no pid".to_string())
-}
-
-/// Copies output into the log until the container exits; returns its code.
-fn supervise(a: &RunArgs, pid: i32, out_r: OwnedFd, err_r: OwnedFd) -> i32 {
-    let log = append_private(&a.log);
-    let mut writer = match log {
-        Ok(f) => LogWriter::new(f),
-        Err(e) => {
-            tracing::error!("cannot open log {}: {e}", a.log.display());
-            LogWriter::new(std::fs::File::create("/dev/null").expect("/dev/null"))
-        }
-    };
-    let code = pump::pump(pid, out_r, err_r, |stream, data| writer.write(stream, data));
-    writer.finish();
-    code
+        .with_console_socket(console)
+        .with_stdin(stdio.stdin)
+        .with_stdout(stdio.stdout)
+        .with_stderr(stdio.stderr))
 }
 
 /// Removes libcontainer's state and the container's cgroup; errors are only
@@ -180,109 +219,45 @@ fn delete_container(lc_root: &Path, id: &str) {
     }
 }
 
+/// `exec`: like `run`, but the one client is the socket on stdin (none
+/// when detached) and there is no log.
 fn exec(a: ExecArgs) -> ExitCode {
-    init_tracing();
-    let outcome = match exec_inner(&a) {
-        Ok(o) => o,
-        Err(message) => ExecOutcome::Failed { kind: classify(&message), message },
+    use std::os::fd::FromRawFd;
+    // The daemon's socket is fd 0; keep it away from libcontainer's stdio.
+    let copy = nix::fcntl::fcntl(0, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3));
+    let client = match copy {
+        Ok(fd) if !a.detach => Some(UnixStream::from(unsafe { OwnedFd::from_raw_fd(fd) })),
+        _ => None,
     };
-    let mut line = serde_json::to_vec(&outcome).unwrap_or_default();
-    line.push(b'\n');
-    let _ = std::io::stdout().write_all(&line);
-    ExitCode::SUCCESS
-}
-
-fn exec_inner(a: &ExecArgs) -> Result<ExecOutcome, String> {
-    let (out_r, out_w, err_r, err_w) = pipes()?;
-    let pid = with_default_signals(|| spawn_exec(a, out_w, err_w))?;
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    let exit_code = pump::pump(pid, out_r, err_r, |stream, data| match stream {
-        protocol::Stream::Stdout => stdout.extend_from_slice(data),
-        protocol::Stream::Stderr => stderr.extend_from_slice(data),
-    });
-    Ok(ExecOutcome::Exited { exit_code, stdout, stderr })
-}
-
-fn spawn_exec(a: &ExecArgs, out_w: OwnedFd, err_w: OwnedFd) -> Result<i32, String> {
-    let env: HashMap<String, String> =
-        a.env.iter().filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    let pid = ContainerBuilder::new(a.id.clone(), SyscallType::default())
-        .with_root_path(&a.lc_root)
-        .map_err(|e| e.to_string())?
-        .with_stdin(devnull().map_err(|e| e.to_string())?)
-        .with_stdout(out_w)
-        .with_stderr(err_w)
-        .as_tenant()
-        .with_container_args(a.cmd.clone())
-        .with_env(env)
-        .with_cwd(a.cwd.clone())
-        .with_user(a.uid)
-        .with_group(a.gid)
-        .with_detach(false)
-        .build()
-        .map_err(|e| error_chain(&e))?;
-    Ok(pid.as_raw())
-}
-
-/// Runs `f` (which forks the container's processes) with every signal at
-/// its default disposition and none blocked, so the container starts as
-/// from a fresh shell: Rust ignores SIGPIPE at start, `nohup` ignores
-/// SIGHUP, and an ignored signal stays ignored across exec. The shim's own
-/// dispositions are restored afterwards (it must survive a closed pipe).
-fn with_default_signals<T>(f: impl FnOnce() -> T) -> T {
-    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
-    let saved: Vec<(i32, KernelSigaction)> = (1..=64)
-        .filter(|&sig| sig != libc::SIGKILL && sig != libc::SIGSTOP)
-        .filter_map(|sig| rt_sigaction(sig, &KernelSigaction::default()).map(|old| (sig, old)))
-        .collect();
-    let mut mask = SigSet::empty();
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), Some(&mut mask));
-    let out = f();
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&mask), None);
-    for (sig, old) in saved {
-        rt_sigaction(sig, &old);
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
     }
-    out
-}
-
-/// The kernel's `struct sigaction` (not libc's): glibc refuses to touch
-/// the real-time signals it reserves, which may still be inherited ignored.
-#[repr(C)]
-#[derive(Default)]
-struct KernelSigaction {
-    handler: usize,
-    flags: u64,
-    restorer: usize,
-    mask: u64,
-}
-
-/// Sets `sig`'s disposition to `act`; returns the previous one.
-fn rt_sigaction(sig: i32, act: &KernelSigaction) -> Option<KernelSigaction> {
-    let mut old = KernelSigaction::default();
-    // SAFETY: both structs match the kernel's layout and outlive the call;
-    // the shim is single-threaded and runs no handler meanwhile.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_rt_sigaction,
-            sig,
-            act as *const KernelSigaction,
-            &mut old as *mut KernelSigaction,
-            8usize,
-        )
+    let mut ready = match detach(&a.shim_log) {
+        Ok(Some(ready)) => ready,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => return report(&Ready::Failed { kind: FailKind::Other, message: e.to_string() }),
     };
-    (rc == 0).then_some(old)
-}
-
-type Pipes = (OwnedFd, OwnedFd, OwnedFd, OwnedFd);
-
-fn pipes() -> Result<Pipes, String> {
-    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
-    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(|e| e.to_string())?;
-    Ok((out_r, out_w, err_r, err_w))
-}
-
-fn devnull() -> std::io::Result<OwnedFd> {
-    Ok(std::fs::File::open("/dev/null")?.into())
+    let started = start_io(&a.io, |stdio, console| {
+        let tty = console.is_some();
+        let pid = builder(&a.id, &a.lc_root, stdio, console)?
+            .as_tenant()
+            .with_process(Some(&a.process))
+            .with_detach(tty)
+            .build()
+            .map_err(|e| error_chain(&e))?;
+        Ok(pid.as_raw())
+    });
+    let _ = std::fs::remove_file(&a.process);
+    let (pid, stdio) = match started {
+        Ok(s) => s,
+        Err(message) => return send(&mut ready, &Ready::Failed { kind: classify(&message), message }),
+    };
+    send(&mut ready, &Ready::Started { pid, shim_pid: std::process::id() as i32 });
+    drop(ready);
+    let mut discard = |_: protocol::Stream, _: &[u8]| {};
+    let hold = client.is_some().then_some(HOLD);
+    io::serve(io::Serve { pid, stdio, listener: None, client, hold, log: &mut discard });
+    ExitCode::SUCCESS
 }
 
 /// Keeps a copy of stdout (the daemon's pipe) and points fds 1 and 2 at the

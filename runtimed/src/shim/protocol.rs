@@ -1,6 +1,7 @@
 //! What the shim tells the daemon: a ready line on its stdout after start, an
-//! exit file when the container is gone, an exec result, and the lines of
-//! the container's log. A leaf: the shim writes these, the daemon reads them.
+//! exit file when the container is gone, and the lines of the container's
+//! log; the live stdio goes in frames (`frame`). A leaf: the shim writes
+//! these, the daemon reads them.
 
 use std::time::UNIX_EPOCH;
 
@@ -62,13 +63,6 @@ pub enum Ready {
 pub struct ExitStatus {
     pub exit_code: i32,
     pub finished_at: i64,
-}
-
-/// Output of `runtimed shim exec`.
-#[derive(Serialize, Deserialize, Debug)]
-pub enum ExecOutcome {
-    Exited { exit_code: i32, stdout: Vec<u8>, stderr: Vec<u8> },
-    Failed { kind: FailKind, message: String },
 }
 
 /// Classifies libcontainer's start errors the way docker classifies runc's.

@@ -1,0 +1,182 @@
+//! The framed protocol on a shim's control socket (and on an exec shim's
+//! socketpair): a tag byte, a big-endian u32 length, the payload. Bytes stay
+//! bytes end to end, so output is exact whatever it contains.
+
+/// Largest payload accepted; output is sent in chunks well below it.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+
+const HEADER: usize = 5;
+
+/// What an attach asks for, sent first on a connection that wants output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Attach {
+    /// This client may write to the container's stdin.
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    // Client to shim.
+    Attach(Attach),
+    Stdin(Vec<u8>),
+    /// The client's input ended: the container's stdin gets EOF.
+    CloseStdin,
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    /// Deliver a signal to the process through the shim's pidfd.
+    Signal(i32),
+    // Shim to client.
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+    /// The process exited with this docker-style code; output is complete.
+    Exit(i32),
+    /// Answer to a Signal: empty when delivered, else why not.
+    Done(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("unknown frame tag {0}")]
+    UnknownTag(u8),
+    #[error("malformed frame with tag {0}")]
+    Malformed(u8),
+}
+
+impl Frame {
+    fn tag(&self) -> u8 {
+        match self {
+            Frame::Attach(_) => 1,
+            Frame::Stdin(_) => 2,
+            Frame::CloseStdin => 3,
+            Frame::Resize { .. } => 4,
+            Frame::Signal(_) => 5,
+            Frame::Stdout(_) => 10,
+            Frame::Stderr(_) => 11,
+            Frame::Exit(_) => 12,
+            Frame::Done(_) => 13,
+        }
+    }
+
+    /// Appends the encoded frame to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.push(self.tag());
+        out.extend_from_slice(&[0; 4]);
+        match self {
+            Frame::Attach(a) => out.push(u8::from(a.stdin) | u8::from(a.stdout) << 1 | u8::from(a.stderr) << 2),
+            Frame::Stdin(d) | Frame::Stdout(d) | Frame::Stderr(d) => out.extend_from_slice(d),
+            Frame::CloseStdin => {}
+            Frame::Resize { rows, cols } => {
+                out.extend_from_slice(&rows.to_be_bytes());
+                out.extend_from_slice(&cols.to_be_bytes());
+            }
+            Frame::Signal(n) | Frame::Exit(n) => out.extend_from_slice(&n.to_be_bytes()),
+            Frame::Done(s) => out.extend_from_slice(s.as_bytes()),
+        }
+        let len = (out.len() - start - HEADER) as u32;
+        out[start + 1..start + HEADER].copy_from_slice(&len.to_be_bytes());
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Takes one whole frame off the front of `buf`, if there is one.
+    pub fn take(buf: &mut Vec<u8>) -> Result<Option<Frame>, FrameError> {
+        let Some(len) = payload_len(buf)? else { return Ok(None) };
+        if buf.len() < HEADER + len {
+            return Ok(None);
+        }
+        let frame = Frame::decode(buf[0], &buf[HEADER..HEADER + len])?;
+        buf.drain(..HEADER + len);
+        Ok(Some(frame))
+    }
+
+    /// Builds a frame from its tag and payload.
+    pub fn decode(tag: u8, p: &[u8]) -> Result<Frame, FrameError> {
+        let int = || p.try_into().map(i32::from_be_bytes).map_err(|_| FrameError::Malformed(tag));
+        Ok(match tag {
+            1 if p.len() == 1 => {
+                Frame::Attach(Attach { stdin: p[0] & 1 != 0, stdout: p[0] & 2 != 0, stderr: p[0] & 4 != 0 })
+            }
+            2 => Frame::Stdin(p.to_vec()),
+            3 => Frame::CloseStdin,
+            4 if p.len() == 4 => {
+                Frame::Resize { rows: u16::from_be_bytes([p[0], p[1]]), cols: u16::from_be_bytes([p[2], p[3]]) }
+            }
+            5 => Frame::Signal(int()?),
+            10 => Frame::Stdout(p.to_vec()),
+            11 => Frame::Stderr(p.to_vec()),
+            12 => Frame::Exit(int()?),
+            13 => Frame::Done(String::from_utf8_lossy(p).into_owned()),
+            1 | 4 => return Err(FrameError::Malformed(tag)),
+            _ => return Err(FrameError::UnknownTag(tag)),
+        })
+    }
+}
+
+/// The payload length announced by the header at the front of `buf`.
+pub fn payload_len(buf: &[u8]) -> Result<Option<usize>, FrameError> {
+    if buf.len() < HEADER {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+    if len > MAX_PAYLOAD {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(Some(len))
+}
+
+/// Length of a frame header, for readers that read it on its own.
+pub const HEADER_LEN: usize = HEADER;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_one_by_one() {
+        let frames = vec![
+            Frame::Attach(Attach { stdin: true, stdout: true, stderr: false }),
+            Frame::Stdin(vec![0, 255, 10]),
+            Frame::CloseStdin,
+            Frame::Resize { rows: 40, cols: 132 },
+            Frame::Signal(2),
+            Frame::Stdout(b"hi\n".to_vec()),
+            Frame::Stderr(Vec::new()),
+            Frame::Exit(-1),
+            Frame::Done("no such process".into()),
+        ];
+        let mut buf = Vec::new();
+        for f in &frames {
+            f.encode_into(&mut buf);
+        }
+        // A partial frame stays in the buffer until the rest arrives.
+        let mut partial = buf[..3].to_vec();
+        assert_eq!(Frame::take(&mut partial), Ok(None));
+        let mut got = Vec::new();
+        while let Some(f) = Frame::take(&mut buf).unwrap() {
+            got.push(f);
+        }
+        assert_eq!(got, frames);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn hostile_frames_are_refused() {
+        let mut huge = vec![2, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(Frame::take(&mut huge), Err(FrameError::TooLarge(u32::MAX as usize)));
+        let mut unknown = vec![99, 0, 0, 0, 0];
+        assert_eq!(Frame::take(&mut unknown), Err(FrameError::UnknownTag(99)));
+        let mut short_resize = vec![4, 0, 0, 0, 1, 7];
+        assert_eq!(Frame::take(&mut short_resize), Err(FrameError::Malformed(4)));
+    }
+}
