@@ -204,3 +204,21 @@ rm_tmp() {
     done
     rm -rf "$1"
 }
+
+# median_ms NAME COMMAND: median wall time in ms of COMMAND (a string, run
+# RUNS times after WARMUP runs) with hyperfine, or a plain timing loop
+# without it; NAME names its JSON export in TMP.
+median_ms() {
+    local json=$TMP/$1.json
+    if command -v hyperfine >/dev/null; then
+        local hf=(hyperfine -N)
+        hyperfine -N --runs 1 --style none true >/dev/null 2>&1 || hf=(hyperfine)
+        "${hf[@]}" --style none --warmup "$WARMUP" --runs "$RUNS" --export-json "$json" "$2" >/dev/null
+        python3 -c 'import json,sys; print("%.1f" % (json.load(open(sys.argv[1]))["results"][0]["median"]*1000))' "$json"
+    else
+        for _ in $(seq "$WARMUP"); do $2 >/dev/null; done
+        for _ in $(seq "$RUNS"); do
+            s=$(date +%s%N); $2 >/dev/null; echo $(( $(date +%s%N) - s ))
+        done | sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f\n", m/1e6}'
+    fi
+}

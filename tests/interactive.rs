@@ -120,6 +120,10 @@ fn stdin_and_output_pass_byte_for_byte() {
     let (code, out) = piped(&d, &["run", "--rm", "--network", "none", "busybox", "cat", "/bin/busybox"], Stdio::null());
     let size = d.ok(&["run", "--rm", "--network", "none", "busybox", "stat", "-c", "%s", "/bin/busybox"]);
     assert_eq!((code, out.len().to_string()), (0, size.trim().to_string()));
+    // The log keeps the bytes too.
+    d.ok(&["run", "--name", "binlog", "--network", "none", "busybox", "cat", "/bin/busybox"]);
+    let (code, logged) = piped(&d, &["logs", "binlog"], Stdio::null());
+    assert!(code == 0 && logged == out, "logs returned {} bytes for {}", logged.len(), out.len());
 
     d.ok(&["run", "-d", "--name", "web", "--network", "none", "busybox", "sleep", "300"]);
     assert_eq!(piped(&d, &["exec", "-i", "web", "cat"], file(&hi)), (0, b"hi\n".to_vec()));

@@ -26,6 +26,10 @@ impl Client {
         // The URI is required by tonic but unused: the connector dials the socket.
         let channel = Endpoint::try_from("http://runtimed.local")
             .map_err(|e| CliError::new(e.to_string()))?
+            // Output streams at pipe speed need more than HTTP/2's 64 KiB.
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(8 << 20)
+            .max_frame_size(1 << 20)
             .connect_with_connector(tower::service_fn(move |_: Uri| {
                 let p = connector_path.clone();
                 async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }

@@ -86,6 +86,19 @@ def main():
     events = list(containers.ExecContainer(iter([pb.ExecContainerRequest(container="py", cmd=["sh", "-c", "echo streamed; exit 6"])])))
     assert events[0].WhichOneof("event") == "exec_id" and len(events[0].exec_id) == 64, events
     assert b"".join(e.stdout for e in events) == b"streamed\n" and events[-1].exit_code == 6, events
+    # An orchestrator resizes a detached tty exec and waits for it by id.
+    started = list(containers.ExecContainer(iter([pb.ExecContainerRequest(
+        container="py", cmd=["sh", "-c", "sleep 1; stty size > /tmp/size; exit 9"], tty=True, detach=True)])))
+    exec_id = started[0].exec_id
+    containers.ResizeExec(pb.ResizeExecRequest(exec_id=exec_id, size=pb.TerminalSize(rows=33, cols=77)))
+    assert containers.WaitExec(pb.WaitExecRequest(exec_id=exec_id)).exit_code == 9
+    res = containers.ExecContainerSync(pb.ExecContainerSyncRequest(container="py", cmd=["cat", "/tmp/size"]))
+    assert res.stdout == b"33 77\n", res
+    try:
+        containers.WaitExec(pb.WaitExecRequest(exec_id="nope"))
+        raise AssertionError("waiting for an unknown exec succeeded")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.NOT_FOUND, e
     containers.KillContainer(pb.KillContainerRequest(container="py", signal="TERM"))
     containers.StopContainer(pb.StopContainerRequest(container="py", timeout_seconds=1))
     assert containers.WaitContainer(pb.WaitContainerRequest(container="py")).exit_code == 137

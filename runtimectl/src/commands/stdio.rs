@@ -18,6 +18,9 @@ use crate::cli::{AttachArgs, ExecArgs, RunArgs, StartArgs};
 use crate::client::Client;
 use crate::error::{CliError, Result};
 
+/// Largest read from our stdin, and so the largest stdin message.
+const STDIN_CHUNK: usize = 256 * 1024;
+
 /// How this client takes part in a stream.
 struct Attach {
     stdin: bool,
@@ -62,7 +65,7 @@ fn open_input<Req: Send + 'static>(
         // Detach keys only from a terminal: piped bytes pass untouched.
         let mut keys = DetachKeys::new(if a.tty { a.keys.clone() } else { Vec::new() });
         std::thread::spawn(move || {
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; STDIN_CHUNK];
             let mut stdin = std::io::stdin().lock();
             loop {
                 let n = match stdin.read(&mut buf) {

@@ -89,12 +89,11 @@ impl DetachKeys {
 
     /// The bytes to pass on, and whether the sequence was typed.
     pub fn feed(&mut self, input: &[u8]) -> (Vec<u8>, bool) {
+        if self.keys.is_empty() {
+            return (input.to_vec(), false);
+        }
         let mut out = Vec::with_capacity(input.len());
         for &b in input {
-            if self.keys.is_empty() {
-                out.push(b);
-                continue;
-            }
             if b == self.keys[self.matched] {
                 self.matched += 1;
                 if self.matched == self.keys.len() {

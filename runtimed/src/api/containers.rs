@@ -52,11 +52,11 @@ impl ContainersApi {
 }
 
 fn log_entry(line: &LogLine) -> pb::LogEntry {
-    let stream = match line.stream() {
+    let stream = match line.stream {
         LogStream::Stdout => pb::Stream::Stdout,
         LogStream::Stderr => pb::Stream::Stderr,
     };
-    pb::LogEntry { stream: stream as i32, data: line.log.clone().into_bytes(), time: line.time_nanos() }
+    pb::LogEntry { stream: stream as i32, data: line.log.clone(), time: line.time }
 }
 
 #[tonic::async_trait]
@@ -257,6 +257,21 @@ impl Containers for ContainersApi {
         };
         let rx = stdio::relay(conn, input, |r: pb::ExecContainerRequest| r.input, wrap, finish);
         Ok(Response::new(Box::pin(first.chain(ReceiverStream::new(rx)))))
+    }
+
+    async fn resize_exec(
+        &self,
+        req: Request<pb::ResizeExecRequest>,
+    ) -> Result<Response<pb::ResizeExecResponse>, Status> {
+        let r = req.into_inner();
+        let (rows, cols) = stdio::size(r.size).ok_or_else(|| Status::invalid_argument("a size of rows and cols"))?;
+        self.m.resize_exec(&r.exec_id, rows, cols).await?;
+        Ok(Response::new(pb::ResizeExecResponse {}))
+    }
+
+    async fn wait_exec(&self, req: Request<pb::WaitExecRequest>) -> Result<Response<pb::WaitExecResponse>, Status> {
+        let exit_code = self.m.wait_exec(&req.into_inner().exec_id).await?;
+        Ok(Response::new(pb::WaitExecResponse { exit_code }))
     }
 
     async fn exec_container_sync(

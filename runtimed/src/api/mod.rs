@@ -27,6 +27,12 @@ use crate::keeper::Keeper;
 use crate::network::Networks;
 use crate::store::Store;
 
+/// HTTP/2 flow-control windows for attached streams.
+const STREAM_WINDOW: u32 = 4 << 20;
+const CONNECTION_WINDOW: u32 = 8 << 20;
+/// Largest HTTP/2 frame we take: a stdin chunk in one frame, not sixteen.
+const MAX_FRAME: u32 = 1 << 20;
+
 pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
     crate::container::check_cgroups_visible().map_err(anyhow::Error::msg)?;
     let listener = bind(&cfg.socket).await?;
@@ -63,6 +69,11 @@ pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
     tracing::info!(socket = %cfg.socket.display(), root = %cfg.root.display(), "runtimed listening");
     let socket = cfg.socket.clone();
     tonic::transport::Server::builder()
+        // HTTP/2's default 64 KiB windows hold a client's stdin to a few
+        // dozen MB/s; larger ones let it flow at pipe speed.
+        .initial_stream_window_size(STREAM_WINDOW)
+        .initial_connection_window_size(CONNECTION_WINDOW)
+        .max_frame_size(MAX_FRAME)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -1,6 +1,6 @@
-//! The per-container log: JSON lines like docker's json-file driver
-//! (`{"log":"hi\n","stream":"stdout","time":"2026-...Z"}`). The shim writes
-//! it (`shim::log`); the daemon reads, tails and follows it here.
+//! The per-container log, in the CRI format (`shim::protocol::LogLine`):
+//! the shim writes it (`shim::log`); the daemon reads, tails and follows it
+//! here.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -42,9 +42,7 @@ impl LogReader {
                 reader.seek(SeekFrom::Current(-(n as i64)))?;
                 break;
             }
-            if let Ok(line) = serde_json::from_slice::<LogLine>(&buf) {
-                lines.push(line);
-            }
+            lines.extend(LogLine::parse(&buf));
         }
         Ok(lines)
     }
@@ -87,12 +85,9 @@ mod tests {
         w.write(Stream::Stdout, b"lo\nwor");
         w.finish();
         let lines = LogReader::open(&path).unwrap().read_new().unwrap();
-        let got: Vec<(String, Stream)> = lines.iter().map(|l| (l.log.clone(), l.stream())).collect();
-        assert_eq!(
-            got,
-            vec![("oops\n".into(), Stream::Stderr), ("hello\n".into(), Stream::Stdout), ("wor".into(), Stream::Stdout)]
-        );
-        assert!(lines[0].time_nanos() > 0);
+        let got: Vec<(&[u8], Stream)> = lines.iter().map(|l| (l.log.as_slice(), l.stream)).collect();
+        assert_eq!(got, [(&b"oops\n"[..], Stream::Stderr), (b"hello\n", Stream::Stdout), (b"wor", Stream::Stdout)]);
+        assert!(lines[0].time > 0);
         std::fs::remove_file(path).unwrap();
     }
 
@@ -105,11 +100,11 @@ mod tests {
         }
         let mut reader = LogReader::open(&path).unwrap();
         let lines = reader.read_tail(Some(2)).unwrap();
-        assert_eq!(lines.iter().map(|l| l.log.as_str()).collect::<Vec<_>>(), ["3\n", "4\n"]);
+        assert_eq!(lines.iter().map(|l| l.log.as_slice()).collect::<Vec<_>>(), [b"3\n", b"4\n"]);
         w.write(Stream::Stdout, b"5");
         assert!(reader.read_new().unwrap().is_empty(), "partial line is not returned");
         w.finish();
-        assert_eq!(reader.read_new().unwrap()[0].log, "5");
+        assert_eq!(reader.read_new().unwrap()[0].log, b"5");
         std::fs::remove_file(path).unwrap();
     }
 }

@@ -62,6 +62,7 @@ pub(super) struct Inner {
     pub events: Events,
     pub networks: Networks,
     pub slots: Mutex<HashMap<String, Arc<Slot>>>,
+    pub execs: Mutex<HashMap<String, super::exec::ExecEntry>>,
 }
 
 impl Manager {
@@ -76,7 +77,16 @@ impl Manager {
         for dir in [cfg.containers_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
             std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         }
-        let inner = Inner { cfg, exe, store, images, events, networks, slots: Mutex::new(HashMap::new()) };
+        let inner = Inner {
+            cfg,
+            exe,
+            store,
+            images,
+            events,
+            networks,
+            slots: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
+        };
         Ok(Manager { inner: Arc::new(inner) })
     }
 
@@ -439,6 +449,7 @@ impl Manager {
         let paths = self.paths(&rec.id);
         tokio::task::spawn_blocking(move || teardown(&paths)).await.map_err(Error::internal)?;
         self.inner.slots.lock().expect("slots lock").remove(&rec.id);
+        self.forget_execs(&rec.id);
         self.inner.events.emit("destroy", &rec.id, &rec.name, &[]);
         Ok(rec)
     }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::util::{now_nanos, pidfd_open};
 
 /// Exit code recorded when a shim vanished without writing its exit file.
-const LOST_EXIT_CODE: i32 = 255;
+pub(super) const LOST_EXIT_CODE: i32 = 255;
 
 impl Manager {
     /// Spawns a task that records the container's exit when its shim ends.

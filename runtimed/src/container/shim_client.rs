@@ -21,6 +21,7 @@ use crate::util::SocketPath;
 
 /// How long a container may take to be created by the shim.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+const READ_BUFFER: usize = 256 * 1024;
 /// How long a shim may take to answer a signal request.
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -93,6 +94,10 @@ async fn launch(mut cmd: Command, stdin: Stdio, paths: &ContainerPaths) -> Resul
 
 pub struct ExecRequest<'a> {
     pub id: &'a str,
+    /// Its control socket's name in the container's directory.
+    pub control: &'a str,
+    /// Where its exit status is written.
+    pub exit_file: &'a Path,
     /// The written process.json; the shim removes it.
     pub process: &'a Path,
     pub io: IoOptions,
@@ -114,7 +119,10 @@ pub async fn exec(
         .arg("--process")
         .arg(req.process)
         .arg("--shim-log")
-        .arg(paths.shim_log());
+        .arg(paths.shim_log())
+        .args(["--control", req.control])
+        .arg("--exit-file")
+        .arg(req.exit_file);
     io_args(&mut cmd, req.io, &paths.dir);
     if req.detach {
         cmd.arg("--detach");
@@ -142,18 +150,25 @@ pub struct ShimConn {
     pub writer: FrameWriter,
 }
 
-pub struct FrameReader(OwnedReadHalf);
+pub struct FrameReader(BufReader<OwnedReadHalf>);
 pub struct FrameWriter(OwnedWriteHalf);
 
 impl ShimConn {
     fn new(stream: UnixStream) -> ShimConn {
         let (r, w) = stream.into_split();
-        ShimConn { reader: FrameReader(r), writer: FrameWriter(w) }
+        // Buffered: a frame's header and payload, and many small frames,
+        // come in one read.
+        ShimConn { reader: FrameReader(BufReader::with_capacity(READ_BUFFER, r)), writer: FrameWriter(w) }
     }
 
     /// Connects to a run shim's control socket.
     pub async fn connect(paths: &ContainerPaths) -> std::io::Result<ShimConn> {
-        let path = SocketPath::new(&paths.dir, CONTROL_SOCKET)?;
+        ShimConn::connect_to(paths, CONTROL_SOCKET).await
+    }
+
+    /// Connects to the control socket `name` in the container's directory.
+    pub async fn connect_to(paths: &ContainerPaths, name: &str) -> std::io::Result<ShimConn> {
+        let path = SocketPath::new(&paths.dir, name)?;
         Ok(ShimConn::new(UnixStream::connect(&path.path).await?))
     }
 

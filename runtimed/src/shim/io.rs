@@ -31,7 +31,8 @@ const OUT_CAP: usize = 1 << 20;
 const IN_CAP: usize = 1 << 20;
 /// How long the final output and exit code may take to reach clients.
 const FLUSH_LIMIT: Duration = Duration::from_secs(5);
-const CHUNK: usize = 64 * 1024;
+/// Largest read from the process (its pipes hold 1 MiB).
+const CHUNK: usize = 256 * 1024;
 
 /// The process's side of the shim.
 pub struct Stdio {
@@ -177,8 +178,10 @@ impl Loop<'_> {
         self.exit.is_some() && (!open || self.drain_until.is_some_and(|d| Instant::now() >= d))
     }
 
+    /// A client reads the output (a waiter that only wants the exit code
+    /// does not end the hold).
     fn attached(&self) -> bool {
-        self.clients.iter().any(|c| c.attach.is_some())
+        self.clients.iter().any(|c| c.attach.is_some_and(|a| a.stdout || a.stderr))
     }
 
     /// Output is held before the first attach, and while a client is full.

@@ -1,5 +1,5 @@
-//! The writing side of the container's JSON-lines log (read back by
-//! `container::logs`).
+//! The writing side of the container's log (format: `protocol::LogLine`;
+//! read back by `container::logs`).
 
 use std::fs::File;
 use std::io::Write;
@@ -14,7 +14,7 @@ const MAX_LINE: usize = 16 * 1024;
 pub struct LogWriter {
     file: File,
     pending: [Vec<u8>; 2],
-    /// Lines lost to write errors (a full disk) since the last one written.
+    /// Chunks lost to write errors (a full disk) since the last one written.
     dropped: u64,
 }
 
@@ -23,41 +23,52 @@ impl LogWriter {
         LogWriter { file, pending: [Vec::new(), Vec::new()], dropped: 0 }
     }
 
+    /// Logs a chunk of output: its whole lines, and any part of a line
+    /// longer than `MAX_LINE`, in one write. A reader seeing a record cut
+    /// short by a write in progress reads it again later.
     pub fn write(&mut self, stream: Stream, data: &[u8]) {
-        let idx = stream as usize;
-        self.pending[idx].extend_from_slice(data);
-        while let Some(pos) = self.pending[idx].iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = self.pending[idx].drain(..=pos).collect();
-            self.emit(stream, &line);
+        let time = now();
+        let mut out = Vec::with_capacity(data.len() + 64);
+        let pending = &mut self.pending[stream as usize];
+        for piece in data.split_inclusive(|&b| b == b'\n') {
+            match piece.strip_suffix(b"\n") {
+                Some(end) if pending.is_empty() => LogLine::encode_into(&mut out, &time, stream, true, end),
+                Some(end) => {
+                    pending.extend_from_slice(end);
+                    LogLine::encode_into(&mut out, &time, stream, true, pending);
+                    pending.clear();
+                }
+                None => pending.extend_from_slice(piece),
+            }
+            while pending.len() >= MAX_LINE {
+                LogLine::encode_into(&mut out, &time, stream, false, &pending[..MAX_LINE]);
+                pending.drain(..MAX_LINE);
+            }
         }
-        if self.pending[idx].len() >= MAX_LINE {
-            let line = std::mem::take(&mut self.pending[idx]);
-            self.emit(stream, &line);
-        }
+        self.emit(&out);
     }
 
     /// Writes out partial lines left at the end of the output.
     pub fn finish(&mut self) {
+        let time = now();
+        let mut out = Vec::new();
         for stream in [Stream::Stdout, Stream::Stderr] {
             let rest = std::mem::take(&mut self.pending[stream as usize]);
             if !rest.is_empty() {
-                self.emit(stream, &rest);
+                LogLine::encode_into(&mut out, &time, stream, false, &rest);
             }
         }
+        self.emit(&out);
     }
 
-    fn emit(&mut self, stream: Stream, data: &[u8]) {
-        let line = LogLine {
-            log: String::from_utf8_lossy(data).into_owned(),
-            stream: if stream == Stream::Stderr { "stderr" } else { "stdout" }.to_string(),
-            time: humantime::format_rfc3339_nanos(SystemTime::now()).to_string(),
-        };
-        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
-        bytes.push(b'\n');
-        // One write per line, so a reader never sees half a line. A failed
-        // write drops the line and the container runs on; the loss is
-        // reported once when it starts and once when writing works again.
-        match self.file.write_all(&bytes) {
+    fn emit(&mut self, records: &[u8]) {
+        if records.is_empty() {
+            return;
+        }
+        // A failed write drops the output and the container runs on; the
+        // loss is reported once when it starts and once when writing works
+        // again.
+        match self.file.write_all(records) {
             Err(e) => {
                 if self.dropped == 0 {
                     tracing::error!("log write failed, dropping output until it works again: {e}");
@@ -65,10 +76,14 @@ impl LogWriter {
                 self.dropped += 1;
             }
             Ok(()) if self.dropped > 0 => {
-                tracing::warn!("log writes work again; {} lines were lost", self.dropped);
+                tracing::warn!("log writes work again; {} chunks of output were lost", self.dropped);
                 self.dropped = 0;
             }
             Ok(()) => {}
         }
     }
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_nanos(SystemTime::now()).to_string()
 }

@@ -102,6 +102,12 @@ struct ExecArgs {
     /// No client: the output is discarded (`exec -d`).
     #[arg(long)]
     detach: bool,
+    /// Name of the control socket in `--sock-dir` (resize, wait, signal).
+    #[arg(long)]
+    control: String,
+    /// Where the exit status is written, for a waiter that comes late.
+    #[arg(long)]
+    exit_file: PathBuf,
     #[command(flatten)]
     io: IoArgs,
 }
@@ -237,6 +243,10 @@ fn exec(a: ExecArgs) -> ExitCode {
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => return report(&Ready::Failed { kind: FailKind::Other, message: e.to_string() }),
     };
+    let control = match listen(&a.io.sock_dir, &a.control) {
+        Ok(l) => l,
+        Err(e) => return send(&mut ready, &Ready::Failed { kind: FailKind::Other, message: e }),
+    };
     let started = start_io(&a.io, |stdio, console| {
         let tty = console.is_some();
         let pid = builder(&a.id, &a.lc_root, stdio, console)?
@@ -250,13 +260,24 @@ fn exec(a: ExecArgs) -> ExitCode {
     let _ = std::fs::remove_file(&a.process);
     let (pid, stdio) = match started {
         Ok(s) => s,
-        Err(message) => return send(&mut ready, &Ready::Failed { kind: classify(&message), message }),
+        Err(message) => {
+            let _ = std::fs::remove_file(&control.1.path);
+            return send(&mut ready, &Ready::Failed { kind: classify(&message), message });
+        }
     };
     send(&mut ready, &Ready::Started { pid, shim_pid: std::process::id() as i32 });
     drop(ready);
     let mut discard = |_: protocol::Stream, _: &[u8]| {};
     let hold = client.is_some().then_some(HOLD);
-    io::serve(io::Serve { pid, stdio, listener: None, client, hold, log: &mut discard });
+    let (listener, path) = control;
+    let exit_code = io::serve(io::Serve { pid, stdio, listener: Some(listener), client, hold, log: &mut discard });
+    // The status is on disk before the socket goes: a waiter that finds no
+    // socket finds the file.
+    let status = ExitStatus { exit_code, finished_at: now_nanos() };
+    if let Err(e) = write_atomic(&a.exit_file, &serde_json::to_vec(&status).unwrap_or_default()) {
+        tracing::error!("cannot write exit file {}: {e}", a.exit_file.display());
+    }
+    let _ = std::fs::remove_file(&path.path);
     ExitCode::SUCCESS
 }
 

@@ -1,6 +1,6 @@
 //! What the shim tells the daemon: a ready line on its stdout after start, an
-//! exit file when the container is gone, and the lines of the container's
-//! log; the live stdio goes in frames (`frame`). A leaf: the shim writes
+//! exit file when the container is gone, and the records of the
+//! container's log; the live stdio goes in frames (`frame`). A leaf: the shim writes
 //! these, the daemon reads them.
 
 use std::time::UNIX_EPOCH;
@@ -14,30 +14,69 @@ pub enum Stream {
     Stderr,
 }
 
-/// One line of the JSON-lines log.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// One line of the container's log, in the CRI format podman's k8s-file
+/// and Kubernetes use: `<RFC 3339 time> <stdout|stderr> <F|P> <bytes>\n`.
+/// The bytes are kept as they are (no escaping, any encoding); `F` ends a
+/// line (its newline is the record's), `P` is part of a longer one.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogLine {
-    pub log: String,
-    pub stream: String,
-    pub time: String,
+    /// The output, with its newline when the line is whole.
+    pub log: Vec<u8>,
+    pub stream: Stream,
+    /// Unix nanoseconds.
+    pub time: i64,
 }
 
 impl LogLine {
-    pub fn stream(&self) -> Stream {
-        if self.stream == "stderr" {
-            Stream::Stderr
-        } else {
-            Stream::Stdout
-        }
+    /// Appends the record of `content` (without its newline) to `out`.
+    pub fn encode_into(out: &mut Vec<u8>, time: &str, stream: Stream, whole: bool, content: &[u8]) {
+        out.extend_from_slice(time.as_bytes());
+        out.extend_from_slice(if stream == Stream::Stderr { b" stderr " } else { b" stdout " });
+        out.extend_from_slice(if whole { b"F " } else { b"P " });
+        out.extend_from_slice(content);
+        out.push(b'\n');
     }
 
-    pub fn time_nanos(&self) -> i64 {
-        humantime::parse_rfc3339(&self.time)
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0)
+    /// Parses one record (with its newline). Lines of the JSON-lines format
+    /// of earlier versions are read too.
+    pub fn parse(record: &[u8]) -> Option<LogLine> {
+        let record = record.strip_suffix(b"\n")?;
+        if record.first() == Some(&b'{') {
+            return Self::parse_json(record);
+        }
+        let mut fields = record.splitn(4, |&b| b == b' ');
+        let time = nanos(std::str::from_utf8(fields.next()?).ok()?);
+        let stream = match fields.next()? {
+            b"stderr" => Stream::Stderr,
+            _ => Stream::Stdout,
+        };
+        let whole = fields.next()? == b"F";
+        let mut log = fields.next().unwrap_or_default().to_vec();
+        if whole {
+            log.push(b'\n');
+        }
+        Some(LogLine { log, stream, time })
     }
+
+    fn parse_json(record: &[u8]) -> Option<LogLine> {
+        #[derive(Deserialize)]
+        struct Json {
+            log: String,
+            stream: String,
+            time: String,
+        }
+        let j: Json = serde_json::from_slice(record).ok()?;
+        let stream = if j.stream == "stderr" { Stream::Stderr } else { Stream::Stdout };
+        Some(LogLine { log: j.log.into_bytes(), stream, time: nanos(&j.time) })
+    }
+}
+
+fn nanos(rfc3339: &str) -> i64 {
+    humantime::parse_rfc3339(rfc3339)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 /// Why a container or exec process could not be started.
@@ -110,6 +149,23 @@ mod tests {
             format!("{wrapped}executable '/etc/passwd' at path '\"/etc/passwd\"' does not have correct permissions");
         assert_eq!(docker_words(classify(&denied), &denied), "exec: \"/etc/passwd\": permission denied");
         assert_eq!(docker_words(FailKind::Other, &format!("{wrapped}cgroup failure")), "cgroup failure");
+    }
+
+    #[test]
+    fn log_records_keep_bytes_and_read_old_json_lines() {
+        let mut out = Vec::new();
+        LogLine::encode_into(&mut out, "2026-12-03T10:00:00.5Z", Stream::Stderr, true, b"a b\x00\xff");
+        LogLine::encode_into(&mut out, "2026-12-03T10:00:00.5Z", Stream::Stdout, false, b"");
+        let mut records = out.split_inclusive(|&b| b == b'\n');
+        let line = LogLine::parse(records.next().unwrap()).unwrap();
+        assert_eq!(
+            line,
+            LogLine { log: b"a b\x00\xff\n".to_vec(), stream: Stream::Stderr, time: 1_796_292_000_500_000_000 }
+        );
+        assert_eq!(LogLine::parse(records.next().unwrap()).unwrap().log, b"");
+        let old = br#"{"log":"hi\n","stream":"stdout","time":"2026-12-03T10:00:00Z"}"#.to_vec();
+        let line = LogLine::parse(&[old, b"\n".to_vec()].concat()).unwrap();
+        assert_eq!((line.log, line.stream), (b"hi\n".to_vec(), Stream::Stdout));
     }
 
     #[test]

@@ -52,10 +52,10 @@ pub fn start_io(
         let input = a.stdin.then(|| master.try_clone()).transpose().map_err(|e| e.to_string())?;
         return Ok((pid, io::Stdio { out: master, err: None, input, tty: true }));
     }
-    let (out_r, out_w) = pipe2(OFlag::O_CLOEXEC).map_err(e)?;
-    let (err_r, err_w) = pipe2(OFlag::O_CLOEXEC).map_err(e)?;
+    let (out_r, out_w) = big_pipe().map_err(e)?;
+    let (err_r, err_w) = big_pipe().map_err(e)?;
     let (stdin, input) = if a.stdin {
-        let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(e)?;
+        let (r, w) = big_pipe().map_err(e)?;
         (r, Some(w))
     } else {
         (devnull()?, None)
@@ -64,6 +64,18 @@ pub fn start_io(
     let pid = with_default_signals(|| spawn(stdio, None))?;
     Ok((pid, io::Stdio { out: out_r, err: Some(err_r), input, tty: false }))
 }
+
+/// A pipe of 1 MiB rather than 64 KiB: when the writer runs ahead, the
+/// shim reads big chunks, and the per-chunk costs (frames, log records,
+/// messages) stay small beside the bytes.
+fn big_pipe() -> nix::Result<(OwnedFd, OwnedFd)> {
+    let (r, w) = pipe2(OFlag::O_CLOEXEC)?;
+    // Best effort: an unprivileged limit below 1 MiB keeps the default.
+    let _ = nix::fcntl::fcntl(w.as_raw_fd(), nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
+    Ok((r, w))
+}
+
+const PIPE_SIZE: i32 = 1 << 20;
 
 /// Accepts libcontainer's connection on the console socket and takes the
 /// pty master from it (SCM_RIGHTS).
