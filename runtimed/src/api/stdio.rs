@@ -120,11 +120,8 @@ async fn forward_input<Req>(
 }
 
 async fn send_stdin(w: &mut FrameWriter, data: Vec<u8>) -> std::io::Result<()> {
-    if data.len() <= MAX_PAYLOAD {
-        return w.send(&Frame::Stdin(data)).await;
-    }
     for chunk in data.chunks(MAX_PAYLOAD) {
-        w.send(&Frame::Stdin(chunk.to_vec())).await?;
+        w.send_stdin(chunk).await?;
     }
     Ok(())
 }

@@ -185,6 +185,12 @@ impl FrameWriter {
     pub async fn send(&mut self, frame: &Frame) -> std::io::Result<()> {
         self.0.write_all(&frame.encode()).await
     }
+
+    /// Sends stdin bytes as one frame without copying them into it.
+    pub async fn send_stdin(&mut self, data: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(&Frame::stdin_header(data.len())).await?;
+        self.0.write_all(data).await
+    }
 }
 
 impl FrameReader {
@@ -198,8 +204,11 @@ impl FrameReader {
         }
         let invalid = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
         let len = payload_len(&header).map_err(invalid)?.unwrap_or(0);
-        let mut payload = vec![0u8; len];
-        self.0.read_exact(&mut payload).await?;
+        let mut payload = Vec::with_capacity(len);
+        (&mut self.0).take(len as u64).read_to_end(&mut payload).await?;
+        if payload.len() < len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
         Frame::decode(header[0], &payload).map(Some).map_err(invalid)
     }
 }

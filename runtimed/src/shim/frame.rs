@@ -89,15 +89,29 @@ impl Frame {
         out
     }
 
-    /// Takes one whole frame off the front of `buf`, if there is one.
-    pub fn take(buf: &mut Vec<u8>) -> Result<Option<Frame>, FrameError> {
+    /// The whole frame at the front of `buf`, if there is one, and how many
+    /// bytes it took.
+    pub fn parse(buf: &[u8]) -> Result<Option<(Frame, usize)>, FrameError> {
         let Some(len) = payload_len(buf)? else { return Ok(None) };
         if buf.len() < HEADER + len {
             return Ok(None);
         }
-        let frame = Frame::decode(buf[0], &buf[HEADER..HEADER + len])?;
-        buf.drain(..HEADER + len);
-        Ok(Some(frame))
+        Ok(Some((Frame::decode(buf[0], &buf[HEADER..HEADER + len])?, HEADER + len)))
+    }
+
+    /// The header of an output frame carrying `len` bytes of `stream`, so
+    /// the bytes can be written after it without copying them into a frame.
+    pub fn output_header(stderr: bool, len: usize) -> [u8; HEADER] {
+        let mut h = [if stderr { 11 } else { 10 }, 0, 0, 0, 0];
+        h[1..].copy_from_slice(&(len as u32).to_be_bytes());
+        h
+    }
+
+    /// The header of a stdin frame carrying `len` bytes.
+    pub fn stdin_header(len: usize) -> [u8; HEADER] {
+        let mut h = [2, 0, 0, 0, 0];
+        h[1..].copy_from_slice(&(len as u32).to_be_bytes());
+        h
     }
 
     /// Builds a frame from its tag and payload.
@@ -142,6 +156,13 @@ pub const HEADER_LEN: usize = HEADER;
 mod tests {
     use super::*;
 
+    /// Takes one whole frame off the front of `buf`, if there is one.
+    fn take(buf: &mut Vec<u8>) -> Result<Option<Frame>, FrameError> {
+        let Some((frame, used)) = Frame::parse(buf)? else { return Ok(None) };
+        buf.drain(..used);
+        Ok(Some(frame))
+    }
+
     #[test]
     fn frames_round_trip_one_by_one() {
         let frames = vec![
@@ -161,22 +182,28 @@ mod tests {
         }
         // A partial frame stays in the buffer until the rest arrives.
         let mut partial = buf[..3].to_vec();
-        assert_eq!(Frame::take(&mut partial), Ok(None));
+        assert_eq!(take(&mut partial), Ok(None));
         let mut got = Vec::new();
-        while let Some(f) = Frame::take(&mut buf).unwrap() {
+        while let Some(f) = take(&mut buf).unwrap() {
             got.push(f);
         }
         assert_eq!(got, frames);
         assert!(buf.is_empty());
+        let mut head = Frame::output_header(true, 3).to_vec();
+        head.extend_from_slice(b"abc");
+        assert_eq!(take(&mut head).unwrap(), Some(Frame::Stderr(b"abc".to_vec())));
+        let mut head = Frame::stdin_header(1).to_vec();
+        head.push(7);
+        assert_eq!(take(&mut head).unwrap(), Some(Frame::Stdin(vec![7])));
     }
 
     #[test]
     fn hostile_frames_are_refused() {
         let mut huge = vec![2, 0xff, 0xff, 0xff, 0xff];
-        assert_eq!(Frame::take(&mut huge), Err(FrameError::TooLarge(u32::MAX as usize)));
+        assert_eq!(take(&mut huge), Err(FrameError::TooLarge(u32::MAX as usize)));
         let mut unknown = vec![99, 0, 0, 0, 0];
-        assert_eq!(Frame::take(&mut unknown), Err(FrameError::UnknownTag(99)));
+        assert_eq!(take(&mut unknown), Err(FrameError::UnknownTag(99)));
         let mut short_resize = vec![4, 0, 0, 0, 1, 7];
-        assert_eq!(Frame::take(&mut short_resize), Err(FrameError::Malformed(4)));
+        assert_eq!(take(&mut short_resize), Err(FrameError::Malformed(4)));
     }
 }

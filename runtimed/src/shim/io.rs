@@ -18,6 +18,7 @@ use nix::unistd::Pid;
 
 use super::frame::{Attach, Frame};
 use super::protocol::Stream;
+use super::queue::Queue;
 use crate::util::pidfd_open;
 
 /// After the process exits, how long to keep draining output that other
@@ -61,8 +62,8 @@ pub struct Serve<'a> {
 
 struct Client {
     sock: UnixStream,
-    inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
+    inbuf: Queue,
+    outbuf: Queue,
     attach: Option<Attach>,
     gone: bool,
 }
@@ -70,18 +71,49 @@ struct Client {
 impl Client {
     fn new(sock: UnixStream) -> Option<Client> {
         sock.set_nonblocking(true).ok()?;
-        Some(Client { sock, inbuf: Vec::new(), outbuf: Vec::new(), attach: None, gone: false })
+        Some(Client { sock, inbuf: Queue::default(), outbuf: Queue::default(), attach: None, gone: false })
     }
 
     fn wants(&self, stream: Stream) -> bool {
         self.attach.is_some_and(|a| if stream == Stream::Stderr { a.stderr } else { a.stdout })
     }
 
+    /// Queues a frame.
+    fn send(&mut self, frame: &Frame) {
+        frame.encode_into(self.outbuf.buf_mut());
+        self.flush();
+    }
+
+    /// Sends a frame of output: straight from `data` when nothing is
+    /// queued (no copy), queueing only what the socket did not take.
+    fn send_output(&mut self, header: &[u8], data: &[u8]) {
+        if !self.outbuf.is_empty() {
+            self.outbuf.push(header);
+            self.outbuf.push(data);
+            self.flush();
+            return;
+        }
+        let sent = match self.sock.write_vectored(&[std::io::IoSlice::new(header), std::io::IoSlice::new(data)]) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => 0,
+            Err(_) => {
+                self.gone = true;
+                return;
+            }
+        };
+        if sent < header.len() {
+            self.outbuf.push(&header[sent..]);
+            self.outbuf.push(data);
+        } else {
+            self.outbuf.push(&data[sent - header.len()..]);
+        }
+    }
+
     fn flush(&mut self) {
         while !self.outbuf.is_empty() {
-            match self.sock.write(&self.outbuf) {
+            match self.sock.write(self.outbuf.as_slice()) {
                 Ok(0) => break,
-                Ok(n) => drop(self.outbuf.drain(..n)),
+                Ok(n) => self.outbuf.consume(n),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -113,7 +145,7 @@ struct Loop<'a> {
     input: Option<OwnedFd>,
     pidfd: Option<OwnedFd>,
     clients: Vec<Client>,
-    stdin_buf: Vec<u8>,
+    stdin_buf: Queue,
     /// A client ended its input: close stdin once the queue is written.
     close_stdin: bool,
     exit: Option<i32>,
@@ -139,7 +171,7 @@ pub fn serve(s: Serve<'_>) -> i32 {
         input,
         pidfd: pidfd_open(pid),
         clients: Vec::new(),
-        stdin_buf: Vec::new(),
+        stdin_buf: Queue::default(),
         close_stdin: false,
         exit: None,
         hold_until: hold.map(|d| Instant::now() + d),
@@ -278,17 +310,16 @@ impl Loop<'_> {
         };
         let data = &buf[..n];
         (self.log)(stream, data);
-        let frame = if stream == Stream::Stderr { Frame::Stderr(data.to_vec()) } else { Frame::Stdout(data.to_vec()) };
+        let header = Frame::output_header(stream == Stream::Stderr, n);
         for c in self.clients.iter_mut().filter(|c| c.wants(stream)) {
-            frame.encode_into(&mut c.outbuf);
-            c.flush();
+            c.send_output(&header, data);
         }
     }
 
     fn write_stdin(&mut self) {
         let Some(fd) = self.input.as_ref() else { return };
-        match nix::unistd::write(fd, &self.stdin_buf) {
-            Ok(n) => drop(self.stdin_buf.drain(..n)),
+        match nix::unistd::write(fd, self.stdin_buf.as_slice()) {
+            Ok(n) => self.stdin_buf.consume(n),
             Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
             // The process closed its stdin: what is queued cannot go anywhere.
             Err(_) => {
@@ -319,13 +350,16 @@ impl Loop<'_> {
         c.flush();
         match c.sock.read(buf) {
             Ok(0) => c.gone = true,
-            Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
+            Ok(n) => c.inbuf.push(&buf[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
             Err(_) => c.gone = true,
         }
         loop {
-            match Frame::take(&mut self.clients[i].inbuf) {
-                Ok(Some(frame)) => self.on_frame(i, frame),
+            match Frame::parse(self.clients[i].inbuf.as_slice()) {
+                Ok(Some((frame, used))) => {
+                    self.clients[i].inbuf.consume(used);
+                    self.on_frame(i, frame);
+                }
                 Ok(None) => break,
                 Err(e) => {
                     tracing::warn!("dropping a control client: {e}");
@@ -341,7 +375,7 @@ impl Loop<'_> {
         match frame {
             Frame::Attach(a) => self.clients[i].attach = Some(a),
             Frame::Stdin(data) if writes_stdin => {
-                self.stdin_buf.extend_from_slice(&data);
+                self.stdin_buf.push(&data);
                 self.write_stdin();
             }
             Frame::CloseStdin if writes_stdin => {
@@ -351,9 +385,7 @@ impl Loop<'_> {
             Frame::Resize { rows, cols } => self.resize(rows, cols),
             Frame::Signal(sig) => {
                 let answer = self.signal(sig);
-                let c = &mut self.clients[i];
-                Frame::Done(answer).encode_into(&mut c.outbuf);
-                c.flush();
+                self.clients[i].send(&Frame::Done(answer));
             }
             _ => {}
         }
@@ -387,7 +419,7 @@ impl Loop<'_> {
     /// Sends the exit code to attached clients and lets them read it.
     fn say_goodbye(&mut self, code: i32) {
         for c in self.clients.iter_mut().filter(|c| c.attach.is_some()) {
-            Frame::Exit(code).encode_into(&mut c.outbuf);
+            Frame::Exit(code).encode_into(c.outbuf.buf_mut());
         }
         let deadline = Instant::now() + FLUSH_LIMIT;
         loop {

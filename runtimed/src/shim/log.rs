@@ -30,16 +30,22 @@ impl LogWriter {
         let time = now();
         let mut out = Vec::with_capacity(data.len() + 64);
         let pending = &mut self.pending[stream as usize];
-        for piece in data.split_inclusive(|&b| b == b'\n') {
-            match piece.strip_suffix(b"\n") {
-                Some(end) if pending.is_empty() => LogLine::encode_into(&mut out, &time, stream, true, end),
-                Some(end) => {
-                    pending.extend_from_slice(end);
+        let mut rest = data;
+        while !rest.is_empty() {
+            let (piece, whole, next) = match memchr::memchr(b'\n', rest) {
+                Some(end) => (&rest[..end], true, &rest[end + 1..]),
+                None => (rest, false, &[][..]),
+            };
+            if whole && pending.is_empty() {
+                LogLine::encode_into(&mut out, &time, stream, true, piece);
+            } else {
+                pending.extend_from_slice(piece);
+                if whole {
                     LogLine::encode_into(&mut out, &time, stream, true, pending);
                     pending.clear();
                 }
-                None => pending.extend_from_slice(piece),
             }
+            rest = next;
             while pending.len() >= MAX_LINE {
                 LogLine::encode_into(&mut out, &time, stream, false, &pending[..MAX_LINE]);
                 pending.drain(..MAX_LINE);

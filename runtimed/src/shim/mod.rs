@@ -13,6 +13,7 @@ pub mod frame;
 mod io;
 pub mod log;
 pub mod protocol;
+mod queue;
 mod setup;
 mod signals;
 
