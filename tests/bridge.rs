@@ -326,8 +326,11 @@ fn removal_leaves_no_links_addresses_rules_or_namespaces() {
     let links_before = d.ns.exec("ip -o link");
     assert!(links_before.contains("vrt"), "{links_before}");
     d.ok(&["rm", "-f", "p1", "p2"]);
-    let links = d.ns.exec("ip -o link");
-    assert!(!links.contains("vrt"), "veths remain: {links}");
+    // The kernel deletes a removed container's veths with its namespace,
+    // in the background.
+    wait_for("the removed containers' veths to go", Duration::from_secs(5), || {
+        (!d.ns.exec("ip -o link").contains("vrt")).then_some(())
+    });
     let nft = d.ns.exec("nft list table ip runtimed");
     assert!(!nft.contains("8090") && !nft.contains("8091"), "port elements remain: {nft}");
     d.ok(&["network", "rm", "net1"]);
@@ -532,4 +535,34 @@ fn networking_survives_a_daemon_crash() {
     assert!(out.code == 125 && out.stderr.contains("already published"), "nor the port: {out:?}");
     w.d.ok(&["rm", "-f", "web"]);
     w.d.ok(&["run", "-d", "--name", "next", "-p", "8080:80", "busybox", "sleep", "600"]);
+}
+
+#[test]
+fn a_full_bridge_is_a_clear_error_that_leaves_nothing() {
+    let d = Daemon::start();
+    d.ok(&["network", "create", "--subnet", "10.77.0.0/16", "crowd"]);
+    let net: serde_json::Value = serde_json::from_str(&d.ok(&["network", "inspect", "crowd"])).unwrap();
+    let bridge = net[0]["Options"]["bridge"].as_str().unwrap().to_string();
+    // A Linux bridge numbers its ports 1..=1023: take them all but one
+    // with veth ends, which is quicker than 1,022 containers.
+    let batch = d.dir.join("fill.batch");
+    let lines: String = (0..1022)
+        .map(|i| format!("link add fill{i} type veth peer name fill{i}p\nlink set fill{i} master {bridge}\n"))
+        .collect();
+    std::fs::write(&batch, lines).unwrap();
+    d.ns.exec(&format!("ip -batch {}", batch.display()));
+    d.ok(&["run", "-d", "--name", "last", "--network", "crowd", "busybox", "sleep", "300"]);
+    let out = d.ctl(&["run", "--name", "one-too-many", "--network", "crowd", "busybox", "true"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("network crowd is full") && out.stderr.contains("1023"), "{out:?}");
+    assert_eq!(d.container_ids().len(), 1, "the refused container is gone");
+    let links = d.ns.exec(&format!("ip -o link show master {bridge} | wc -l"));
+    assert_eq!(links.trim(), "1023", "no half-plugged interface is left");
+    d.ns.exec("ip link del fill0");
+    d.ok(&["run", "--rm", "--network", "crowd", "busybox", "true"]);
+    d.ok(&["rm", "-f", "last"]);
+    let del = d.dir.join("empty.batch");
+    std::fs::write(&del, (1..1022).map(|i| format!("link del fill{i}\n")).collect::<String>()).unwrap();
+    d.ns.exec(&format!("ip -batch {}", del.display()));
+    d.ok(&["network", "rm", "crowd"]);
 }

@@ -25,6 +25,9 @@ pub enum Error {
     /// The cluster store cannot be reached (overlay networks).
     #[error("{0}")]
     Unavailable(String),
+    /// A kernel or configured limit was reached (a full bridge).
+    #[error("{0}")]
+    Exhausted(String),
     /// A result beyond a documented limit (exec output over the cap).
     #[error("{0}")]
     OutOfRange(String),
@@ -73,6 +76,7 @@ impl From<Error> for Status {
             Error::FailedPrecondition(_) => (Code::FailedPrecondition, None),
             Error::Unavailable(_) => (Code::Unavailable, None),
             Error::OutOfRange(_) => (Code::OutOfRange, None),
+            Error::Exhausted(_) => (Code::ResourceExhausted, None),
             Error::DeadlineExceeded(_) => (Code::DeadlineExceeded, None),
             Error::StoreFull(_) => (Code::ResourceExhausted, None),
             Error::CommandNotFound(_) => (Code::InvalidArgument, Some(127)),

@@ -30,6 +30,8 @@ fn classify(what: &str, err: rtnetlink::Error) -> Error {
         Some(libc::EEXIST) => Error::AlreadyExists(message),
         Some(libc::ENOENT) | Some(libc::ENODEV) => Error::NotFound(message),
         Some(libc::EBUSY) | Some(libc::EAGAIN) => Error::Unavailable(message),
+        // A bridge with no free port number left.
+        Some(libc::EXFULL) => Error::Exhausted(message),
         _ => Error::Internal(message),
     }
 }

@@ -268,9 +268,10 @@ impl Manager {
         if let Err(e) = self.inner.networks.unpublish(published).await {
             tracing::warn!(id = rec.short_id(), "unpublish ports: {e}");
         }
+        // The namespace goes next (`teardown`), and its veths with it.
         for ep in &rec.endpoints {
-            if let Err(e) = self.inner.networks.detach(ep).await {
-                tracing::warn!(id = rec.short_id(), "detach from {}: {e}", ep.network);
+            if let Err(e) = self.inner.networks.release(ep).await {
+                tracing::warn!(id = rec.short_id(), "release from {}: {e}", ep.network);
             }
         }
     }
@@ -432,15 +433,19 @@ impl Manager {
                 rec.name
             )));
         }
-        if rec.is_running() {
+        let rec = if rec.is_running() {
             self.kill_all(&rec).await?;
             let mut rx = slot.state.subscribe();
             let _ = rx.wait_for(|s| !s.running).await;
+            // The exit is recorded and its ports unpublished: work from that
+            // record, so the firewall is not changed a second time.
+            self.resolve(&rec.id)?
         } else {
             // Not running by the record; a start cut off half-way may still
             // have left processes.
             self.clear_runtime(&rec.id).await;
-        }
+            rec
+        };
         failpoint::hit("rm:killed");
         self.inner.store.remove_container(&rec).await?;
         failpoint::hit("rm:unstored");

@@ -24,6 +24,9 @@ use crate::netlink::Netlink;
 use crate::records::port::PortRequest;
 use crate::store::Store;
 
+/// Interfaces a Linux bridge takes (the kernel numbers its ports 1..=1023).
+const BRIDGE_PORTS: u32 = 1023;
+
 /// What `network create` asks for.
 #[derive(Debug, Clone, Default)]
 pub struct NetworkRequest {
@@ -415,7 +418,16 @@ impl Networks {
         let (bridge, mtu) = driver.data_plane(self, net).await?;
         let peer = format!("{}p", ep.host_ifname);
         let gw_bridge = net.name == GATEWAY_NETWORK;
-        self.host.add_veth_to_bridge(&ep.host_ifname, &peer, bridge, mtu, netns, gw_bridge).await?;
+        self.host.add_veth_to_bridge(&ep.host_ifname, &peer, bridge, mtu, netns, gw_bridge).await.map_err(
+            |e| match e {
+                Error::Exhausted(_) => Error::Exhausted(format!(
+                    "network {} is full: its Linux bridge takes at most {BRIDGE_PORTS} interfaces, \
+                     so at most {BRIDGE_PORTS} containers; create another network for more",
+                    net.name
+                )),
+                e => e,
+            },
+        )?;
         let inside = Netlink::in_netns(netns)?;
         let addr = Ipv4Net::new(ep.ip, net.subnet.prefix_len()).map_err(Error::internal)?;
         let routed = (ep.ifname == "eth0" || gw_bridge) && !net.internal && driver.routes_default();
@@ -429,8 +441,16 @@ impl Networks {
 
     /// Unplugs an interface and frees its address.
     pub async fn detach(&self, ep: &Endpoint) -> Result<()> {
-        self.records(&ep.network_id).remove_addr(ep.ip);
         self.host.delete_link(&ep.host_ifname).await?;
+        self.release(ep).await
+    }
+
+    /// Frees an endpoint whose namespace is about to be deleted: the kernel
+    /// then removes the veth pair in the background. Deleting the host end
+    /// here would wait ~18 ms in the kernel's rcu_barrier on the reply path,
+    /// holding the rtnl lock every other link change on the host needs.
+    pub async fn release(&self, ep: &Endpoint) -> Result<()> {
+        self.records(&ep.network_id).remove_addr(ep.ip);
         match self.resolve(&ep.network_id) {
             Ok(net) => {
                 let driver = driver::of(&net)?;
