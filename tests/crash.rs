@@ -55,6 +55,21 @@ fn assert_consistent(d: &Daemon, when: &str) {
     }
 }
 
+/// The veths in the daemon's namespace once there are `want` of them or
+/// five seconds have passed: the kernel removes a removed container's veths
+/// with its namespace, in the background (the daemon deletes any left after
+/// two seconds).
+fn veths_settled(d: &Daemon, want: usize) -> String {
+    for _ in 0..50 {
+        let veths = d.ns.exec("ip -o link show type veth");
+        if veths.lines().count() == want {
+            return veths;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.ns.exec("ip -o link show type veth")
+}
+
 /// After removing everything: no file, mount, cgroup, veth, DNAT element
 /// or held port is left.
 fn assert_clean(d: &Daemon, when: &str) {
@@ -62,7 +77,7 @@ fn assert_clean(d: &Daemon, when: &str) {
         d.ok(&["rm", "-f", &id]);
     }
     assert!(d.leftovers().is_empty(), "{when}: leftovers {:?}", d.leftovers());
-    let veths = d.ns.exec("ip -o link show type veth");
+    let veths = veths_settled(d, 0);
     assert!(veths.trim().is_empty(), "{when}: veths left: {veths}");
     let nft = d.ns.exec("nft list table ip runtimed");
     assert!(!nft.contains(PORT), "{when}: DNAT elements left: {nft}");
@@ -258,7 +273,7 @@ fn a_daemon_killed_mid_connect_or_disconnect_leaves_no_stray_interface() {
         assert!(!inspect.contains("10.99.8."), "{point}: the record lists side: {inspect}");
         let eth1 = d.ctl(&["exec", "victim", "ip", "link", "show", "eth1"]);
         assert_ne!(eth1.code, 0, "{point}: eth1 is still in the container: {eth1:?}");
-        let veths = d.ns.exec("ip -o link show type veth");
+        let veths = veths_settled(&d, 1);
         assert_eq!(veths.lines().count(), 1, "{point}: only eth0's veth is left: {veths}");
         // The address was freed: another container may take it.
         let out = d.ctl(&["run", "--rm", "--network", "side", "--ip", &held, "busybox", "true"]);

@@ -274,6 +274,7 @@ impl Manager {
                 tracing::warn!(id = rec.short_id(), "release from {}: {e}", ep.network);
             }
         }
+        self.inner.networks.reap_veths_later(rec.endpoints.iter().map(|ep| ep.host_ifname.clone()).collect());
     }
 
     /// Starts a created or exited container; a running one is left alone.

@@ -24,6 +24,9 @@ use crate::netlink::Netlink;
 use crate::records::port::PortRequest;
 use crate::store::Store;
 
+/// How long the kernel gets to remove a deleted namespace's veths.
+const VETH_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Interfaces a Linux bridge takes (the kernel numbers its ports 1..=1023).
 const BRIDGE_PORTS: u32 = 1023;
 
@@ -219,6 +222,7 @@ impl Networks {
     /// network, and every network's bridge and rules (re)created.
     pub async fn init(&self) -> Result<()> {
         write_sysctl("net/ipv4/ip_forward", "1")?;
+        raise_neighbour_limits();
         self.firewall_ensure()?;
         if self.find(DEFAULT_NETWORK)?.is_none() {
             let req = NetworkRequest { name: DEFAULT_NETWORK.into(), ..Default::default() };
@@ -445,6 +449,31 @@ impl Networks {
         self.release(ep).await
     }
 
+    /// Deletes, after a grace period and off the reply path, any of these
+    /// host veths the kernel has not removed with their namespace (if
+    /// something still held the namespace, they would stay otherwise).
+    pub fn reap_veths_later(&self, names: Vec<String>) {
+        if names.is_empty() {
+            return;
+        }
+        let host = self.host.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(VETH_GRACE).await;
+            for name in names {
+                match host.link_index(&name).await {
+                    Ok(Some(_)) => {
+                        tracing::debug!("{name} outlived its namespace; deleting it");
+                        if let Err(e) = host.delete_link(&name).await {
+                            tracing::warn!("{e}");
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            }
+        });
+    }
+
     /// Frees an endpoint whose namespace is about to be deleted: the kernel
     /// then removes the veth pair in the background. Deleting the host end
     /// here would wait ~18 ms in the kernel's rcu_barrier on the reply path,
@@ -498,7 +527,45 @@ fn validate_name(name: &str) -> Result<()> {
     }
 }
 
+/// ARP table sizes fit for a thousand containers: past the kernel's
+/// default hard limit of 1,024 entries, new neighbours are refused and
+/// traffic fails with "No route to host". Large hosts raise them the same
+/// way. The limits are the host's (they exist only in the initial network
+/// namespace), so they are only ever raised, never lowered.
+const NEIGHBOUR_LIMITS: [(&str, u64); 3] = [("gc_thresh1", 4096), ("gc_thresh2", 8192), ("gc_thresh3", 16384)];
+
+fn raise_neighbour_limits() {
+    for (name, want) in NEIGHBOUR_LIMITS {
+        let key = format!("net/ipv4/neigh/default/{name}");
+        let Ok(now) = std::fs::read_to_string(format!("/proc/sys/{key}")) else { continue };
+        if let Some(value) = raised(now.trim(), want) {
+            match write_sysctl(&key, &value) {
+                Ok(()) => tracing::info!("raised {key} from {} to {value}", now.trim()),
+                Err(e) => tracing::warn!("{e}"),
+            }
+        }
+    }
+}
+
+/// The value to write, if `current` is below `want`.
+fn raised(current: &str, want: u64) -> Option<String> {
+    let current: u64 = current.parse().ok()?;
+    (current < want).then(|| want.to_string())
+}
+
 pub(super) fn write_sysctl(key: &str, value: &str) -> Result<()> {
     let path = format!("/proc/sys/{key}");
     std::fs::write(&path, value).map_err(|e| Error::io(format!("write {path}"), e))
+}
+
+#[cfg(test)]
+mod neighbour_tests {
+    use super::*;
+
+    #[test]
+    fn neighbour_limits_are_only_raised() {
+        assert_eq!(raised("1024", 16384), Some("16384".to_string()));
+        assert_eq!(raised("100000", 16384), None);
+        assert_eq!(raised("garbage", 16384), None);
+    }
 }

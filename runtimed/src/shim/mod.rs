@@ -159,7 +159,11 @@ fn run(a: RunArgs) -> ExitCode {
     let exit_code = {
         let mut log = |stream, data: &[u8]| writer.write(stream, data);
         let hold = a.io.hold.then_some(HOLD);
-        io::serve(io::Serve { pid, stdio, listener: Some(control.0), client: None, hold, log: &mut log })
+        let (listener, path) = control;
+        let code = io::serve(io::Serve { pid, stdio, listener: Some(listener), client: None, hold, log: &mut log });
+        // Nothing answers there any more.
+        let _ = std::fs::remove_file(&path.path);
+        code
     };
     writer.finish();
     delete_container(&a.lc_root, &a.id);
