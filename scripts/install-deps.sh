@@ -2,8 +2,9 @@
 # Installs the Debian packages runtimed and its tests need (idempotent).
 set -euo pipefail
 # protobuf-compiler: the etcd-client crate's build script; etcd-server and etcd-client
-# (etcdctl): the overlay tests' cluster store.
-PKGS=(busybox-static libseccomp-dev pkg-config nftables iproute2 util-linux tar python3-venv protobuf-compiler etcd-server etcd-client procps)
+# (etcdctl): the overlay tests' cluster store; gzip, zstd, xz-utils: the
+# compressed-import tests.
+PKGS=(busybox-static libseccomp-dev pkg-config nftables iproute2 util-linux tar python3-venv protobuf-compiler etcd-server etcd-client procps gzip zstd xz-utils)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -224,6 +224,34 @@ fn images_import_list_and_remove() {
 }
 
 #[test]
+fn images_import_from_gzip_zstd_xz_and_stdin() {
+    let d = Daemon::start();
+    let images = d.root().join("images");
+    let rootfs = std::fs::read_dir(&images).unwrap().flatten().next().unwrap().path().join("rootfs");
+    let tar = d.dir.join("box.tar");
+    integration_tests::sh(&format!("tar -C {} -cf {} .", rootfs.display(), tar.display()));
+    for (tool, ext) in [("gzip", "gz"), ("zstd -q", "zst"), ("xz", "xz")] {
+        let packed = d.dir.join(format!("box.tar.{ext}"));
+        integration_tests::sh(&format!("{tool} -c {} > {}", tar.display(), packed.display()));
+        let name = format!("from-{ext}");
+        d.ok(&["image", "import", &name, packed.to_str().unwrap()]);
+        assert_eq!(d.ok(&["run", "--rm", "--network", "none", &name, "echo", "ok"]), "ok\n", "{ext}");
+    }
+    let gz = std::fs::File::open(d.dir.join("box.tar.gz")).unwrap();
+    let out = d.ctl_cmd(&["image", "import", "from-stdin", "-"]).stdin(gz).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", "from-stdin", "echo", "ok"]), "ok\n");
+    // A compressed stream that breaks off is refused and leaves nothing.
+    let cut = d.dir.join("cut.tar.gz");
+    let whole = std::fs::read(d.dir.join("box.tar.gz")).unwrap();
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let out = d.ctl(&["image", "import", "cut", cut.to_str().unwrap()]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(!d.ok(&["image", "ls"]).contains("cut"));
+    assert_eq!(std::fs::read_dir(&images).unwrap().count(), 5, "busybox and four imports, no partial image");
+}
+
+#[test]
 fn an_image_whose_rootfs_is_missing_fails_cleanly() {
     let d = Daemon::start();
     let busybox = d.root().join("images");

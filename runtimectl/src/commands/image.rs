@@ -12,12 +12,15 @@ use crate::output;
 const CHUNK: usize = 1 << 20;
 
 pub async fn import(client: &Client, name: String, file: String) -> Result<i32> {
-    let mut reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if file == "-" {
-        Box::new(tokio::io::stdin())
+    let (mut reader, size): (Box<dyn tokio::io::AsyncRead + Unpin + Send>, Option<u64>) = if file == "-" {
+        (Box::new(tokio::io::stdin()), None)
     } else {
         let f = tokio::fs::File::open(&file).await.map_err(|e| CliError::new(format!("open {file}: {e}")))?;
-        Box::new(f)
+        let size = f.metadata().await.ok().map(|m| m.len());
+        (Box::new(f), size)
     };
+    let progress = progress_bar(size);
+    let bar = progress.clone();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let send = async move {
         use pb::import_image_request::Part;
@@ -29,6 +32,7 @@ pub async fn import(client: &Client, name: String, file: String) -> Result<i32> 
                 return Ok::<_, std::io::Error>(());
             }
             buf.truncate(n);
+            bar.inc(n as u64);
             if tx.send(pb::ImportImageRequest { part: Some(Part::Chunk(buf)) }).await.is_err() {
                 return Ok(());
             }
@@ -37,6 +41,7 @@ pub async fn import(client: &Client, name: String, file: String) -> Result<i32> 
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     let mut images = client.images();
     let (sent, resp) = tokio::join!(send, images.import_image(stream));
+    progress.finish_and_clear();
     sent.map_err(|e| CliError::new(format!("read {file}: {e}")))?;
     println!("{}", resp?.into_inner().image.map(|i| i.id).unwrap_or_default());
     Ok(0)
@@ -71,4 +76,18 @@ pub async fn rm(client: &Client, names: Vec<String>) -> Result<i32> {
         Ok(())
     })
     .await
+}
+
+/// Bytes sent so far, on stderr when it is a terminal (hidden otherwise):
+/// a bar when the size is known, a counter for stdin.
+fn progress_bar(size: Option<u64>) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressStyle};
+    let (bar, template) = match size {
+        Some(len) => (ProgressBar::new(len), "importing [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}"),
+        None => (ProgressBar::no_length(), "importing {bytes} {bytes_per_sec}"),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }

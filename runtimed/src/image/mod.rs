@@ -2,6 +2,7 @@
 //! described in sled. Images are imported from rootfs tarballs; `busybox`
 //! is built from the host's static busybox on first start.
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
@@ -169,7 +170,7 @@ fn remove_partial(dir: &Path, store: &Store) -> Result<()> {
 
 fn unpack(tarball: &Path, dest: &Path) -> Result<()> {
     let file = std::fs::File::open(tarball).ctx(|| format!("open {}", tarball.display()))?;
-    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let mut archive = tar::Archive::new(decompressed(file).ctx(|| format!("read {}", tarball.display()))?);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
     archive.set_unpack_xattrs(false);
@@ -179,6 +180,41 @@ fn unpack(tarball: &Path, dest: &Path) -> Result<()> {
         return Err(Error::InvalidArgument("the tarball is empty".into()));
     }
     Ok(())
+}
+
+/// The tarball's bytes, decompressed if they start like gzip, zstd or xz
+/// (`docker import` takes all three).
+fn decompressed(file: std::fs::File) -> std::io::Result<Box<dyn Read>> {
+    let mut reader = BufReader::new(file);
+    let head = reader.fill_buf()?;
+    Ok(match Compression::sniff(head) {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::Decoder::with_buffer(reader)?),
+        Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(reader)),
+        Compression::None => Box::new(reader),
+    })
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Compression {
+    Gzip,
+    Zstd,
+    Xz,
+    None,
+}
+
+impl Compression {
+    fn sniff(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+            Compression::Xz
+        } else {
+            Compression::None
+        }
+    }
 }
 
 fn dir_size(dir: &Path) -> u64 {
@@ -201,6 +237,14 @@ fn dir_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compressed_tarballs_are_recognised() {
+        assert_eq!(Compression::sniff(&[0x1f, 0x8b, 8]), Compression::Gzip);
+        assert_eq!(Compression::sniff(&[0x28, 0xb5, 0x2f, 0xfd, 0]), Compression::Zstd);
+        assert_eq!(Compression::sniff(b"\xfd7zXZ\x00\x00"), Compression::Xz);
+        assert_eq!(Compression::sniff(b"bin/\0\0\0"), Compression::None);
+    }
 
     #[test]
     fn names_follow_docker_rules() {
