@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Scale benchmark (not a test): how runtimed behaves with N running
+# containers. Prints, each beside the same figure with none running:
+#   - `run --rm busybox true` latency, --network none and bridge;
+#   - `ps` latency;
+#   - the daemon's restart to ready (SIGTERM, start, first answer);
+#   - the host's mount count.
+# runtimed runs in its own netns, dirs, socket and cgroup parent; all is
+# removed on exit. Usage (as root):  bench/scale.sh
+# Env: N (default 1000), RUNS (default 15), WARMUP (default 2).
+set -euo pipefail
+export LC_ALL=C
+
+N=${N:-1000}
+RUNS=${RUNS:-15}
+WARMUP=${WARMUP:-2}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init
+
+install_missing hyperfine=hyperfine /bin/busybox=busybox-static
+build_release -q -p runtimed -p runtimectl
+
+TMP=$(mktemp -d /tmp/rtbench.XXXXXX)
+NS=rtbench-$$
+SOCK=$TMP/runtimed.sock
+HOSTENV="RUNTIMED_HOST=unix://$SOCK"
+DPID=""
+
+cleanup() {
+    set +e
+    rtd_rm_all "$SOCK"
+    [ -n "$DPID" ] && stop_pid "$DPID"
+    del_netns "$NS"
+    rm_cgroups "$NS"
+    rm_tmp "$TMP"
+}
+on_exit cleanup
+
+ip netns add "$NS"
+rtd_start "$NS" "$TMP" warn
+DPID=$RTD_PID
+rtd_wait "$TMP" "$DPID"
+
+# restart: stops the daemon, starts it again; RESTART_MS = the ms until it
+# answers `ps`. (Not in a $(...): the daemon would keep its stdout open.)
+restart() {
+    stop_pid "$DPID" || true # its status is the daemon's
+    local s=$EPOCHREALTIME
+    rtd_start "$NS" "$TMP" warn
+    DPID=$RTD_PID
+    for _ in $(seq 600); do rtc_at "$SOCK" ps -q >/dev/null 2>&1 && break; sleep 0.01; done
+    RESTART_MS=$(python3 -c "print('%.0f' % ((float('$EPOCHREALTIME') - $s) * 1000))")
+}
+
+# figures LABEL: adds a row of figures for the containers running now.
+ROWS=()
+figures() {
+    local none bridge ps
+    none=$(median_ms "none-$1" "env $HOSTENV $RTC run --rm --network none busybox true")
+    bridge=$(median_ms "bridge-$1" "env $HOSTENV $RTC run --rm busybox true")
+    ps=$(median_ms "ps-$1" "env $HOSTENV $RTC ps")
+    restart
+    ROWS+=("$(printf '%-26s %10s %10s %8s %12s %8s' "$1" "$none" "$bridge" "$ps" "$RESTART_MS" \
+        "$(wc -l </proc/self/mountinfo)")")
+}
+
+say "figures with none running"
+figures "0 running"
+say "starting $N containers"
+for i in $(seq "$N"); do
+    rtc_at "$SOCK" run -d --network none --name "s$i" busybox sleep 36000 >/dev/null
+    ((i % 100)) || say "$i running"
+done
+figures "$N running"
+
+printf '\nscale (ms; medians of %s runs; load %s)\n' "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-26s %10s %10s %8s %12s %8s\n' "" "run none" "run bridge" "ps" "restart" "mounts"
+printf '%s\n' "${ROWS[@]}"
