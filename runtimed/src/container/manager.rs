@@ -358,7 +358,11 @@ impl Manager {
         let _ = std::fs::remove_file(paths.exit_file());
         let io = shim_client::IoOptions { stdin: rec.spec.open_stdin, tty: rec.spec.tty, hold };
         let lc_root = self.inner.cfg.libcontainer_root();
-        let started = shim_client::start(&self.inner.exe, &lc_root, &rec.id, paths, io).await?;
+        let mounts = shim_client::MountScope {
+            drop_under: vec![self.inner.cfg.containers_dir(), self.inner.cfg.netns_dir()],
+            keep: [Some(paths.dir.clone()), netns_path].into_iter().flatten().collect(),
+        };
+        let started = shim_client::start(&self.inner.exe, &lc_root, &rec.id, paths, io, &mounts).await?;
         failpoint::hit("start:shim");
         // One nft transaction for all of the container's ports.
         if let Err(e) = self.inner.networks.publish(&rec.ports).await {

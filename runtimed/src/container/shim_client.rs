@@ -48,7 +48,21 @@ fn io_args(cmd: &mut Command, io: IoOptions, sock_dir: &Path) {
     }
 }
 
-pub async fn start(exe: &Path, lc_root: &Path, id: &str, paths: &ContainerPaths, io: IoOptions) -> Result<Started> {
+/// Which mounts a run shim's own mount namespace leaves out: those below
+/// `drop_under` (other containers'), except those below `keep`.
+pub struct MountScope {
+    pub drop_under: Vec<std::path::PathBuf>,
+    pub keep: Vec<std::path::PathBuf>,
+}
+
+pub async fn start(
+    exe: &Path,
+    lc_root: &Path,
+    id: &str,
+    paths: &ContainerPaths,
+    io: IoOptions,
+    mounts: &MountScope,
+) -> Result<Started> {
     let mut cmd = Command::new(exe);
     cmd.args(["shim", "run", "--id", id])
         .arg("--bundle")
@@ -61,6 +75,12 @@ pub async fn start(exe: &Path, lc_root: &Path, id: &str, paths: &ContainerPaths,
         .arg(paths.exit_file())
         .arg("--shim-log")
         .arg(paths.shim_log());
+    for dir in &mounts.drop_under {
+        cmd.arg("--drop-mounts-under").arg(dir);
+    }
+    for keep in &mounts.keep {
+        cmd.arg("--keep-mount").arg(keep);
+    }
     io_args(&mut cmd, io, &paths.dir);
     launch(cmd, Stdio::null(), paths).await
 }

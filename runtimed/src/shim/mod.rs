@@ -12,6 +12,7 @@
 pub mod frame;
 mod io;
 pub mod log;
+mod mounts;
 pub mod protocol;
 mod queue;
 mod setup;
@@ -69,6 +70,13 @@ struct RunArgs {
     /// The shim's own diagnostics (and libcontainer's).
     #[arg(long)]
     shim_log: PathBuf,
+    /// Directories whose mounts (other containers') the shim's own mount
+    /// namespace leaves out...
+    #[arg(long = "drop-mounts-under")]
+    drop_mounts_under: Vec<PathBuf>,
+    /// ...except these (this container's rootfs and network namespace).
+    #[arg(long = "keep-mount")]
+    keep_mounts: Vec<PathBuf>,
     #[command(flatten)]
     io: IoArgs,
 }
@@ -126,6 +134,10 @@ fn run(a: RunArgs) -> ExitCode {
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => return report(&Ready::Failed { kind: FailKind::Other, message: e.to_string() }),
     };
+    match mounts::slim(&a.drop_mounts_under, &a.keep_mounts) {
+        Ok(n) => tracing::debug!("left {n} other mounts out of the shim's mount namespace"),
+        Err(e) => return send(&mut ready, &Ready::Failed { kind: FailKind::Other, message: e }),
+    }
     let control = match listen(&a.io.sock_dir, CONTROL_SOCKET) {
         Ok(l) => l,
         Err(e) => return send(&mut ready, &Ready::Failed { kind: FailKind::Other, message: e }),
