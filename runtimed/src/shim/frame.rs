@@ -102,16 +102,13 @@ impl Frame {
     /// The header of an output frame carrying `len` bytes of `stream`, so
     /// the bytes can be written after it without copying them into a frame.
     pub fn output_header(stderr: bool, len: usize) -> [u8; HEADER] {
-        let mut h = [if stderr { 11 } else { 10 }, 0, 0, 0, 0];
-        h[1..].copy_from_slice(&(len as u32).to_be_bytes());
-        h
+        let tag = if stderr { Frame::Stderr(Vec::new()) } else { Frame::Stdout(Vec::new()) }.tag();
+        header(tag, len)
     }
 
     /// The header of a stdin frame carrying `len` bytes.
     pub fn stdin_header(len: usize) -> [u8; HEADER] {
-        let mut h = [2, 0, 0, 0, 0];
-        h[1..].copy_from_slice(&(len as u32).to_be_bytes());
-        h
+        header(Frame::Stdin(Vec::new()).tag(), len)
     }
 
     /// Builds a frame from its tag and payload.
@@ -135,6 +132,12 @@ impl Frame {
             _ => return Err(FrameError::UnknownTag(tag)),
         })
     }
+}
+
+fn header(tag: u8, len: usize) -> [u8; HEADER] {
+    let mut h = [tag, 0, 0, 0, 0];
+    h[1..].copy_from_slice(&(len as u32).to_be_bytes());
+    h
 }
 
 /// The payload length announced by the header at the front of `buf`.
