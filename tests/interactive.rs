@@ -198,3 +198,21 @@ fn start_attached_runs_with_its_output_and_code() {
     assert_eq!(out.code, 125);
     assert!(out.stderr.contains("not running"), "{out:?}");
 }
+
+#[test]
+fn exec_it_gives_a_shell_on_a_terminal() {
+    let d = Daemon::start();
+    d.ok(&["run", "-d", "--name", "box", "--network", "none", "busybox", "sleep", "300"]);
+    let mut term = on_pty(&d, &["exec", "-it", "box", "sh"], 25, 90);
+    term.expect("# ", T);
+    term.send(b"echo $((3+4))x; stty size\n");
+    term.expect("7x", T);
+    term.expect("25 90", T);
+    term.resize(40, 100);
+    std::thread::sleep(Duration::from_millis(300));
+    term.send(b"stty size\n");
+    term.expect("40 100", T);
+    term.send(b"exit 3\n");
+    assert_eq!(term.wait(T), 3);
+    assert_eq!(d.inspect("box")["State"]["Running"], true, "the container runs on");
+}
