@@ -222,3 +222,30 @@ median_ms() {
         done | sort -n | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f\n", m/1e6}'
     fi
 }
+
+# bench_daemon: an isolated runtimed for this benchmark, ready: TMP (its
+# files), NS (its netns and cgroup parent), SOCK, HOSTENV (for `env`) and
+# DPID. On exit, bench_cleanup removes everything, calling the script's
+# own `extra_cleanup` first if it defines one.
+bench_daemon() {
+    TMP=$(mktemp -d /tmp/rtbench.XXXXXX)
+    NS=rtbench-$$
+    SOCK=$TMP/runtimed.sock
+    HOSTENV="RUNTIMED_HOST=unix://$SOCK"
+    DPID=""
+    on_exit bench_cleanup
+    ip netns add "$NS"
+    rtd_start "$NS" "$TMP" warn
+    DPID=$RTD_PID
+    rtd_wait "$TMP" "$DPID"
+}
+
+bench_cleanup() {
+    set +e
+    rtd_rm_all "$SOCK"
+    [ -n "$DPID" ] && stop_pid "$DPID"
+    declare -F extra_cleanup >/dev/null && extra_cleanup
+    del_netns "$NS"
+    rm_cgroups "$NS" "rtbench-runc-$$"
+    rm_tmp "$TMP"
+}

@@ -21,26 +21,7 @@ bench_init
 install_missing hyperfine=hyperfine /bin/busybox=busybox-static
 build_release -q -p runtimed -p runtimectl
 
-TMP=$(mktemp -d /tmp/rtbench.XXXXXX)
-NS=rtbench-$$
-SOCK=$TMP/runtimed.sock
-HOSTENV="RUNTIMED_HOST=unix://$SOCK"
-DPID=""
-
-cleanup() {
-    set +e
-    rtd_rm_all "$SOCK"
-    [ -n "$DPID" ] && stop_pid "$DPID"
-    del_netns "$NS"
-    rm_cgroups "$NS"
-    rm_tmp "$TMP"
-}
-on_exit cleanup
-
-ip netns add "$NS"
-rtd_start "$NS" "$TMP" warn
-DPID=$RTD_PID
-rtd_wait "$TMP" "$DPID"
+bench_daemon
 
 # restart: stops the daemon, starts it again; RESTART_MS = the ms until it
 # answers `ps`. (Not in a $(...): the daemon would keep its stdout open.)

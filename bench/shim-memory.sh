@@ -17,23 +17,11 @@ bench_init
 install_missing /bin/busybox=busybox-static podman=podman
 build_release -q -p runtimed -p runtimectl
 
-TMP=$(mktemp -d /tmp/rtbench.XXXXXX)
-NS=rtbench-$$
-SOCK=$TMP/runtimed.sock
-DPID=""
-PODMAN=(podman --root "$TMP/podman-root" --runroot "$TMP/podman-run" --cgroup-manager cgroupfs --events-backend none)
-
-cleanup() {
-    set +e
-    rtd_rm_all "$SOCK"
-    [ -n "$DPID" ] && stop_pid "$DPID"
+extra_cleanup() {
+    [ -n "${PODMAN+x}" ] || return 0
     "${PODMAN[@]}" rm -f -a >/dev/null 2>&1
     "${PODMAN[@]}" system reset -f >/dev/null 2>&1
-    del_netns "$NS"
-    rm_cgroups "$NS"
-    rm_tmp "$TMP"
 }
-on_exit cleanup
 
 # mem PID...: "private_kB pss_kB", averaged over the pids.
 mem() {
@@ -45,10 +33,8 @@ mem() {
     echo "$((priv / $#)) $((pss / $#))"
 }
 
-ip netns add "$NS"
-rtd_start "$NS" "$TMP" warn
-DPID=$RTD_PID
-rtd_wait "$TMP" "$DPID"
+bench_daemon
+PODMAN=(podman --root "$TMP/podman-root" --runroot "$TMP/podman-run" --cgroup-manager cgroupfs --events-backend none)
 for i in $(seq "$N"); do rtc_at "$SOCK" run -d --network none --name "m$i" busybox sleep 3600 >/dev/null; done
 sync # pages of a freshly built binary count as dirty until written back
 mapfile -t SHIMS < <(pgrep -f "shim run .*--bundle $TMP/")

@@ -18,28 +18,10 @@ bench_init
 install_missing runc=runc hyperfine=hyperfine /bin/busybox=busybox-static
 build_release -q -p runtimed -p runtimectl
 
-TMP=$(mktemp -d /tmp/rtbench.XXXXXX)
-NS=rtbench-$$
-SOCK=$TMP/runtimed.sock
-HOSTENV="RUNTIMED_HOST=unix://$SOCK"
-DPID=""
-
-cleanup() {
-    set +e
-    rtd_rm_all "$SOCK"
-    [ -n "$DPID" ] && stop_pid "$DPID"
-    runc --root "$TMP/runc-state" delete -f bench >/dev/null 2>&1
-    del_netns "$NS"
-    rm_cgroups "$NS" "rtbench-runc-$$"
-    rm_tmp "$TMP"
-}
-on_exit cleanup
+extra_cleanup() { runc --root "$TMP/runc-state" delete -f bench >/dev/null 2>&1; }
 
 # --- runtimed, isolated -------------------------------------------------------
-ip netns add "$NS"
-rtd_start "$NS" "$TMP" warn
-DPID=$RTD_PID
-rtd_wait "$TMP" "$DPID"
+bench_daemon
 for _ in 1 2; do env "$HOSTENV" "$RTC" run --rm busybox true; done   # warm-up / sanity
 
 # --- runc bundle from the host's static busybox ------------------------------

@@ -23,27 +23,9 @@ bench_init
 install_missing runc=runc hyperfine=hyperfine /bin/busybox=busybox-static
 build_release -q -p runtimed -p runtimectl
 
-TMP=$(mktemp -d /tmp/rtbench.XXXXXX)
-NS=rtbench-$$
-SOCK=$TMP/runtimed.sock
-DPID=""
 RUNC_ID=bench-exec-$$
-
-cleanup() {
-    set +e
-    rtd_rm_all "$SOCK"
-    [ -n "$DPID" ] && stop_pid "$DPID"
-    runc --root "$TMP/runc-state" delete -f "$RUNC_ID" >/dev/null 2>&1
-    del_netns "$NS"
-    rm_cgroups "$NS" "rtbench-runc-$$"
-    rm_tmp "$TMP"
-}
-on_exit cleanup
-
-ip netns add "$NS"
-rtd_start "$NS" "$TMP" warn
-DPID=$RTD_PID
-rtd_wait "$TMP" "$DPID"
+extra_cleanup() { runc --root "$TMP/runc-state" delete -f "$RUNC_ID" >/dev/null 2>&1; }
+bench_daemon
 
 # mb_per_s COMMAND: runs COMMAND (a string, through bash) 3 times; the best
 # SIZE_MB / seconds.
