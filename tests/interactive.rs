@@ -31,6 +31,7 @@ fn a_tty_shell_types_resizes_detaches_and_reattaches() {
     term.send(b"sleep 30\n");
     std::thread::sleep(Duration::from_millis(300));
     term.send(b"\x03");
+    term.expect("^C", T);
     term.expect("/ # ", T);
     term.send(b"\x10\x11");
     assert_eq!(term.wait(T), 0, "ctrl-p ctrl-q detaches");
