@@ -47,15 +47,13 @@ impl Manager {
         start: bool,
     ) -> Result<Attached> {
         let mut rec = self.resolve(reference)?;
+        if !rec.is_running() && !start {
+            return Err(not_running(&rec));
+        }
+        // Docker's order: the client attaches, then the container starts.
+        self.inner.events.emit("attach", &rec.id, &rec.name, &[]);
         if !rec.is_running() {
-            if !start {
-                return Err(not_running(&rec));
-            }
-            // Docker's order: the client attaches, then the container starts.
-            self.inner.events.emit("attach", &rec.id, &rec.name, &[]);
             rec = self.start_held(&rec.id, true).await?;
-        } else {
-            self.inner.events.emit("attach", &rec.id, &rec.name, &[]);
         }
         let state = self.slot(&rec).state.subscribe();
         let starts = state.borrow().starts;
