@@ -9,6 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = ["runtime/v1/runtime.proto"];
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("runtime_v1_descriptor.bin"))
+        // Stream payloads as `Bytes`: decoding slices the receive buffer
+        // instead of copying every chunk.
+        .bytes(".")
         .compile_protos(&protos, &["."])?;
     for p in protos {
         println!("cargo:rerun-if-changed={p}");

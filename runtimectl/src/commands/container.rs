@@ -165,8 +165,9 @@ pub async fn logs(client: &Client, a: LogsArgs) -> Result<i32> {
 
 /// A log entry after its time, as `docker logs -t` prints it.
 fn write_stamped(entry: &pb::LogEntry) {
-    let mut stamped = pb::LogEntry { data: format!("{} ", output::rfc3339(entry.time)).into_bytes(), ..entry.clone() };
-    stamped.data.extend_from_slice(&entry.data);
+    let mut data = format!("{} ", output::rfc3339(entry.time)).into_bytes();
+    data.extend_from_slice(&entry.data);
+    let stamped = pb::LogEntry { data: data.into(), ..entry.clone() };
     write_output(&stamped);
 }
 

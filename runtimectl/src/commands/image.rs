@@ -33,7 +33,7 @@ pub async fn import(client: &Client, name: String, file: String) -> Result<i32> 
             }
             buf.truncate(n);
             bar.inc(n as u64);
-            if tx.send(pb::ImportImageRequest { part: Some(Part::Chunk(buf)) }).await.is_err() {
+            if tx.send(pb::ImportImageRequest { part: Some(Part::Chunk(buf.into())) }).await.is_err() {
                 return Ok(());
             }
         }

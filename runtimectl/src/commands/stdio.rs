@@ -3,10 +3,14 @@
 //! (stdin bytes, its size, a detach); output is written as it arrives,
 //! byte for byte, and the exit code becomes ours.
 
+use std::fs::File;
 use std::io::{Read, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::{FromRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use runtime_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -73,7 +77,7 @@ fn open_input<Req: Send + 'static>(
                     Ok(n) => n,
                 };
                 let (data, detach) = keys.feed(&buf[..n]);
-                if !data.is_empty() && send(&tx, In::Stdin(data)).is_err() {
+                if !data.is_empty() && send(&tx, In::Stdin(data.into())).is_err() {
                     return;
                 }
                 if detach {
@@ -109,8 +113,8 @@ fn forward_resizes<Req: Send + 'static>(tx: mpsc::Sender<Req>, wrap: fn(pb::Stre
 /// One response, whatever the RPC.
 enum Event {
     Id(String),
-    Stdout(Vec<u8>),
-    Stderr(Vec<u8>),
+    Stdout(Bytes),
+    Stderr(Bytes),
     Exit(i32),
     Other,
 }
@@ -135,8 +139,8 @@ async fn pump<Resp, Req>(
         let Some(msg) = msg else { break };
         match classify(msg?) {
             Event::Id(id) if proxy_on_id => proxy = Some(SigProxy::new(id)?),
-            Event::Stdout(data) => write_all(&mut std::io::stdout(), &data),
-            Event::Stderr(data) => write_all(&mut std::io::stderr(), &data),
+            Event::Stdout(data) => write_fd(1, &data),
+            Event::Stderr(data) => write_fd(2, &data),
             Event::Exit(code) => return Ok(Some(code)),
             Event::Id(_) | Event::Other => {}
         }
@@ -147,9 +151,13 @@ async fn pump<Resp, Req>(
     Err(CliError::new("the daemon ended the stream before the process exited"))
 }
 
-fn write_all(out: &mut impl Write, data: &[u8]) {
+/// Writes straight to the descriptor: std's stdout would split binary
+/// output at newlines and copy the rest into its line buffer.
+fn write_fd(fd: RawFd, data: &[u8]) {
+    // SAFETY: fd 1 or 2 stays open for the life of the process, and
+    // ManuallyDrop keeps this File from closing it.
+    let mut out = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
     let _ = out.write_all(data);
-    let _ = out.flush();
 }
 
 pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {

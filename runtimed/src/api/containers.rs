@@ -56,7 +56,7 @@ fn log_entry(line: &LogLine) -> pb::LogEntry {
         LogStream::Stdout => pb::Stream::Stdout,
         LogStream::Stderr => pb::Stream::Stderr,
     };
-    pb::LogEntry { stream: stream as i32, data: line.log.clone(), time: line.time }
+    pb::LogEntry { stream: stream as i32, data: line.log.clone().into(), time: line.time }
 }
 
 #[tonic::async_trait]
@@ -287,8 +287,8 @@ impl Containers for ContainersApi {
         let out = stdio::collect(conn, EXEC_SYNC_CAP, timeout).await?;
         Ok(Response::new(pb::ExecContainerSyncResponse {
             exit_code: out.exit_code,
-            stdout: out.stdout,
-            stderr: out.stderr,
+            stdout: out.stdout.into(),
+            stderr: out.stderr.into(),
         }))
     }
 }

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
 use runtime_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
@@ -15,8 +16,8 @@ use crate::shim::frame::{Frame, MAX_PAYLOAD};
 
 /// What a stream tells its client.
 pub enum Output {
-    Stdout(Vec<u8>),
-    Stderr(Vec<u8>),
+    Stdout(Bytes),
+    Stderr(Bytes),
     Exit(i32),
 }
 
@@ -104,7 +105,7 @@ async fn forward_input<Req>(
             }
         };
         let sent = match take(msg).and_then(|i| i.input) {
-            Some(Input::Stdin(data)) => send_stdin(&mut w, data).await,
+            Some(Input::Stdin(data)) => send_stdin(&mut w, &data).await,
             Some(Input::CloseStdin(true)) => w.send(&Frame::CloseStdin).await,
             Some(Input::Resize(size)) => w.send(&resize(&size)).await,
             Some(Input::Detach(true)) => {
@@ -119,7 +120,7 @@ async fn forward_input<Req>(
     }
 }
 
-async fn send_stdin(w: &mut FrameWriter, data: Vec<u8>) -> std::io::Result<()> {
+async fn send_stdin(w: &mut FrameWriter, data: &[u8]) -> std::io::Result<()> {
     for chunk in data.chunks(MAX_PAYLOAD) {
         w.send_stdin(chunk).await?;
     }

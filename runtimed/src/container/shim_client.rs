@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
@@ -21,6 +22,7 @@ use crate::util::SocketPath;
 
 /// How long a container may take to be created by the shim.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Least room a frame reader asks the socket to fill per read.
 const READ_BUFFER: usize = 256 * 1024;
 /// How long a shim may take to answer a signal request.
 const SIGNAL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -170,15 +172,18 @@ pub struct ShimConn {
     pub writer: FrameWriter,
 }
 
-pub struct FrameReader(BufReader<OwnedReadHalf>);
+/// Reads frames from a buffer the socket fills directly; a frame's payload
+/// is split off that buffer, not copied out of it.
+pub struct FrameReader {
+    sock: OwnedReadHalf,
+    buf: BytesMut,
+}
 pub struct FrameWriter(OwnedWriteHalf);
 
 impl ShimConn {
     fn new(stream: UnixStream) -> ShimConn {
         let (r, w) = stream.into_split();
-        // Buffered: a frame's header and payload, and many small frames,
-        // come in one read.
-        ShimConn { reader: FrameReader(BufReader::with_capacity(READ_BUFFER, r)), writer: FrameWriter(w) }
+        ShimConn { reader: FrameReader { sock: r, buf: BytesMut::new() }, writer: FrameWriter(w) }
     }
 
     /// Connects to a run shim's control socket.
@@ -216,20 +221,25 @@ impl FrameWriter {
 impl FrameReader {
     /// The next frame; `None` when the shim closed the connection.
     pub async fn recv(&mut self) -> std::io::Result<Option<Frame>> {
-        let mut header = [0u8; HEADER_LEN];
-        match self.0.read_exact(&mut header).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-            Err(e) => return Err(e),
-        }
         let invalid = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
-        let len = payload_len(&header).map_err(invalid)?.unwrap_or(0);
-        let mut payload = Vec::with_capacity(len);
-        (&mut self.0).take(len as u64).read_to_end(&mut payload).await?;
-        if payload.len() < len {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        loop {
+            let want = match payload_len(&self.buf).map_err(invalid)? {
+                Some(len) if self.buf.len() >= HEADER_LEN + len => {
+                    let mut frame = self.buf.split_to(HEADER_LEN + len);
+                    let payload = frame.split_off(HEADER_LEN).freeze();
+                    return Frame::decode_owned(frame[0], payload).map(Some).map_err(invalid);
+                }
+                Some(len) => HEADER_LEN + len,
+                None => HEADER_LEN,
+            };
+            self.buf.reserve(want.max(READ_BUFFER) - self.buf.len());
+            if self.sock.read_buf(&mut self.buf).await? == 0 {
+                return match self.buf.is_empty() {
+                    true => Ok(None),
+                    false => Err(std::io::ErrorKind::UnexpectedEof.into()),
+                };
+            }
         }
-        Frame::decode(header[0], &payload).map(Some).map_err(invalid)
     }
 }
 

@@ -2,10 +2,13 @@
 //! socketpair): a tag byte, a big-endian u32 length, the payload. Bytes stay
 //! bytes end to end, so output is exact whatever it contains.
 
+use bytes::Bytes;
+
 /// Largest payload accepted; output is sent in chunks well below it.
 pub const MAX_PAYLOAD: usize = 1 << 20;
 
 const HEADER: usize = 5;
+const STDIN: u8 = 2;
 
 /// What an attach asks for, sent first on a connection that wants output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,7 +23,7 @@ pub struct Attach {
 pub enum Frame {
     // Client to shim.
     Attach(Attach),
-    Stdin(Vec<u8>),
+    Stdin(Bytes),
     /// The client's input ended: the container's stdin gets EOF.
     CloseStdin,
     Resize {
@@ -30,8 +33,8 @@ pub enum Frame {
     /// Deliver a signal to the process through the shim's pidfd.
     Signal(i32),
     // Shim to client.
-    Stdout(Vec<u8>),
-    Stderr(Vec<u8>),
+    Stdout(Bytes),
+    Stderr(Bytes),
     /// The process exited with this docker-style code; output is complete.
     Exit(i32),
     /// Answer to a Signal: empty when delivered, else why not.
@@ -52,7 +55,7 @@ impl Frame {
     fn tag(&self) -> u8 {
         match self {
             Frame::Attach(_) => 1,
-            Frame::Stdin(_) => 2,
+            Frame::Stdin(_) => STDIN,
             Frame::CloseStdin => 3,
             Frame::Resize { .. } => 4,
             Frame::Signal(_) => 5,
@@ -102,13 +105,31 @@ impl Frame {
     /// The header of an output frame carrying `len` bytes of `stream`, so
     /// the bytes can be written after it without copying them into a frame.
     pub fn output_header(stderr: bool, len: usize) -> [u8; HEADER] {
-        let tag = if stderr { Frame::Stderr(Vec::new()) } else { Frame::Stdout(Vec::new()) }.tag();
+        let tag = if stderr { Frame::Stderr(Bytes::new()) } else { Frame::Stdout(Bytes::new()) }.tag();
         header(tag, len)
     }
 
     /// The header of a stdin frame carrying `len` bytes.
     pub fn stdin_header(len: usize) -> [u8; HEADER] {
-        header(Frame::Stdin(Vec::new()).tag(), len)
+        header(STDIN, len)
+    }
+
+    /// The payload of a whole stdin frame at the front of `buf`, and how
+    /// many bytes the frame took: stdin is written from the receive buffer
+    /// without building a frame.
+    pub fn peek_stdin(buf: &[u8]) -> Option<(&[u8], usize)> {
+        let len = payload_len(buf).ok()??;
+        (buf[0] == STDIN && buf.len() >= HEADER + len).then(|| (&buf[HEADER..HEADER + len], HEADER + len))
+    }
+
+    /// Like `decode`, but byte payloads are moved into the frame, not copied.
+    pub fn decode_owned(tag: u8, p: Bytes) -> Result<Frame, FrameError> {
+        Ok(match tag {
+            STDIN => Frame::Stdin(p),
+            10 => Frame::Stdout(p),
+            11 => Frame::Stderr(p),
+            _ => return Frame::decode(tag, &p),
+        })
     }
 
     /// Builds a frame from its tag and payload.
@@ -118,14 +139,14 @@ impl Frame {
             1 if p.len() == 1 => {
                 Frame::Attach(Attach { stdin: p[0] & 1 != 0, stdout: p[0] & 2 != 0, stderr: p[0] & 4 != 0 })
             }
-            2 => Frame::Stdin(p.to_vec()),
+            STDIN => Frame::Stdin(Bytes::copy_from_slice(p)),
             3 => Frame::CloseStdin,
             4 if p.len() == 4 => {
                 Frame::Resize { rows: u16::from_be_bytes([p[0], p[1]]), cols: u16::from_be_bytes([p[2], p[3]]) }
             }
             5 => Frame::Signal(int()?),
-            10 => Frame::Stdout(p.to_vec()),
-            11 => Frame::Stderr(p.to_vec()),
+            10 => Frame::Stdout(Bytes::copy_from_slice(p)),
+            11 => Frame::Stderr(Bytes::copy_from_slice(p)),
             12 => Frame::Exit(int()?),
             13 => Frame::Done(String::from_utf8_lossy(p).into_owned()),
             1 | 4 => return Err(FrameError::Malformed(tag)),
@@ -170,12 +191,12 @@ mod tests {
     fn frames_round_trip_one_by_one() {
         let frames = vec![
             Frame::Attach(Attach { stdin: true, stdout: true, stderr: false }),
-            Frame::Stdin(vec![0, 255, 10]),
+            Frame::Stdin(Bytes::from_static(&[0, 255, 10])),
             Frame::CloseStdin,
             Frame::Resize { rows: 40, cols: 132 },
             Frame::Signal(2),
-            Frame::Stdout(b"hi\n".to_vec()),
-            Frame::Stderr(Vec::new()),
+            Frame::Stdout(Bytes::from_static(b"hi\n")),
+            Frame::Stderr(Bytes::new()),
             Frame::Exit(-1),
             Frame::Done("no such process".into()),
         ];
@@ -194,10 +215,10 @@ mod tests {
         assert!(buf.is_empty());
         let mut head = Frame::output_header(true, 3).to_vec();
         head.extend_from_slice(b"abc");
-        assert_eq!(take(&mut head).unwrap(), Some(Frame::Stderr(b"abc".to_vec())));
+        assert_eq!(take(&mut head).unwrap(), Some(Frame::Stderr(Bytes::from_static(b"abc"))));
         let mut head = Frame::stdin_header(1).to_vec();
         head.push(7);
-        assert_eq!(take(&mut head).unwrap(), Some(Frame::Stdin(vec![7])));
+        assert_eq!(take(&mut head).unwrap(), Some(Frame::Stdin(Bytes::from_static(&[7]))));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! output is not read, so the process blocks as it would on a slow pipe
 //! instead of the shim buffering without bound.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};
@@ -288,7 +288,7 @@ impl Loop<'_> {
                 Source::Input => self.write_stdin(),
                 Source::Pid => {}
                 Source::Listener => self.accept(),
-                Source::Client(i) => self.on_client(i, buf),
+                Source::Client(i) => self.on_client(i),
             }
         }
         self.clients.retain(|c| !c.gone);
@@ -345,19 +345,26 @@ impl Loop<'_> {
         }
     }
 
-    fn on_client(&mut self, i: usize, buf: &mut [u8]) {
+    fn on_client(&mut self, i: usize) {
         let c = &mut self.clients[i];
         c.flush();
-        match c.sock.read(buf) {
+        match c.inbuf.read_from(c.sock.as_fd(), CHUNK) {
             Ok(0) => c.gone = true,
-            Ok(n) => c.inbuf.push(&buf[..n]),
+            Ok(_) => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
             Err(_) => c.gone = true,
         }
+        // Taken out while its frames are handled, which need `self`.
+        let mut inbuf = std::mem::take(&mut self.clients[i].inbuf);
         loop {
-            match Frame::parse(self.clients[i].inbuf.as_slice()) {
+            if let Some((data, used)) = Frame::peek_stdin(inbuf.as_slice()) {
+                self.on_stdin(i, data);
+                inbuf.consume(used);
+                continue;
+            }
+            match Frame::parse(inbuf.as_slice()) {
                 Ok(Some((frame, used))) => {
-                    self.clients[i].inbuf.consume(used);
+                    inbuf.consume(used);
                     self.on_frame(i, frame);
                 }
                 Ok(None) => break,
@@ -368,16 +375,33 @@ impl Loop<'_> {
                 }
             }
         }
+        self.clients[i].inbuf = inbuf;
+    }
+
+    /// Input from client `i`: written straight to stdin when nothing is
+    /// queued before it, queueing only what the pipe did not take.
+    fn on_stdin(&mut self, i: usize, mut data: &[u8]) {
+        let Some(fd) = self.input.as_ref().filter(|_| self.clients[i].attach.is_some_and(|a| a.stdin)) else {
+            return;
+        };
+        if self.stdin_buf.is_empty() {
+            match nix::unistd::write(fd, data) {
+                Ok(n) => data = &data[n..],
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+                Err(_) => {
+                    self.input = None;
+                    return;
+                }
+            }
+        }
+        self.stdin_buf.push(data);
     }
 
     fn on_frame(&mut self, i: usize, frame: Frame) {
         let writes_stdin = self.clients[i].attach.is_some_and(|a| a.stdin) && self.input.is_some();
         match frame {
             Frame::Attach(a) => self.clients[i].attach = Some(a),
-            Frame::Stdin(data) if writes_stdin => {
-                self.stdin_buf.push(&data);
-                self.write_stdin();
-            }
+            Frame::Stdin(data) => self.on_stdin(i, &data),
             Frame::CloseStdin if writes_stdin => {
                 self.close_stdin = true;
                 self.maybe_close_stdin();

@@ -1,6 +1,8 @@
 //! A byte queue that consumes from the front without moving the rest each
 //! time (a `Vec::drain` per write would copy the whole queue).
 
+use std::os::fd::{AsRawFd, BorrowedFd};
+
 #[derive(Default)]
 pub struct Queue {
     buf: Vec<u8>,
@@ -31,6 +33,22 @@ impl Queue {
 
     pub fn push(&mut self, data: &[u8]) {
         self.buf_mut().extend_from_slice(data);
+    }
+
+    /// Reads once from `fd` straight into the queue, at most `max` bytes.
+    pub fn read_from(&mut self, fd: BorrowedFd<'_>, max: usize) -> std::io::Result<usize> {
+        let buf = self.buf_mut();
+        buf.reserve(max);
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: read(2) writes at most `spare.len()` bytes into the
+        // vector's unused capacity; only those it wrote are then counted.
+        let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len().min(max)) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: the first n bytes of the spare capacity were written.
+        unsafe { buf.set_len(buf.len() + n as usize) };
+        Ok(n as usize)
     }
 
     pub fn consume(&mut self, n: usize) {
