@@ -207,7 +207,10 @@ fn images_import_list_and_remove() {
     d.ok(&["image", "import", "mybox", tar.to_str().unwrap()]);
     assert!(d.ok(&["image", "ls"]).contains("mybox"));
     assert_eq!(d.ok(&["run", "--rm", "mybox", "echo", "from mybox"]), "from mybox\n");
-    d.ok(&["create", "--name", "user", "mybox"]);
+    // An imported tarball has no config, so no default command (docker's rule).
+    let out = d.ctl(&["run", "--rm", "mybox"]);
+    assert_eq!((out.code, out.stderr.as_str()), (125, "runtimectl: no command specified\n"), "{out:?}");
+    d.ok(&["create", "--name", "user", "mybox", "true"]);
     let out = d.ctl(&["image", "rm", "mybox"]);
     assert_eq!(out.code, 125);
     assert!(out.stderr.contains("being used by container user"), "{out:?}");
@@ -219,15 +222,14 @@ fn images_import_list_and_remove() {
     let out = d.ctl(&["image", "import", "broken", bad.to_str().unwrap()]);
     assert_eq!(out.code, 125, "{out:?}");
     assert!(!d.ok(&["image", "ls"]).contains("broken"));
-    let leftovers: Vec<_> = std::fs::read_dir(d.root().join("images")).unwrap().flatten().collect();
+    let leftovers = integration_tests::image_dirs(&d);
     assert_eq!(leftovers.len(), 1, "only busybox's directory remains: {leftovers:?}");
 }
 
 #[test]
 fn images_import_from_gzip_zstd_xz_and_stdin() {
     let d = Daemon::start();
-    let images = d.root().join("images");
-    let rootfs = std::fs::read_dir(&images).unwrap().flatten().next().unwrap().path().join("rootfs");
+    let rootfs = integration_tests::image_dirs(&d)[0].join("rootfs");
     let tar = d.dir.join("box.tar");
     integration_tests::sh(&format!("tar -C {} -cf {} .", rootfs.display(), tar.display()));
     for (tool, ext) in [("gzip", "gz"), ("zstd -q", "zst"), ("xz", "xz")] {
@@ -248,14 +250,13 @@ fn images_import_from_gzip_zstd_xz_and_stdin() {
     let out = d.ctl(&["image", "import", "cut", cut.to_str().unwrap()]);
     assert_eq!(out.code, 125, "{out:?}");
     assert!(!d.ok(&["image", "ls"]).contains("cut"));
-    assert_eq!(std::fs::read_dir(&images).unwrap().count(), 5, "busybox and four imports, no partial image");
+    assert_eq!(integration_tests::image_dirs(&d).len(), 5, "busybox and four imports, no partial image");
 }
 
 #[test]
 fn an_image_whose_rootfs_is_missing_fails_cleanly() {
     let d = Daemon::start();
-    let busybox = d.root().join("images");
-    let rootfs = std::fs::read_dir(&busybox).unwrap().flatten().next().unwrap().path().join("rootfs");
+    let rootfs = integration_tests::image_dirs(&d)[0].join("rootfs");
     let tar = d.dir.join("box.tar");
     integration_tests::sh(&format!("tar -C {} -cf {} .", rootfs.display(), tar.display()));
     let id = d.ok(&["image", "import", "fragile", tar.to_str().unwrap()]).trim().to_string();
@@ -271,7 +272,8 @@ fn an_image_whose_rootfs_is_missing_fails_cleanly() {
 fn bad_input_gets_one_clear_error_and_leaves_nothing() {
     let d = Daemon::start();
     let cases: &[(&[&str], &str)] = &[
-        (&["run", "no-such-image"], "No such image: no-such-image"),
+        // (--pull never: tests never reach Docker Hub.)
+        (&["run", "--pull", "never", "no-such-image"], "No such image: no-such-image"),
         (&["run", "--name", "bad name", "busybox"], "invalid container name"),
         (&["run", "--network", "nowhere", "busybox"], "network nowhere not found"),
         (&["run", "-w", "relative", "busybox"], "absolute path"),

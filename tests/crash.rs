@@ -148,7 +148,7 @@ fn a_client_killed_mid_request_leaves_a_whole_container_or_none() {
 fn an_import_cut_off_leaves_no_spool_or_partial_image() {
     let mut d = Daemon::start();
     let tar = d.dir.join("img.tar");
-    let busybox = std::fs::read_dir(d.root().join("images")).unwrap().flatten().next().unwrap().path();
+    let busybox = integration_tests::image_dirs(&d)[0].clone();
     sh(&format!("tar -C {}/rootfs -cf {} .", busybox.display(), tar.display()));
     for point in ["import:spooled", "import:unpacked"] {
         d.stop();
@@ -156,11 +156,7 @@ fn an_import_cut_off_leaves_no_spool_or_partial_image() {
         let out = d.ctl(&["image", "import", "img", tar.to_str().unwrap()]);
         assert!(d.wait_exited(Duration::from_secs(20)), "{point}: the daemon did not crash: {out:?}");
         d.spawn();
-        let entries: Vec<String> = std::fs::read_dir(d.root().join("images"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
+        let entries = integration_tests::image_dirs(&d);
         assert_eq!(entries.len(), 1, "{point}: only busybox is left: {entries:?}");
         let images = d.ok(&["image", "ls"]);
         assert!(!images.contains("img"), "{point}: {images}");

@@ -68,6 +68,17 @@ pub enum Command {
     Image(ImageCommand),
     /// List images (same as `image ls`).
     Images(FormatArg),
+    /// Pull an image from a registry (same as `image pull`).
+    Pull(PullArgs),
+    /// Remove images (same as `image rm`).
+    Rmi {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Log in to a registry (credentials kept in ~/.docker/config.json).
+    Login(LoginArgs),
+    /// Forget a registry's credentials.
+    Logout { server: Option<String> },
     /// Show client and daemon versions.
     Version(FormatArg),
     /// Show daemon-wide information.
@@ -182,9 +193,53 @@ pub struct CreateArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Overwrite the image's entrypoint ("" clears it).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Publish every port the image exposes on a random host port.
+    #[arg(short = 'P', long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub publish_all: bool,
+    /// Pull the image first: missing (when not here), always, never.
+    #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
+    pub pull: PullPolicy,
+    /// Platform (os/arch[/variant]) to pull, if the image is pulled.
+    #[arg(long, default_value = "")]
+    pub platform: String,
     /// IMAGE [COMMAND [ARG...]]
     #[arg(required = true, trailing_var_arg = true, value_name = "IMAGE [COMMAND]")]
     pub args: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum PullPolicy {
+    Missing,
+    Always,
+    Never,
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// Print only the image name.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Platform (os/arch[/variant]) to take from a multi-platform image.
+    #[arg(long, default_value = "")]
+    pub platform: String,
+    /// NAME[:TAG|@DIGEST]
+    pub image: String,
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    #[arg(short, long)]
+    pub username: Option<String>,
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Registry (HOST[:PORT]); Docker Hub by default.
+    pub server: Option<String>,
 }
 
 #[derive(Args)]
@@ -305,7 +360,10 @@ pub enum ImageCommand {
     /// List images.
     #[command(alias = "list")]
     Ls(FormatArg),
+    /// Pull an image from a registry.
+    Pull(PullArgs),
     /// Remove images.
+    #[command(alias = "rmi")]
     Rm {
         #[arg(required = true)]
         images: Vec<String>,

@@ -30,7 +30,11 @@ impl From<Status> for CliError {
             .and_then(|v| v.parse().ok())
             .unwrap_or(DAEMON_ERROR);
         let message = match status.code() {
-            tonic::Code::Unavailable => format!("cannot reach the daemon: {}", status.message()),
+            // Only a transport failure has a source; a daemon's own
+            // Unavailable (a registry that is down) speaks for itself.
+            tonic::Code::Unavailable if std::error::Error::source(&status).is_some() => {
+                format!("cannot reach the daemon: {}", status.message())
+            }
             _ => status.message().to_string(),
         };
         CliError { message, exit_code }

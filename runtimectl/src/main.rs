@@ -1,5 +1,6 @@
 //! `runtimectl`: a docker-like client of `runtimed`, talking only gRPC.
 
+mod auth;
 mod cli;
 mod client;
 mod commands;

@@ -151,7 +151,29 @@ pub fn ps_json(c: &pb::ContainerInfo) -> Value {
 }
 
 pub fn image_json(i: &pb::ImageInfo) -> Value {
-    json!({ "ID": i.id, "Name": i.name, "Size": i.size, "CreatedAt": rfc3339(i.created_at) })
+    json!({
+        "ID": i.id,
+        "Name": i.name,
+        "RepoTags": i.names,
+        "Digest": i.digest,
+        "Size": i.size,
+        "CreatedAt": rfc3339(i.created_at),
+    })
+}
+
+/// REPOSITORY and TAG columns of an image name as the daemon stores it
+/// (`busybox`, `host:5000/app:v1`, `app@sha256:...`).
+pub fn repo_and_tag(name: &str) -> (String, String) {
+    if name.is_empty() {
+        return ("<none>".into(), "<none>".into());
+    }
+    if let Some((repo, _)) = name.split_once('@') {
+        return (repo.to_string(), "<none>".into());
+    }
+    match name.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
+        _ => (name.to_string(), "latest".to_string()),
+    }
 }
 
 pub fn human_size(bytes: u64) -> String {

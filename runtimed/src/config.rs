@@ -40,6 +40,10 @@ pub struct DaemonConfig {
     /// cluster (its addresses and FDB entries everywhere go with it).
     #[arg(long, global = true, default_value = "15")]
     pub node_ttl: i64,
+    /// A registry (`HOST[:PORT]`) reached over plain HTTP, as docker's
+    /// `insecure-registries`; loopback registries always are. Repeatable.
+    #[arg(long = "insecure-registry", global = true)]
+    pub insecure_registries: Vec<String>,
     /// Log filter when RUNTIMED_LOG is not set.
     #[arg(long, global = true, default_value = "info")]
     pub log_level: String,

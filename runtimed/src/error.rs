@@ -22,6 +22,9 @@ pub enum Error {
     /// The container's command exists but cannot be executed (exit code 126).
     #[error("{0}")]
     CannotExecute(String),
+    /// A registry refused the credentials (or wants some).
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The cluster store cannot be reached (overlay networks).
     #[error("{0}")]
     Unavailable(String),
@@ -75,6 +78,7 @@ impl From<Error> for Status {
             Error::InvalidArgument(_) => (Code::InvalidArgument, None),
             Error::FailedPrecondition(_) => (Code::FailedPrecondition, None),
             Error::Unavailable(_) => (Code::Unavailable, None),
+            Error::Unauthenticated(_) => (Code::Unauthenticated, None),
             Error::OutOfRange(_) => (Code::OutOfRange, None),
             Error::Exhausted(_) => (Code::ResourceExhausted, None),
             Error::DeadlineExceeded(_) => (Code::DeadlineExceeded, None),

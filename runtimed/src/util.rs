@@ -8,7 +8,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Current time in Unix nanoseconds, the unit of every timestamp in the API.
 pub fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    nanos_of(SystemTime::now())
+}
+
+/// Nanoseconds since the epoch (0 before it).
+pub fn nanos_of(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 /// Writes a file so that readers see the old or the new content, never half.

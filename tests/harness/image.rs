@@ -8,8 +8,7 @@ use crate::{bin_dir, sh, Daemon};
 /// Imports image `tools` into the daemon: busybox plus `udp-echo` and
 /// `clone-probe`.
 pub fn import_tools(d: &Daemon) {
-    let images = d.root().join("images");
-    let busybox = std::fs::read_dir(&images).expect("images").flatten().next().expect("busybox image").path();
+    let busybox = image_dirs(d).into_iter().next().expect("busybox image");
     let dir = d.dir.join("tools-rootfs");
     sh(&format!("cp -a {}/rootfs {}", busybox.display(), dir.display()));
     add_binary(&dir, &bin_dir().join("udp-echo"), "bin/udp-echo");
@@ -25,4 +24,12 @@ fn add_binary(root: &Path, binary: &Path, dest: &str) {
     for lib in libs.lines().filter(|l| !l.is_empty()) {
         sh(&format!("cp --parents -L {lib} {}", root.display()));
     }
+}
+
+/// The one-directory images (built-in and imported) under a daemon's root,
+/// leaving out the shared layer and blob stores of pulled images.
+pub fn image_dirs(d: &Daemon) -> Vec<std::path::PathBuf> {
+    let images = d.root().join("images");
+    let entries = std::fs::read_dir(&images).expect("images dir").flatten();
+    entries.map(|e| e.path()).filter(|p| !p.ends_with("layers") && !p.ends_with("blobs")).collect()
 }

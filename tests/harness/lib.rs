@@ -9,7 +9,9 @@ mod cluster;
 mod daemon;
 mod image;
 mod netns;
+pub mod oci;
 mod pty;
+mod registry;
 mod world;
 
 use std::path::PathBuf;
@@ -17,9 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub use cluster::{Cluster, Etcd, Node, ETCD_IP, NODE_TTL};
 pub use daemon::{Daemon, Output};
-pub use image::import_tools;
+pub use image::{image_dirs, import_tools};
 pub use netns::Netns;
 pub use pty::Pty;
+pub use registry::{skopeo_inspect, Registry, REGISTRY_PORT};
 pub use world::{Bg, World, EXT_IP, HOST_IP};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);

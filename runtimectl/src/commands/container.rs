@@ -50,6 +50,9 @@ pub(super) fn config(a: &CreateArgs) -> Result<pb::ContainerConfig> {
         auto_remove: a.rm,
         open_stdin: a.interactive,
         tty: a.tty,
+        override_entrypoint: a.entrypoint.is_some(),
+        entrypoint: a.entrypoint.iter().filter(|e| !e.is_empty()).cloned().collect(),
+        publish_all: a.publish_all,
     })
 }
 
@@ -64,6 +67,7 @@ fn write_output(entry: &pb::LogEntry) {
 }
 
 pub async fn create(client: &Client, a: CreateArgs) -> Result<i32> {
+    super::pull::before_create(client, &a).await?;
     let req = pb::CreateContainerRequest { name: a.name.clone().unwrap_or_default(), config: Some(config(&a)?) };
     let resp = client.containers().create_container(req).await?.into_inner();
     println!("{}", resp.id);

@@ -54,18 +54,17 @@ pub async fn ls(client: &Client, format: Format) -> Result<i32> {
         println!("{}", serde_json::Value::Array(rows));
         return Ok(0);
     }
-    let rows: Vec<Vec<String>> = images
-        .iter()
-        .map(|i| {
-            vec![
-                i.name.clone(),
-                output::short_id(&i.id).to_string(),
-                output::ago(i.created_at),
-                output::human_size(i.size),
-            ]
-        })
-        .collect();
-    output::print_table(&["IMAGE", "IMAGE ID", "CREATED", "SIZE"], &rows);
+    // A row per name, as docker; an image without names shows <none>.
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for i in &images {
+        let names = if i.names.is_empty() { vec![i.name.clone()] } else { i.names.clone() };
+        for name in names {
+            let (repo, tag) = output::repo_and_tag(&name);
+            let id = output::short_id(&i.id).to_string();
+            rows.push(vec![repo, tag, id, output::ago(i.created_at), output::human_size(i.size)]);
+        }
+    }
+    output::print_table(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &rows);
     Ok(0)
 }
 

@@ -3,6 +3,7 @@
 mod container;
 mod image;
 mod network;
+mod pull;
 mod stdio;
 mod system;
 mod terminal;
@@ -29,7 +30,10 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Events(f) => system::events(&client, f.format).await,
         Command::Image(ImageCommand::Import { name, file }) => image::import(&client, name, file).await,
         Command::Image(ImageCommand::Ls(f)) | Command::Images(f) => image::ls(&client, f.format).await,
-        Command::Image(ImageCommand::Rm { images }) => image::rm(&client, images).await,
+        Command::Image(ImageCommand::Rm { images }) | Command::Rmi { images } => image::rm(&client, images).await,
+        Command::Image(ImageCommand::Pull(a)) | Command::Pull(a) => pull::pull(&client, a).await.map(|_| 0),
+        Command::Login(a) => pull::login(&client, a).await,
+        Command::Logout { server } => pull::logout(server),
         Command::Version(f) => system::version(&client, f.format).await,
         Command::Info(f) => system::info(&client, f.format).await,
         Command::Node(NodeCommand::Ls(f)) => system::nodes(&client, f.format).await,

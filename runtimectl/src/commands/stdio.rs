@@ -164,6 +164,7 @@ pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
     use pb::run_container_response::Event as E;
     let c = &a.create;
     let attach = Attach::new(c.interactive && !a.detach, c.tty, &a.keys.detach_keys)?;
+    super::pull::before_create(client, c).await?;
     let first = pb::RunContainerRequest {
         name: c.name.clone().unwrap_or_default(),
         config: Some(config(c)?),

@@ -46,6 +46,9 @@ pub fn spec_from_config(config: Option<pb::ContainerConfig>) -> Result<(String, 
         auto_remove: c.auto_remove,
         open_stdin: c.open_stdin,
         tty: c.tty,
+        entrypoint: c.override_entrypoint.then_some(c.entrypoint),
+        publish_all: c.publish_all,
+        stop_signal: String::new(),
     };
     Ok((c.image, spec))
 }
@@ -69,6 +72,9 @@ fn config_from_spec(image: &str, s: &ContainerSpec) -> pb::ContainerConfig {
         network_aliases: s.aliases.clone(),
         dns: s.dns.iter().map(|d| d.to_string()).collect(),
         extra_hosts: s.extra_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect(),
+        entrypoint: s.entrypoint.clone().unwrap_or_default(),
+        override_entrypoint: s.entrypoint.is_some(),
+        publish_all: s.publish_all,
     }
 }
 
@@ -181,5 +187,12 @@ pub fn container_info(
 }
 
 pub fn image_info(img: &ImageRecord) -> pb::ImageInfo {
-    pb::ImageInfo { id: img.id.clone(), name: img.name.clone(), size: img.size, created_at: img.created_at }
+    pb::ImageInfo {
+        id: img.id.clone(),
+        name: img.name.clone(),
+        size: img.size,
+        created_at: img.created_at,
+        names: img.names().cloned().collect(),
+        digest: img.digest.clone().unwrap_or_default(),
+    }
 }

@@ -3,12 +3,15 @@
 use runtime_proto::v1 as pb;
 use runtime_proto::v1::images_server::Images;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::image_info;
 use super::detach::to_completion;
 use crate::container::Manager;
 use crate::error::Error;
+use crate::image::pull::{Progress, PullOptions};
 use crate::image::ImageStore;
 
 pub struct ImagesApi {
@@ -71,6 +74,56 @@ impl Images for ImagesApi {
         let user = self.containers.user_of_image(&image.id)?;
         let removed = self.images.remove(&reference, user).await?;
         Ok(Response::new(pb::RemoveImageResponse { id: removed.id }))
+    }
+
+    async fn inspect_image(&self, req: Request<pb::InspectImageRequest>) -> Result<Response<pb::ImageInfo>, Status> {
+        Ok(Response::new(image_info(&self.images.resolve(&req.into_inner().image)?)))
+    }
+
+    async fn check_login(
+        &self,
+        req: Request<pb::CheckLoginRequest>,
+    ) -> Result<Response<pb::CheckLoginResponse>, Status> {
+        let r = req.into_inner();
+        let auth = r.auth.unwrap_or_default();
+        self.images.check_login(&r.server, &auth.username, &auth.password).await?;
+        Ok(Response::new(pb::CheckLoginResponse {}))
+    }
+
+    type PullImageStream = ReceiverStream<Result<pb::PullImageResponse, Status>>;
+
+    async fn pull_image(&self, req: Request<pb::PullImageRequest>) -> Result<Response<Self::PullImageStream>, Status> {
+        use pb::pull_image_response::Event;
+        let r = req.into_inner();
+        let opts = PullOptions {
+            reference: r.image,
+            platform: r.platform,
+            auth: r.auth.filter(|a| !a.username.is_empty()).map(|a| (a.username, a.password)),
+        };
+        let (tx, rx) = mpsc::channel(64);
+        let (progress_tx, mut progress) = mpsc::channel(64);
+        let images = self.images.clone();
+        // The pull runs to its end whatever the client does; its progress
+        // goes to the client while it listens.
+        let pull = tokio::spawn(async move { images.pull(opts, progress_tx).await });
+        tokio::spawn(async move {
+            while let Some(p) = progress.recv().await {
+                let event = match p {
+                    Progress::Layer { id, status, current, total } => {
+                        Event::Progress(pb::PullProgress { id, status: status.to_string(), current, total })
+                    }
+                    Progress::Digest(d) => Event::Digest(d),
+                };
+                let _ = tx.send(Ok(pb::PullImageResponse { event: Some(event) })).await;
+            }
+            let last = match pull.await {
+                Ok(Ok(image)) => Ok(pb::PullImageResponse { event: Some(Event::Image(image_info(&image))) }),
+                Ok(Err(e)) => Err(Status::from(e)),
+                Err(e) => Err(Status::internal(format!("pull task failed: {e}"))),
+            };
+            let _ = tx.send(last).await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 

@@ -38,7 +38,7 @@ pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
     let listener = bind(&cfg.socket).await?;
     crate::private::secure(&cfg).with_context(|| format!("make {} private to root", cfg.root.display()))?;
     let store = Store::open(&cfg.store_dir()).context("open the state store")?;
-    let images = ImageStore::new(cfg.images_dir(), store.clone())?;
+    let images = ImageStore::new(cfg.images_dir(), store.clone(), cfg.insecure_registries.clone())?;
     images.ensure_busybox().await.context("build the default image")?;
     let cluster = join_cluster(&cfg).await?;
     let exe = std::env::current_exe().context("find own executable")?;

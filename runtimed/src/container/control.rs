@@ -41,13 +41,18 @@ impl Manager {
         Ok(())
     }
 
-    /// SIGTERM, then SIGKILL after `timeout`; a stopped container is fine.
+    /// The stop signal (SIGTERM unless the image says otherwise), then
+    /// SIGKILL after `timeout`; a stopped container is fine.
     pub async fn stop(&self, reference: &str, timeout: Duration) -> Result<()> {
         let rec = self.resolve(reference)?;
         let slot = self.slot(&rec);
         let mut rx = slot.state.subscribe();
         if rec.is_running() {
-            self.signal(&rec, Signal::SIGTERM).await?;
+            let sig = match rec.spec.stop_signal.as_str() {
+                "" => Signal::SIGTERM,
+                s => parse_signal(s).unwrap_or(Signal::SIGTERM),
+            };
+            self.signal(&rec, sig).await?;
             crate::failpoint::hit("stop:signalled");
             let exited = tokio::time::timeout(timeout, rx.wait_for(|s| !s.running)).await.is_ok();
             if !exited {

@@ -20,7 +20,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
 use crate::failpoint;
 use crate::ids::{self, random_id, Kind};
-use crate::image::{ImageRecord, ImageStore};
+use crate::image::{config, ImageRecord, ImageStore};
 use crate::network::manager::{AttachRequest, PortsLock};
 use crate::network::{netns, NetworkMode, Networks};
 use crate::store::Store;
@@ -164,11 +164,15 @@ impl Manager {
         if image_ref.is_empty() {
             return Err(Error::InvalidArgument("an image is required".into()));
         }
-        validate::spec(&spec)?;
         let image = self.inner.images.resolve(image_ref)?;
+        let mut spec = spec;
+        config::apply(image.config.as_ref(), &mut spec)?;
+        if spec.publish_all {
+            spec.ports.extend(config::exposed_ports(image.config.as_ref())?);
+        }
+        validate::spec(&spec)?;
         let id = random_id();
         let name = self.choose_name(name, &id)?;
-        let mut spec = spec;
         if let NetworkMode::Container(target) = &spec.network {
             spec.network = NetworkMode::Container(self.resolve(target)?.id);
         }
@@ -320,7 +324,7 @@ impl Manager {
     async fn launch(&self, rec: &ContainerRecord, paths: &ContainerPaths, hold: bool) -> Result<shim_client::Started> {
         let image = self.image_of(rec)?;
         rootfs::prepare(paths)?;
-        rootfs::mount_overlay(paths, &self.inner.images.rootfs(&image))?;
+        rootfs::mount_overlay(paths, &self.inner.images.lowerdirs(&image))?;
         failpoint::hit("start:mounted");
         // A joiner uses the owner's namespace, hostname and /etc files.
         let (netns_path, hostname, files) = match &rec.spec.network {

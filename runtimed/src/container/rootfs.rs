@@ -1,7 +1,10 @@
 //! The container's root filesystem: an overlay of a writable layer over the
 //! image's read-only rootfs, so one image serves many containers.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// The kernel takes at most a page of mount options.
+const MAX_MOUNT_DATA: usize = 4096;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
@@ -19,21 +22,29 @@ pub fn prepare(paths: &ContainerPaths) -> Result<()> {
     Ok(())
 }
 
-/// Mounts the overlay unless it is already mounted.
-pub fn mount_overlay(paths: &ContainerPaths, image_rootfs: &Path) -> Result<()> {
+/// Mounts the overlay (`lower`: the image's layers, top first) unless it
+/// is already mounted.
+pub fn mount_overlay(paths: &ContainerPaths, lower: &[PathBuf]) -> Result<()> {
     let target = paths.rootfs();
     if is_mounted(&target) {
         return Ok(());
     }
-    if !image_rootfs.is_dir() {
-        return Err(Error::FailedPrecondition(format!("image rootfs {} is missing", image_rootfs.display())));
+    if let Some(missing) = lower.iter().find(|l| !l.is_dir()) {
+        return Err(Error::FailedPrecondition(format!("image layer {} is missing", missing.display())));
     }
+    let lowerdir: Vec<String> = lower.iter().map(|l| l.display().to_string()).collect();
     let opts = format!(
         "lowerdir={},upperdir={},workdir={}",
-        image_rootfs.display(),
+        lowerdir.join(":"),
         paths.upper().display(),
         paths.work().display()
     );
+    if opts.len() >= MAX_MOUNT_DATA {
+        return Err(Error::FailedPrecondition(format!(
+            "the image has too many layers ({}) to mount in one overlay",
+            lower.len()
+        )));
+    }
     mount(Some("overlay"), &target, Some("overlay"), MsFlags::empty(), Some(opts.as_str()))
         .map_err(|e| Error::internal(format!("mount overlay on {}: {e}", target.display())))
 }

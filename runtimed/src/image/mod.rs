@@ -1,12 +1,24 @@
-//! The image store: read-only root filesystems under `--root/images/<id>`,
-//! described in sled. Images are imported from rootfs tarballs; `busybox`
-//! is built from the host's static busybox on first start.
+//! The image store, described in sled: pulled images as layers shared
+//! between images (`layers`), imported tarballs and the built-in `busybox`
+//! (built from the host's static busybox on first start) as one read-only
+//! rootfs under `--root/images/<id>`.
 
+pub mod config;
+mod layers;
+pub mod pull;
+pub mod reference;
+mod unpack;
+
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use layers::LayerStore;
 
 use crate::error::{Error, IoContext, Result};
 use crate::ids::{self, random_id, Kind};
+use crate::records::image::ImageConfig;
 use crate::store::Store;
 use crate::util::now_nanos;
 
@@ -18,13 +30,59 @@ pub use crate::records::image::ImageRecord;
 pub struct ImageStore {
     dir: PathBuf,
     store: Store,
+    layers: LayerStore,
+    /// Registries reached over plain HTTP (`--insecure-registry`).
+    insecure: Arc<Vec<String>>,
 }
 
 impl ImageStore {
-    pub fn new(dir: PathBuf, store: Store) -> Result<Self> {
+    pub fn new(dir: PathBuf, store: Store, insecure: Vec<String>) -> Result<Self> {
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         remove_partial(&dir, &store)?;
-        Ok(ImageStore { dir, store })
+        let layers = LayerStore::new(&dir)?;
+        let images = ImageStore { dir, store, layers, insecure: Arc::new(insecure) };
+        let (keep_layers, keep_blobs) = images.in_use()?;
+        images.layers.sweep_all(&keep_layers, &keep_blobs);
+        Ok(images)
+    }
+
+    /// The read-only directories of an image's rootfs, top layer first
+    /// (overlayfs's lowerdir order).
+    pub fn lowerdirs(&self, image: &ImageRecord) -> Vec<PathBuf> {
+        if image.layers.is_empty() {
+            return vec![self.rootfs(image)];
+        }
+        image.layers.iter().rev().map(|k| self.layers.path(k)).collect()
+    }
+
+    /// Layers and blobs (their configs: compressed layers are not kept
+    /// once unpacked) that recorded images use.
+    fn in_use(&self) -> Result<(HashSet<String>, HashSet<String>)> {
+        let images = self.store.images.list()?;
+        let layers = images.iter().flat_map(|i| i.layers.iter().cloned()).collect();
+        let blobs = images.iter().filter(|i| !i.layers.is_empty()).map(|i| i.id.clone()).collect();
+        Ok((layers, blobs))
+    }
+
+    /// Records a pulled image under its name. The name moves from any image
+    /// that had it; an image already stored gains the name as a tag.
+    async fn record(&self, new: ImageRecord) -> Result<ImageRecord> {
+        for mut other in self.store.images.list()? {
+            if other.id != new.id && other.names().any(|n| *n == new.name) {
+                other.untag(&new.name);
+                self.store.images.put(&other.id, &other).await?;
+            }
+        }
+        let record = match self.store.images.get(&new.id)? {
+            Some(mut existing) => {
+                existing.tag(&new.name);
+                existing.digest = new.digest.clone();
+                existing
+            }
+            None => new,
+        };
+        self.store.images.put(&record.id, &record).await?;
+        Ok(record)
     }
 
     /// A new place for an import to spool its tarball: next to the images,
@@ -43,12 +101,13 @@ impl ImageStore {
         Ok(images)
     }
 
-    /// Finds an image by name (`busybox`, `busybox:latest`) or id prefix.
+    /// Finds an image by any of its names (`busybox`, `busybox:latest`,
+    /// `docker.io/library/busybox`) or an id prefix.
     pub fn resolve(&self, reference: &str) -> Result<ImageRecord> {
         let exact = |r: &str| -> Result<Option<ImageRecord>> {
             let name = normalize(r);
             let images = self.store.images.list()?;
-            Ok(images.into_iter().find(|i| i.id == r || i.name == name))
+            Ok(images.into_iter().find(|i| i.id == r || i.names().any(|n| *n == name)))
         };
         let by_prefix = |r: &str| -> Result<Vec<ImageRecord>> {
             Ok(self.store.images.list()?.into_iter().filter(|i| i.id.starts_with(r)).collect())
@@ -59,15 +118,23 @@ impl ImageStore {
     /// Builds the default image unless it exists. Leaves nothing behind on
     /// failure.
     pub async fn ensure_busybox(&self) -> Result<()> {
-        if self.resolve(DEFAULT_IMAGE).is_ok() {
+        if let Ok(mut image) = self.resolve(DEFAULT_IMAGE) {
+            if image.config.is_none() && image.layers.is_empty() {
+                // Built before images had configs: it runs `sh`, as before.
+                image.config = Some(busybox_config());
+                self.store.images.put(&image.id, &image).await?;
+            }
             return Ok(());
         }
         let Some(busybox) = rootfs::find_busybox() else {
             tracing::warn!("no busybox binary found (install busybox-static); no default image");
             return Ok(());
         };
-        self.add(DEFAULT_IMAGE, move |dest| rootfs::build_busybox(&busybox, dest).ctx(|| "build busybox image".into()))
+        let mut image = self
+            .add(DEFAULT_IMAGE, move |dest| rootfs::build_busybox(&busybox, dest).ctx(|| "build busybox image".into()))
             .await?;
+        image.config = Some(busybox_config());
+        self.store.images.put(&image.id, &image).await?;
         tracing::info!("built the default busybox image");
         Ok(())
     }
@@ -101,7 +168,16 @@ impl ImageStore {
         .map_err(Error::internal)
         .and_then(|r| r);
         let record = match result {
-            Ok(size) => ImageRecord { id: id.clone(), name, size, created_at: now_nanos() },
+            Ok(size) => ImageRecord {
+                id: id.clone(),
+                name,
+                size,
+                created_at: now_nanos(),
+                layers: Vec::new(),
+                config: None,
+                digest: None,
+                tags: Vec::new(),
+            },
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
@@ -114,9 +190,17 @@ impl ImageStore {
         Ok(record)
     }
 
-    /// Removes an image unless `in_use` says a container needs it.
+    /// Removes one name of an image; the image itself goes with its last
+    /// name (or when named by id), unless `in_use` says a container needs
+    /// it. Layers and blobs no other image uses go with it.
     pub async fn remove(&self, reference: &str, in_use: Option<String>) -> Result<ImageRecord> {
-        let image = self.resolve(reference)?;
+        let mut image = self.resolve(reference)?;
+        let name = normalize(reference);
+        if image.names().count() > 1 && image.names().any(|n| *n == name) {
+            image.untag(&name);
+            self.store.images.put(&image.id, &image).await?;
+            return Ok(image);
+        }
         if let Some(container) = in_use {
             return Err(Error::FailedPrecondition(format!(
                 "unable to remove image {reference}: image is being used by container {container}"
@@ -124,30 +208,70 @@ impl ImageStore {
         }
         self.store.images.remove(&image.id).await?;
         let dir = self.dir.join(&image.id);
-        tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&dir))
-            .await
-            .map_err(Error::internal)?
-            .ctx(|| format!("remove image files of {reference}"))?;
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).ctx(|| format!("remove {}", dir.display()))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(Error::internal)??;
+        self.sweep().await;
         Ok(image)
+    }
+
+    /// Removes layers and blobs that no image uses and no pull is writing.
+    async fn sweep(&self) {
+        let me = self.clone();
+        let swept = tokio::task::spawn_blocking(move || -> Result<()> {
+            let (keep_layers, keep_blobs) = me.in_use()?;
+            me.layers.sweep(&keep_layers, &keep_blobs);
+            Ok(())
+        })
+        .await;
+        if let Ok(Err(e)) | Err(e) = swept.map_err(Error::internal) {
+            tracing::warn!("sweeping unused image data: {e}");
+        }
     }
 }
 
-/// `name:latest` and `name` are the same image.
-fn normalize(reference: &str) -> String {
-    reference.strip_suffix(":latest").unwrap_or(reference).to_string()
+impl ImageRecord {
+    /// Every name of the image: its first, then its tags.
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.name).filter(|n| !n.is_empty()).chain(&self.tags)
+    }
+
+    fn tag(&mut self, name: &str) {
+        if !self.names().any(|n| n == name) {
+            self.tags.push(name.to_string());
+        }
+    }
+
+    fn untag(&mut self, name: &str) {
+        self.tags.retain(|t| t != name);
+        if self.name == name {
+            self.name = if self.tags.is_empty() { String::new() } else { self.tags.remove(0) };
+        }
+    }
+}
+
+/// The built-in busybox image runs a shell, as docker's does.
+fn busybox_config() -> ImageConfig {
+    ImageConfig { cmd: Some(vec!["sh".into()]), ..Default::default() }
+}
+
+/// A name as stored whichever way it was typed (`name:latest` and `name`
+/// are the same image); ids and prefixes pass unchanged.
+fn normalize(name: &str) -> String {
+    reference::normalize(name).unwrap_or_else(|| name.to_string())
 }
 
 fn validate_name(name: &str) -> Result<()> {
-    let (repo, tag) = name.split_once(':').unwrap_or((name, "latest"));
-    let repo_ok = repo.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && repo.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._/-".contains(c));
-    let tag_ok = !tag.is_empty() && tag.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if repo_ok && tag_ok && name.len() <= 255 {
-        Ok(())
-    } else {
-        Err(Error::InvalidArgument(format!(
+    match reference::normalize(name) {
+        Some(n) if n == name && !name.contains('@') && name.len() <= 255 => Ok(()),
+        _ => Err(Error::InvalidArgument(format!(
             "invalid image name \"{name}\": use lowercase letters, digits and ._/- with an optional :tag"
-        )))
+        ))),
     }
 }
 
@@ -156,6 +280,9 @@ fn validate_name(name: &str) -> Result<()> {
 fn remove_partial(dir: &Path, store: &Store) -> Result<()> {
     for entry in std::fs::read_dir(dir).ctx(|| format!("read {}", dir.display()))?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "layers" || name == "blobs" {
+            continue;
+        }
         let partial = name.starts_with(".import-") || store.images.get(&name)?.is_none();
         if !partial {
             continue;
@@ -217,7 +344,7 @@ impl Compression {
     }
 }
 
-fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -253,6 +380,8 @@ mod tests {
         assert!(validate_name("Upper").is_err());
         assert!(validate_name("bad name").is_err());
         assert!(validate_name("x:").is_err());
+        assert!(validate_name("127.0.0.1:5000/app:v1").is_ok());
         assert_eq!(normalize("busybox:latest"), "busybox");
+        assert_eq!(normalize("docker.io/library/busybox"), "busybox");
     }
 }

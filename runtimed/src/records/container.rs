@@ -40,6 +40,17 @@ pub struct ContainerSpec {
     /// The process gets a pseudo-terminal (`-t`).
     #[serde(default)]
     pub tty: bool,
+    /// `--entrypoint` as given (`Some(empty)` clears the image's); folded
+    /// into `cmd` at create, so stored records hold `None`.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// Signal that `stop` sends first (the image's StopSignal); SIGTERM
+    /// when empty.
+    #[serde(default)]
+    pub stop_signal: String,
+    /// `-P`: the image's exposed ports go on random host ports at create.
+    #[serde(default)]
+    pub publish_all: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]

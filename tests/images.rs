@@ -1,0 +1,197 @@
+//! Images from a real registry: Debian's docker-registry inside the
+//! daemon's own namespace, test images built as OCI layouts and pushed by
+//! skopeo, pulled and run through `runtimectl`.
+
+use std::path::Path;
+
+use integration_tests::oci::{self, Layout};
+use integration_tests::{Daemon, Output, Registry};
+
+/// Pushes the test image (as `test:v1`), its multi-arch index (`multi:v1`)
+/// and the image sharing its base layer (`second:v1`).
+fn push_test_images(reg: &Registry) -> Layout {
+    let layout = Layout::new();
+    layout.add_image(&oci::test_image(), "v1");
+    layout.add_index(&oci::test_index(), "multi");
+    layout.add_image(&oci::shared_base_image(), "second");
+    reg.push(layout.path(), "v1", "test:v1");
+    reg.push(layout.path(), "multi", "multi:v1");
+    reg.push(layout.path(), "second", "second:v1");
+    layout
+}
+
+/// Entries of a directory under the daemon's image store.
+fn entries(d: &Daemon, sub: &str) -> Vec<String> {
+    let dir = d.root().join("images").join(sub);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn failed(out: &Output, code: i32, words: &str) {
+    assert_eq!(out.code, code, "{out:?}");
+    assert!(out.stderr.contains(words), "expected \"{words}\" in: {out:?}");
+    // Progress lines may come first; the error is one line, the last.
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("runtimectl:")).collect();
+    assert_eq!(errors.len(), 1, "one error line: {out:?}");
+    assert_eq!(out.stderr.lines().last(), Some(errors[0]), "{out:?}");
+}
+
+#[test]
+fn a_pulled_image_runs_with_its_config_and_its_layers_intact() {
+    let d = Daemon::start();
+    let reg = Registry::start(&d.ns);
+    let _layout = push_test_images(&reg);
+    let image = reg.reference("test:v1");
+    let out = d.ok(&["pull", &image]);
+    assert!(out.contains(&format!("image is up to date for {image}")), "{out}");
+    let images = d.ok(&["images"]);
+    let row = images.lines().find(|l| l.starts_with(&reg.reference("test"))).expect(&images);
+    assert_eq!(row.split_whitespace().nth(1), Some("v1"), "{images}");
+
+    // Entrypoint, Cmd, Env and WorkingDir from the image.
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &image]), "hello from /srv\n");
+    // A command replaces Cmd but keeps the entrypoint (sh -c).
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &image, "echo $GREETING again"]), "hello again\n");
+    // --entrypoint replaces the entrypoint and drops Cmd.
+    let out = d.ok(&["run", "--rm", "--network", "none", "--entrypoint", "/bin/cat", &image, "/etc/platform"]);
+    assert_eq!(out.trim(), "linux/amd64");
+
+    // Whiteouts, opaque directories, links and setuid bits as built.
+    let script = "test ! -e /etc/deleted.txt && echo whiteout; ls /data/old; \
+                  stat -c %a /bin/suid; readlink /srv/link; \
+                  test $(stat -c %i /srv/hard) = $(stat -c %i /srv/index.html) && echo hardlink";
+    let out = d.ok(&["run", "--rm", "--network", "none", &image, script]);
+    assert_eq!(out, "whiteout\nc.txt\n4755\nindex.html\nhardlink\n", "{out}");
+
+    // -P publishes what the image exposes (80/tcp) on a daemon-chosen port.
+    d.ok(&["run", "-d", "--name", "web", "-P", &image, "sleep 300"]);
+    let port = d.ok(&["port", "web"]);
+    assert!(port.starts_with("80/tcp -> 0.0.0.0:"), "{port}");
+    d.ok(&["rm", "-f", "web"]);
+}
+
+#[test]
+fn shared_layers_are_stored_once_and_outlive_one_image() {
+    let d = Daemon::start();
+    let reg = Registry::start(&d.ns);
+    let _layout = push_test_images(&reg);
+    d.ok(&["pull", "-q", &reg.reference("test:v1")]);
+    let before = entries(&d, "layers");
+    assert_eq!(before.len(), 3, "{before:?}");
+    // The second image has the first one's base layer and one of its own.
+    let out = d.ctl(&["pull", &reg.reference("second:v1")]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("Already exists"), "{out:?}");
+    assert_eq!(entries(&d, "layers").len(), 4);
+    d.ok(&["rmi", &reg.reference("test:v1")]);
+    let after = entries(&d, "layers");
+    assert_eq!(after.len(), 2, "only the second image's layers stay: {after:?}");
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &reg.reference("second:v1")]), "second image\n");
+    d.ok(&["rmi", &reg.reference("second:v1")]);
+    assert!(entries(&d, "layers").is_empty());
+    assert!(entries(&d, "blobs/sha256").is_empty(), "{:?}", entries(&d, "blobs/sha256"));
+}
+
+#[test]
+fn multi_platform_images_resolve_to_this_machine_or_the_one_asked() {
+    let d = Daemon::start();
+    let reg = Registry::start(&d.ns);
+    let _layout = push_test_images(&reg);
+    let image = reg.reference("multi:v1");
+    // `run` of an image that is not here pulls it first, as docker does.
+    let out = d.ctl(&["run", "--rm", "--network", "none", "--entrypoint", "cat", &image, "/etc/platform"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(out.stdout.trim(), "linux/amd64");
+    assert!(out.stderr.contains("Unable to find image"), "{out:?}");
+    d.ok(&["pull", "--platform", "linux/arm64", &image]);
+    let out = d.ok(&["run", "--rm", "--network", "none", "--entrypoint", "cat", &image, "/etc/platform"]);
+    assert_eq!(out.trim(), "linux/arm64");
+    failed(&d.ctl(&["pull", "--platform", "linux/s390x", &image]), 125, "no manifest for platform linux/s390x");
+}
+
+#[test]
+fn registry_errors_are_one_clear_line_and_leave_nothing() {
+    let d = Daemon::start();
+    let mut reg = Some(Registry::start(&d.ns));
+    let r = reg.as_ref().unwrap();
+    let _layout = push_test_images(r);
+    failed(&d.ctl(&["pull", &r.reference("test:nosuchtag")]), 125, "not found");
+    failed(&d.ctl(&["pull", &r.reference("nosuchrepo")]), 125, "not found");
+    failed(&d.ctl(&["pull", "Bad/Name"]), 125, "invalid reference format");
+    let gone = r.reference("test:v1");
+    reg.take();
+    failed(&d.ctl(&["pull", &gone]), 125, "cannot reach registry");
+    failed(&d.ctl(&["run", "--rm", "--pull", "never", &gone]), 125, "No such image");
+    assert!(entries(&d, "layers").is_empty(), "{:?}", entries(&d, "layers"));
+    assert!(entries(&d, "blobs/sha256").is_empty(), "{:?}", entries(&d, "blobs/sha256"));
+}
+
+#[test]
+fn login_stores_credentials_that_pull_uses() {
+    let d = Daemon::start();
+    let reg = Registry::with_auth(&d.ns, "alice", "s3cret");
+    let layout = Layout::new();
+    layout.add_image(&oci::test_image(), "v1");
+    let pushed = reg.try_push(layout.path(), "v1", "test:v1", Some("alice:s3cret"));
+    assert_eq!(pushed.code, 0, "{pushed:?}");
+    let config = d.dir.join("docker-config");
+    let ctl = |args: &[&str]| -> Output {
+        d.ctl_cmd(args).env("DOCKER_CONFIG", &config).output().expect("runtimectl").into()
+    };
+    let image = reg.reference("test:v1");
+    failed(&ctl(&["pull", &image]), 125, "unauthorized");
+    failed(&ctl(&["login", "-u", "alice", "-p", "wrong", &reg.addr()]), 125, "incorrect username or password");
+    assert!(!config.join("config.json").exists(), "nothing saved for a failed login");
+    let out = ctl(&["login", "-u", "alice", "-p", "s3cret", &reg.addr()]);
+    assert_eq!((out.code, out.stdout.trim()), (0, "Login Succeeded"), "{out:?}");
+    let mode = std::fs::metadata(config.join("config.json"))
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    assert_eq!(mode.unwrap() & 0o777, 0o600);
+    assert_eq!(ctl(&["pull", "-q", &image]).code, 0);
+    assert_eq!(ctl(&["logout", &reg.addr()]).code, 0);
+    assert!(!std::fs::read_to_string(config.join("config.json")).unwrap().contains(&reg.addr()));
+    assert!(Path::new(&d.root()).exists());
+}
+
+#[test]
+fn a_blob_with_other_bytes_than_its_digest_is_refused() {
+    let d = Daemon::start();
+    let reg = Registry::start(&d.ns);
+    let layout = Layout::new();
+    let built = layout.add_image(&oci::test_image(), "v1");
+    reg.push(layout.path(), "v1", "test:v1");
+    // The registry now serves other bytes under the top layer's digest.
+    let hex = built.layers[2].digest.trim_start_matches("sha256:").to_string();
+    let data = reg.dir().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]));
+    let mut bytes = std::fs::read(&data).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    failed(&d.ctl(&["pull", &reg.reference("test:v1")]), 125, "Invalid digest");
+    assert!(!d.ok(&["images"]).contains("5000/test"));
+    assert!(entries(&d, "blobs/sha256").iter().all(|b| !b.starts_with(".tmp-")), "{:?}", entries(&d, "blobs/sha256"));
+}
+
+#[test]
+fn a_pull_cut_off_by_a_crash_leaves_nothing_and_a_retry_works() {
+    let mut d = Daemon::start();
+    let reg = Registry::start(&d.ns);
+    let _layout = push_test_images(&reg);
+    let image = reg.reference("test:v1");
+    for point in ["pull:downloaded", "pull:unpacked"] {
+        d.stop();
+        d.spawn_crashing_at(point);
+        let out = d.ctl(&["pull", &image]);
+        assert!(d.wait_exited(std::time::Duration::from_secs(20)), "{point}: no crash: {out:?}");
+        d.spawn();
+        assert!(entries(&d, "layers").is_empty(), "{point}: {:?}", entries(&d, "layers"));
+        assert!(entries(&d, "blobs/sha256").is_empty(), "{point}: {:?}", entries(&d, "blobs/sha256"));
+        let images = d.ok(&["images"]);
+        assert!(!images.contains("5000/test"), "{point}: {images}");
+    }
+    d.ok(&["pull", "-q", &image]);
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &image]), "hello from /srv\n");
+}
