@@ -42,14 +42,14 @@ pub struct ContainerSpec {
     pub tty: bool,
     /// `--entrypoint` as given (`Some(empty)` clears the image's); folded
     /// into `cmd` at create, so stored records hold `None`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
     /// Signal that `stop` sends first (the image's StopSignal); SIGTERM
     /// when empty.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub stop_signal: String,
     /// `-P`: the image's exposed ports go on random host ports at create.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub publish_all: bool,
 }
 
