@@ -195,3 +195,78 @@ fn a_pull_cut_off_by_a_crash_leaves_nothing_and_a_retry_works() {
     d.ok(&["pull", "-q", &image]);
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", &image]), "hello from /srv\n");
 }
+
+#[test]
+fn tags_inspect_and_prune_like_docker() {
+    let d = Daemon::start();
+    let reg = Registry::start(&d.ns);
+    let _layout = push_test_images(&reg);
+    let (test, second) = (reg.reference("test:v1"), reg.reference("second:v1"));
+    d.ok(&["pull", "-q", &test]);
+    d.ok(&["tag", &test, "mine:1"]);
+    let images = d.ok(&["images"]);
+    let ids: Vec<&str> = images
+        .lines()
+        .filter(|l| l.contains("5000/test") || l.starts_with("mine"))
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{images}");
+    assert_eq!(ids[0], ids[1], "one image, two names: {images}");
+
+    let v: serde_json::Value = serde_json::from_str(&d.ok(&["image", "inspect", "mine:1"])).unwrap();
+    let i = &v[0];
+    assert!(i["Id"].as_str().unwrap().starts_with("sha256:"), "{i}");
+    let tags: Vec<&str> = i["RepoTags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert!(tags.contains(&"mine:1") && tags.contains(&test.as_str()), "{tags:?}");
+    assert_eq!(i["Config"]["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(i["Config"]["WorkingDir"], "/srv");
+    assert_eq!(i["Config"]["ExposedPorts"], serde_json::json!({"80/tcp": {}}));
+    assert_eq!(i["RootFS"]["Layers"].as_array().unwrap().len(), 3);
+    assert!(i["RepoDigests"][0].as_str().unwrap().contains("@sha256:"), "{i}");
+
+    // rmi of one name only untags; the image runs on under the other.
+    assert_eq!(d.ok(&["rmi", "mine:1"]).trim(), "Untagged: mine:1");
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &test]), "hello from /srv\n");
+
+    // A name taken by another image leaves this one dangling; prune takes it.
+    d.ok(&["pull", "-q", &second]);
+    d.ok(&["tag", &second, &test]);
+    assert!(d.ok(&["images"]).contains("<none>"));
+    let out = d.ok(&["image", "prune", "-f"]);
+    assert!(out.contains("Deleted Images:") && out.contains("Total reclaimed space"), "{out}");
+    assert!(!d.ok(&["images"]).contains("<none>"));
+    // prune -a keeps what a container uses, and the built-in busybox.
+    d.ok(&["create", "--name", "keeper", &second]);
+    d.ok(&["image", "prune", "-a", "-f"]);
+    let images = d.ok(&["images"]);
+    assert!(images.contains("5000/second") && images.contains("busybox"), "{images}");
+    d.ok(&["rm", "keeper"]);
+    d.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(d.ok(&["images"]).lines().count(), 2, "header and busybox");
+    assert!(entries(&d, "layers").is_empty(), "{:?}", entries(&d, "layers"));
+}
+
+#[test]
+fn save_writes_archives_that_skopeo_reads_as_docker_and_oci() {
+    let d = Daemon::start();
+    let reg = Registry::start(&d.ns);
+    let layout = push_test_images(&reg);
+    let test = reg.reference("test:v1");
+    d.ok(&["pull", "-q", &test]);
+    let archive = d.dir.join("saved.tar");
+    d.ok(&["save", "-o", archive.to_str().unwrap(), &test]);
+    assert!(!d.dir.join("saved.tar.part").exists());
+    let built = oci::test_image();
+    let diff_ids: Vec<String> = built.layers.iter().map(|l| oci::sha256(&oci::layer_tar(l))).collect();
+    for transport in ["docker-archive", "oci-archive"] {
+        let v = integration_tests::skopeo_inspect(&format!("{transport}:{}", archive.display()), &["--config"]);
+        // The layers saved are the layers pushed: the same diff ids.
+        assert_eq!(v["rootfs"]["diff_ids"], serde_json::json!(diff_ids), "{transport}: {v}");
+        assert_eq!(v["config"]["Cmd"], built.config["Cmd"], "{transport}: {v}");
+    }
+    drop(layout);
+    let out = d.ctl(&["save", "-o", archive.to_str().unwrap(), "busybox"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("no layers to save"), "{out:?}");
+    assert!(archive.exists(), "a failed save leaves the earlier archive alone");
+}

@@ -70,6 +70,10 @@ pub enum Command {
     Images(FormatArg),
     /// Pull an image from a registry (same as `image pull`).
     Pull(PullArgs),
+    /// Give an image another name (same as `image tag`).
+    Tag { source: String, target: String },
+    /// Write images to a tar archive that docker and OCI tools load (same as `image save`).
+    Save(SaveArgs),
     /// Remove images (same as `image rm`).
     Rmi {
         #[arg(required = true)]
@@ -230,6 +234,15 @@ pub struct PullArgs {
 }
 
 #[derive(Args)]
+pub struct SaveArgs {
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<String>,
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+#[derive(Args)]
 pub struct LoginArgs {
     #[arg(short, long)]
     pub username: Option<String>,
@@ -362,6 +375,23 @@ pub enum ImageCommand {
     Ls(FormatArg),
     /// Pull an image from a registry.
     Pull(PullArgs),
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Write images to a tar archive that docker and OCI tools load.
+    Save(SaveArgs),
+    /// Show images as JSON (docker's shape).
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove images no container uses: unnamed ones, or all with -a.
+    Prune {
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Remove images.
     #[command(alias = "rmi")]
     Rm {

@@ -161,6 +161,40 @@ pub fn image_json(i: &pb::ImageInfo) -> Value {
     })
 }
 
+/// `image inspect`, in the shape of docker's.
+pub fn image_inspect_json(i: &pb::ImageInfo) -> Value {
+    let config = i.config.as_ref().map(|c| {
+        let ports: serde_json::Map<String, Value> = c.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect();
+        json!({
+            "Entrypoint": if c.entrypoint.is_empty() { Value::Null } else { json!(c.entrypoint) },
+            "Cmd": if c.cmd.is_empty() { Value::Null } else { json!(c.cmd) },
+            "Env": c.env,
+            "WorkingDir": c.working_dir,
+            "User": c.user,
+            "ExposedPorts": ports,
+            "Labels": c.labels,
+            "StopSignal": c.stop_signal,
+        })
+    });
+    let (repo_digests, tags): (Vec<String>, Vec<String>) = (
+        i.names
+            .iter()
+            .filter(|_| !i.digest.is_empty())
+            .map(|n| format!("{}@{}", repo_and_tag(n).0, i.digest))
+            .collect(),
+        i.names.iter().filter(|n| !n.contains('@')).map(|n| repo_and_tag(n)).map(|(r, t)| format!("{r}:{t}")).collect(),
+    );
+    json!({
+        "Id": format!("sha256:{}", i.id),
+        "RepoTags": tags,
+        "RepoDigests": repo_digests,
+        "Created": rfc3339(i.created_at),
+        "Size": i.size,
+        "Config": config,
+        "RootFS": { "Type": "layers", "Layers": i.layers },
+    })
+}
+
 /// REPOSITORY and TAG columns of an image name as the daemon stores it
 /// (`busybox`, `host:5000/app:v1`, `app@sha256:...`).
 pub fn repo_and_tag(name: &str) -> (String, String) {

@@ -68,10 +68,90 @@ pub async fn ls(client: &Client, format: Format) -> Result<i32> {
     Ok(0)
 }
 
+/// `save`: the daemon's archive to a file (written beside it, renamed
+/// into place when complete) or to stdout, which must not be a terminal.
+pub async fn save(client: &Client, a: crate::cli::SaveArgs) -> Result<i32> {
+    use std::io::{IsTerminal, Write};
+    use tokio_stream::StreamExt;
+    if a.output.is_none() && std::io::stdout().is_terminal() {
+        return Err(CliError::new("cowardly refusing to save to a terminal. Use the -o flag or redirect"));
+    }
+    let tmp = a.output.as_ref().map(|o| format!("{o}.part"));
+    let mut out: Box<dyn Write> = match &tmp {
+        Some(t) => Box::new(std::fs::File::create(t).map_err(|e| CliError::new(format!("create {t}: {e}")))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let result = async {
+        let mut stream = client.images().save_images(pb::SaveImagesRequest { images: a.images }).await?.into_inner();
+        while let Some(msg) = stream.next().await {
+            out.write_all(&msg?.chunk)?;
+        }
+        out.flush()?;
+        Ok::<_, CliError>(())
+    }
+    .await;
+    drop(out);
+    match (result, tmp, a.output) {
+        (Ok(()), Some(t), Some(o)) => std::fs::rename(&t, &o).map_err(|e| CliError::new(format!("write {o}: {e}")))?,
+        (Err(e), Some(t), _) => {
+            let _ = std::fs::remove_file(t);
+            return Err(e);
+        }
+        (r, _, _) => r?,
+    }
+    Ok(0)
+}
+
+pub async fn tag(client: &Client, source: String, target: String) -> Result<i32> {
+    client.images().tag_image(pb::TagImageRequest { source, target }).await?;
+    Ok(0)
+}
+
+pub async fn inspect(client: &Client, names: Vec<String>) -> Result<i32> {
+    let mut found = Vec::new();
+    let mut code = 0;
+    for image in names {
+        match client.images().inspect_image(pb::InspectImageRequest { image }).await {
+            Ok(resp) => found.push(output::image_inspect_json(&resp.into_inner())),
+            Err(status) => {
+                eprintln!("runtimectl: {}", status.message());
+                code = 1;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Array(found)).unwrap_or_default());
+    Ok(code)
+}
+
+pub async fn prune(client: &Client, all: bool, force: bool) -> Result<i32> {
+    if !force {
+        let what = if all { "all images without at least one container" } else { "all dangling images" };
+        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(0);
+        }
+    }
+    let resp = client.images().prune_images(pb::PruneImagesRequest { all }).await?.into_inner();
+    if !resp.deleted.is_empty() {
+        println!("Deleted Images:");
+        for id in &resp.deleted {
+            println!("deleted: sha256:{id}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", output::human_size(resp.reclaimed));
+    Ok(0)
+}
+
 pub async fn rm(client: &Client, names: Vec<String>) -> Result<i32> {
     for_each(names, |image| async move {
-        let resp = client.images().remove_image(pb::RemoveImageRequest { image }).await?.into_inner();
-        println!("Deleted: {}", resp.id);
+        let resp = client.images().remove_image(pb::RemoveImageRequest { image: image.clone() }).await?.into_inner();
+        match resp.untagged {
+            true => println!("Untagged: {image}"),
+            false => println!("Deleted: {}", resp.id),
+        }
         Ok(())
     })
     .await

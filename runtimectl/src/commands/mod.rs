@@ -33,6 +33,12 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Image(ImageCommand::Rm { images }) | Command::Rmi { images } => image::rm(&client, images).await,
         Command::Image(ImageCommand::Pull(a)) | Command::Pull(a) => pull::pull(&client, a).await.map(|_| 0),
         Command::Login(a) => pull::login(&client, a).await,
+        Command::Image(ImageCommand::Tag { source, target }) | Command::Tag { source, target } => {
+            image::tag(&client, source, target).await
+        }
+        Command::Image(ImageCommand::Inspect { images }) => image::inspect(&client, images).await,
+        Command::Image(ImageCommand::Save(a)) | Command::Save(a) => image::save(&client, a).await,
+        Command::Image(ImageCommand::Prune { all, force }) => image::prune(&client, all, force).await,
         Command::Logout { server } => pull::logout(server),
         Command::Version(f) => system::version(&client, f.format).await,
         Command::Info(f) => system::info(&client, f.format).await,

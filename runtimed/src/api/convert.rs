@@ -194,5 +194,16 @@ pub fn image_info(img: &ImageRecord) -> pb::ImageInfo {
         created_at: img.created_at,
         names: img.names().cloned().collect(),
         digest: img.digest.clone().unwrap_or_default(),
+        config: img.config.as_ref().map(|c| pb::ImageSettings {
+            entrypoint: c.entrypoint.clone().unwrap_or_default(),
+            cmd: c.cmd.clone().unwrap_or_default(),
+            env: c.env.clone(),
+            working_dir: c.working_dir.clone(),
+            user: c.user.clone(),
+            exposed_ports: c.exposed_ports.clone(),
+            labels: c.labels.clone().into_iter().collect(),
+            stop_signal: c.stop_signal.clone(),
+        }),
+        layers: img.layers.iter().map(|k| format!("sha256:{k}")).collect(),
     }
 }

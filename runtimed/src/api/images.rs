@@ -73,7 +73,8 @@ impl Images for ImagesApi {
         let image = self.images.resolve(&reference)?;
         let user = self.containers.user_of_image(&image.id)?;
         let removed = self.images.remove(&reference, user).await?;
-        Ok(Response::new(pb::RemoveImageResponse { id: removed.id }))
+        let untagged = self.images.resolve(&removed.id).is_ok();
+        Ok(Response::new(pb::RemoveImageResponse { id: removed.id, untagged }))
     }
 
     async fn inspect_image(&self, req: Request<pb::InspectImageRequest>) -> Result<Response<pb::ImageInfo>, Status> {
@@ -88,6 +89,53 @@ impl Images for ImagesApi {
         let auth = r.auth.unwrap_or_default();
         self.images.check_login(&r.server, &auth.username, &auth.password).await?;
         Ok(Response::new(pb::CheckLoginResponse {}))
+    }
+
+    async fn tag_image(&self, req: Request<pb::TagImageRequest>) -> Result<Response<pb::ImageInfo>, Status> {
+        let r = req.into_inner();
+        Ok(Response::new(image_info(&self.images.tag(&r.source, &r.target).await?)))
+    }
+
+    async fn prune_images(
+        &self,
+        req: Request<pb::PruneImagesRequest>,
+    ) -> Result<Response<pb::PruneImagesResponse>, Status> {
+        let all = req.into_inner().all;
+        let (mut deleted, mut reclaimed) = (Vec::new(), 0);
+        for image in self.images.list()? {
+            let unnamed = image.names().next().is_none();
+            if !(all || unnamed) || image.name == crate::image::DEFAULT_IMAGE {
+                continue;
+            }
+            if self.containers.user_of_image(&image.id)?.is_some() {
+                continue;
+            }
+            let removed = self.images.remove(&image.id, None).await?;
+            reclaimed += removed.size;
+            deleted.push(removed.id);
+        }
+        Ok(Response::new(pb::PruneImagesResponse { deleted, reclaimed }))
+    }
+
+    type SaveImagesStream = ReceiverStream<Result<pb::SaveImagesResponse, Status>>;
+
+    async fn save_images(
+        &self,
+        req: Request<pb::SaveImagesRequest>,
+    ) -> Result<Response<Self::SaveImagesStream>, Status> {
+        let refs = req.into_inner().images;
+        for r in &refs {
+            self.images.resolve(r)?;
+        }
+        let (tx, rx) = mpsc::channel(8);
+        let images = self.images.clone();
+        tokio::task::spawn_blocking(move || {
+            let out = std::io::BufWriter::with_capacity(SAVE_CHUNK, ChunkWriter(tx.clone()));
+            if let Err(e) = images.save(&refs, out) {
+                let _ = tx.blocking_send(Err(Status::from(e)));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     type PullImageStream = ReceiverStream<Result<pb::PullImageResponse, Status>>;
@@ -124,6 +172,25 @@ impl Images for ImagesApi {
             let _ = tx.send(last).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+/// Size of the chunks a save is streamed in.
+const SAVE_CHUNK: usize = 1 << 20;
+
+/// A save's output, sent to the client as it is written; fails once the
+/// client went away, which ends the save.
+struct ChunkWriter(mpsc::Sender<Result<pb::SaveImagesResponse, Status>>);
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let chunk = pb::SaveImagesResponse { chunk: bytes::Bytes::copy_from_slice(data) };
+        self.0.blocking_send(Ok(chunk)).map_err(|_| std::io::ErrorKind::BrokenPipe)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

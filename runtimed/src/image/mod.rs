@@ -7,6 +7,7 @@ pub mod config;
 mod layers;
 pub mod pull;
 pub mod reference;
+mod save;
 mod unpack;
 
 use std::collections::HashSet;
@@ -55,13 +56,14 @@ impl ImageStore {
         image.layers.iter().rev().map(|k| self.layers.path(k)).collect()
     }
 
-    /// Layers and blobs (their configs: compressed layers are not kept
-    /// once unpacked) that recorded images use.
+    /// Layers and blobs (configs and layers as fetched) that recorded
+    /// images use.
     fn in_use(&self) -> Result<(HashSet<String>, HashSet<String>)> {
         let images = self.store.images.list()?;
         let layers = images.iter().flat_map(|i| i.layers.iter().cloned()).collect();
-        let blobs = images.iter().filter(|i| !i.layers.is_empty()).map(|i| i.id.clone()).collect();
-        Ok((layers, blobs))
+        let configs = images.iter().filter(|i| !i.layers.is_empty()).map(|i| i.id.clone());
+        let fetched = images.iter().flat_map(|i| &i.blobs).filter_map(|b| layers::hex_of(&b.digest).ok());
+        Ok((layers, configs.chain(fetched).collect()))
     }
 
     /// Records a pulled image under its name. The name moves from any image
@@ -130,23 +132,20 @@ impl ImageStore {
             tracing::warn!("no busybox binary found (install busybox-static); no default image");
             return Ok(());
         };
-        let mut image = self
-            .add(DEFAULT_IMAGE, move |dest| rootfs::build_busybox(&busybox, dest).ctx(|| "build busybox image".into()))
-            .await?;
-        image.config = Some(busybox_config());
-        self.store.images.put(&image.id, &image).await?;
+        let build = move |dest: &Path| rootfs::build_busybox(&busybox, dest).ctx(|| "build busybox image".into());
+        self.add(DEFAULT_IMAGE, Some(busybox_config()), build).await?;
         tracing::info!("built the default busybox image");
         Ok(())
     }
 
     /// Imports a rootfs tarball as image `name`.
     pub async fn import(&self, name: &str, tarball: PathBuf) -> Result<ImageRecord> {
-        self.add(name, move |dest| unpack(&tarball, dest)).await
+        self.add(name, None, move |dest| unpack(&tarball, dest)).await
     }
 
     /// Creates an image directory with `fill`, then records it; the directory
     /// is removed if anything fails.
-    async fn add<F>(&self, name: &str, fill: F) -> Result<ImageRecord>
+    async fn add<F>(&self, name: &str, config: Option<ImageConfig>, fill: F) -> Result<ImageRecord>
     where
         F: FnOnce(&Path) -> Result<()> + Send + 'static,
     {
@@ -174,9 +173,10 @@ impl ImageStore {
                 size,
                 created_at: now_nanos(),
                 layers: Vec::new(),
-                config: None,
+                config,
                 digest: None,
                 tags: Vec::new(),
+                blobs: Vec::new(),
             },
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -188,6 +188,14 @@ impl ImageStore {
             return Err(e);
         }
         Ok(record)
+    }
+
+    /// `tag`: one more name for the image `source` names.
+    pub async fn tag(&self, source: &str, target: &str) -> Result<ImageRecord> {
+        let image = self.resolve(source)?;
+        let name = normalize(target);
+        validate_name(&name)?;
+        self.record(ImageRecord { name, ..image }).await
     }
 
     /// Removes one name of an image; the image itself goes with its last

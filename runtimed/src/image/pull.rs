@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use super::layers::{hex_of, LayerStore};
 use super::{config, reference, ImageRecord, ImageStore};
 use crate::error::{Error, IoContext, Result};
+use crate::records::image::LayerBlob;
 
 /// Layers downloaded at once (docker's default is 3).
 const PARALLEL: usize = 3;
@@ -96,6 +97,11 @@ impl ImageStore {
             config: Some(config::from_oci(&image_config)),
             digest: Some(digest),
             tags: Vec::new(),
+            blobs: manifest
+                .layers
+                .iter()
+                .map(|l| LayerBlob { digest: l.digest.clone(), media_type: l.media_type.clone() })
+                .collect(),
         };
         self.record(record).await
     }
@@ -173,9 +179,7 @@ impl Fetch {
             layers.add(&k, |dest| {
                 let file = std::fs::File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
                 super::unpack::layer(decompress(&media, BufReader::new(file))?, dest)
-            })?;
-            // Unpacked, the compressed copy is not needed.
-            std::fs::remove_file(&blob).ctx(|| format!("remove {}", blob.display()))
+            })
         })
         .await
         .map_err(Error::internal)??;
@@ -221,7 +225,7 @@ impl Fetch {
 }
 
 /// A temporary file, removed when dropped (a no-op once renamed away).
-struct TmpFile(std::path::PathBuf);
+pub(super) struct TmpFile(pub(super) std::path::PathBuf);
 
 impl Drop for TmpFile {
     fn drop(&mut self) {
@@ -229,7 +233,7 @@ impl Drop for TmpFile {
     }
 }
 
-fn decompress(media_type: &str, r: BufReader<std::fs::File>) -> Result<Box<dyn std::io::Read>> {
+pub(super) fn decompress(media_type: &str, r: BufReader<std::fs::File>) -> Result<Box<dyn std::io::Read>> {
     if media_type.ends_with("zstd") {
         return Ok(Box::new(zstd::Decoder::with_buffer(r).ctx(|| "start zstd".into())?));
     }

@@ -26,6 +26,16 @@ pub struct ImageRecord {
     /// Further names of the same image (`tag`, or pulled by another name).
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The layer blobs as fetched (compressed or not), kept for `save`,
+    /// lowest first; their unpacked forms are `layers`.
+    #[serde(default)]
+    pub blobs: Vec<LayerBlob>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct LayerBlob {
+    pub digest: String,
+    pub media_type: String,
 }
 
 /// What an image's config sets for its containers (the OCI image config's
