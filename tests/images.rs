@@ -270,3 +270,47 @@ fn save_writes_archives_that_skopeo_reads_as_docker_and_oci() {
     assert!(out.stderr.contains("no layers to save"), "{out:?}");
     assert!(archive.exists(), "a failed save leaves the earlier archive alone");
 }
+
+#[test]
+fn load_takes_our_save_and_skopeos_archives_and_refuses_escapes() {
+    let d = Daemon::start();
+    let reg = Registry::start(&d.ns);
+    let _layout = push_test_images(&reg);
+    let test = reg.reference("test:v1");
+    d.ok(&["pull", "-q", &test]);
+    let archive = d.dir.join("saved.tar");
+    d.ok(&["save", "-o", archive.to_str().unwrap(), &test]);
+    d.ok(&["rmi", &test]);
+    assert!(entries(&d, "layers").is_empty());
+    let out = d.ok(&["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(out.trim(), format!("Loaded image: {test}"));
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &test]), "hello from /srv\n");
+
+    // A docker-archive written by skopeo, from stdin.
+    let theirs = d.dir.join("skopeo.tar");
+    let src = format!("docker://{}", reg.reference("second:v1"));
+    let out =
+        reg.skopeo(&["copy", "--src-tls-verify=false", &src, &format!("docker-archive:{}:other:v2", theirs.display())]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = d.ctl_cmd(&["load"]).stdin(std::fs::File::open(&theirs).unwrap()).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", "other:v2"]), "second image\n");
+    assert_eq!(entries(&d, "layers").len(), 4, "the shared base layer is stored once");
+
+    // manifest.json naming a file outside the archive is refused.
+    let evil = d.dir.join("evil");
+    std::fs::create_dir_all(&evil).unwrap();
+    let manifest = r#"[{"Config":"../../../../../etc/passwd","RepoTags":["evil:1"],"Layers":[]}]"#;
+    std::fs::write(evil.join("manifest.json"), manifest).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", evil.join("config.json")).unwrap();
+    let tar = d.dir.join("evil.tar");
+    integration_tests::sh(&format!("tar -C {} -cf {} .", evil.display(), tar.display()));
+    failed(&d.ctl(&["load", "-i", tar.to_str().unwrap()]), 125, "not a file inside the archive");
+    let linked = r#"[{"Config":"config.json","RepoTags":["evil:1"],"Layers":[]}]"#;
+    std::fs::write(evil.join("manifest.json"), linked).unwrap();
+    integration_tests::sh(&format!("tar -C {} -cf {} .", evil.display(), tar.display()));
+    failed(&d.ctl(&["load", "-i", tar.to_str().unwrap()]), 125, "not a file inside the archive");
+    assert!(!d.ok(&["images"]).contains("evil"));
+    let leftovers = integration_tests::image_dirs(&d);
+    assert_eq!(leftovers.len(), 1, "no spooled archive or its directory left: {leftovers:?}");
+}

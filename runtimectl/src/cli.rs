@@ -74,6 +74,8 @@ pub enum Command {
     Tag { source: String, target: String },
     /// Write images to a tar archive that docker and OCI tools load (same as `image save`).
     Save(SaveArgs),
+    /// Load images from a `save` archive (same as `image load`).
+    Load(LoadArgs),
     /// Remove images (same as `image rm`).
     Rmi {
         #[arg(required = true)]
@@ -243,6 +245,16 @@ pub struct SaveArgs {
 }
 
 #[derive(Args)]
+pub struct LoadArgs {
+    /// Read from this file instead of standard input.
+    #[arg(short, long)]
+    pub input: Option<String>,
+    /// Print only the names (or ids) loaded.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
 pub struct LoginArgs {
     #[arg(short, long)]
     pub username: Option<String>,
@@ -379,6 +391,8 @@ pub enum ImageCommand {
     Tag { source: String, target: String },
     /// Write images to a tar archive that docker and OCI tools load.
     Save(SaveArgs),
+    /// Load images from an archive of `docker save`, OCI tools or `save`.
+    Load(LoadArgs),
     /// Show images as JSON (docker's shape).
     Inspect {
         #[arg(required = true)]

@@ -11,33 +11,73 @@ use crate::output;
 
 const CHUNK: usize = 1 << 20;
 
+type Input = (Box<dyn tokio::io::AsyncRead + Unpin + Send>, Option<u64>);
+
+/// A file to send (with its size, for the progress bar), or stdin for `-`.
+async fn open_input(file: &str) -> Result<Input> {
+    if file == "-" {
+        return Ok((Box::new(tokio::io::stdin()), None));
+    }
+    let f = tokio::fs::File::open(file).await.map_err(|e| CliError::new(format!("open {file}: {e}")))?;
+    let size = f.metadata().await.ok().map(|m| m.len());
+    Ok((Box::new(f), size))
+}
+
+/// Sends what `reader` gives as request messages made by `wrap`, until
+/// its end or until the daemon stops listening.
+async fn send_chunks<T>(
+    reader: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+    tx: tokio::sync::mpsc::Sender<T>,
+    wrap: impl Fn(bytes::Bytes) -> T,
+    bar: Option<indicatif::ProgressBar>,
+) -> std::io::Result<()> {
+    loop {
+        let mut buf = vec![0u8; CHUNK];
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.truncate(n);
+        if let Some(bar) = &bar {
+            bar.inc(n as u64);
+        }
+        if tx.send(wrap(buf.into())).await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// `load`: the archive to the daemon in chunks, then what it loaded.
+pub async fn load(client: &Client, a: crate::cli::LoadArgs) -> Result<i32> {
+    let file = a.input.clone().unwrap_or_else(|| "-".into());
+    let (mut reader, _) = open_input(&file).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let send = send_chunks(&mut reader, tx, |chunk| pb::LoadImagesRequest { chunk }, None);
+    let mut images = client.images();
+    let (sent, resp) = tokio::join!(send, images.load_images(tokio_stream::wrappers::ReceiverStream::new(rx)));
+    sent.map_err(|e| CliError::new(format!("read {file}: {e}")))?;
+    for image in resp?.into_inner().images {
+        let names = if image.names.is_empty() { vec![format!("sha256:{}", image.id)] } else { image.names };
+        for name in names {
+            match (a.quiet, name.starts_with("sha256:")) {
+                (true, _) => println!("{name}"),
+                (false, true) => println!("Loaded image ID: {name}"),
+                (false, false) => println!("Loaded image: {name}"),
+            }
+        }
+    }
+    Ok(0)
+}
+
 pub async fn import(client: &Client, name: String, file: String) -> Result<i32> {
-    let (mut reader, size): (Box<dyn tokio::io::AsyncRead + Unpin + Send>, Option<u64>) = if file == "-" {
-        (Box::new(tokio::io::stdin()), None)
-    } else {
-        let f = tokio::fs::File::open(&file).await.map_err(|e| CliError::new(format!("open {file}: {e}")))?;
-        let size = f.metadata().await.ok().map(|m| m.len());
-        (Box::new(f), size)
-    };
+    let (mut reader, size) = open_input(&file).await?;
     let progress = progress_bar(size);
     let bar = progress.clone();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let send = async move {
-        use pb::import_image_request::Part;
-        let _ = tx.send(pb::ImportImageRequest { part: Some(Part::Name(name)) }).await;
-        loop {
-            let mut buf = vec![0u8; CHUNK];
-            let n = reader.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<_, std::io::Error>(());
-            }
-            buf.truncate(n);
-            bar.inc(n as u64);
-            if tx.send(pb::ImportImageRequest { part: Some(Part::Chunk(buf.into())) }).await.is_err() {
-                return Ok(());
-            }
-        }
-    };
+    use pb::import_image_request::Part;
+    tx.try_send(pb::ImportImageRequest { part: Some(Part::Name(name)) }).map_err(|_| CliError::new("request queue"))?;
+    let wrap = |chunk| pb::ImportImageRequest { part: Some(Part::Chunk(chunk)) };
+    let send = send_chunks(&mut reader, tx, wrap, Some(bar));
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
     let mut images = client.images();
     let (sent, resp) = tokio::join!(send, images.import_image(stream));

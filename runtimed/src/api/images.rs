@@ -117,6 +117,29 @@ impl Images for ImagesApi {
         Ok(Response::new(pb::PruneImagesResponse { deleted, reclaimed }))
     }
 
+    async fn load_images(
+        &self,
+        req: Request<Streaming<pb::LoadImagesRequest>>,
+    ) -> Result<Response<pb::LoadImagesResponse>, Status> {
+        let mut stream = req.into_inner();
+        // Spooled like an import (and removed at start if a crash cuts it).
+        let spool = Spool(self.images.spool_path());
+        let tmp = spool.0.clone();
+        let result = async {
+            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create load file", e))?;
+            while let Some(msg) = stream.message().await? {
+                file.write_all(&msg.chunk).await.map_err(|e| Error::io("write load file", e))?;
+            }
+            file.flush().await.map_err(|e| Error::io("write load file", e))?;
+            let (images, tmp) = (self.images.clone(), tmp.clone());
+            to_completion(async move { images.load(tmp).await }).await
+        }
+        .await;
+        drop(spool);
+        let images = result?.iter().map(image_info).collect();
+        Ok(Response::new(pb::LoadImagesResponse { images }))
+    }
+
     type SaveImagesStream = ReceiverStream<Result<pb::SaveImagesResponse, Status>>;
 
     async fn save_images(

@@ -5,6 +5,7 @@
 
 pub mod config;
 mod layers;
+mod load;
 pub mod pull;
 pub mod reference;
 mod save;
@@ -64,6 +65,22 @@ impl ImageStore {
         let configs = images.iter().filter(|i| !i.layers.is_empty()).map(|i| i.id.clone());
         let fetched = images.iter().flat_map(|i| &i.blobs).filter_map(|b| layers::hex_of(&b.digest).ok());
         Ok((layers, configs.chain(fetched).collect()))
+    }
+
+    /// Records a loaded image under each of its names (none: unnamed).
+    async fn record_all(&self, image: ImageRecord) -> Result<ImageRecord> {
+        let names: Vec<String> = image.names().cloned().collect();
+        let Some((first, rest)) = names.split_first() else {
+            if self.store.images.get(&image.id)?.is_none() {
+                self.store.images.put(&image.id, &image).await?;
+            }
+            return Ok(image);
+        };
+        let mut record = self.record(ImageRecord { name: first.clone(), tags: Vec::new(), ..image }).await?;
+        for name in rest {
+            record = self.record(ImageRecord { name: name.clone(), ..record }).await?;
+        }
+        Ok(record)
     }
 
     /// Records a pulled image under its name. The name moves from any image
