@@ -86,6 +86,16 @@ fn shared_layers_are_stored_once_and_outlive_one_image() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("Already exists"), "{out:?}");
     assert_eq!(entries(&d, "layers").len(), 4);
+    // system df counts the shared layer once: less than the two images' sizes.
+    let images: serde_json::Value = serde_json::from_str(&d.ok(&["images", "--format", "json"])).unwrap();
+    let pulled: u64 =
+        images.as_array().unwrap().iter().filter(|i| i["Name"] != "busybox").map(|i| i["Size"].as_u64().unwrap()).sum();
+    let df = d.ok(&["system", "df", "--format", "json"]);
+    let row: serde_json::Value = serde_json::from_str(df.lines().next().unwrap()).unwrap();
+    assert_eq!((row["Type"].as_str(), row["TotalCount"].as_u64()), (Some("Images"), Some(3)), "{df}");
+    let busybox = images.as_array().unwrap().iter().find(|i| i["Name"] == "busybox").unwrap()["Size"].as_u64().unwrap();
+    assert!(row["Size"].as_u64().unwrap() < pulled + busybox, "{df} vs {images}");
+    assert!(d.ok(&["system", "df"]).contains("Images"));
     d.ok(&["rmi", &reg.reference("test:v1")]);
     let after = entries(&d, "layers");
     assert_eq!(after.len(), 2, "only the second image's layers stay: {after:?}");

@@ -89,6 +89,9 @@ pub enum Command {
     Version(FormatArg),
     /// Show daemon-wide information.
     Info(FormatArg),
+    /// Daemon-wide commands (`system df`).
+    #[command(subcommand)]
+    System(SystemCommand),
     /// Manage networks.
     #[command(subcommand)]
     Network(NetworkCommand),
@@ -97,6 +100,12 @@ pub enum Command {
     /// Cluster nodes (daemons started with --cluster-store).
     #[command(subcommand)]
     Node(NodeCommand),
+}
+
+#[derive(Subcommand)]
+pub enum SystemCommand {
+    /// Disk used by images (each shared layer once) and containers.
+    Df(FormatArg),
 }
 
 #[derive(Subcommand)]

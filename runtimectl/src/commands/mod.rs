@@ -8,7 +8,7 @@ mod stdio;
 mod system;
 mod terminal;
 
-use crate::cli::{Cli, Command, ImageCommand, NetworkCommand, NodeCommand};
+use crate::cli::{Cli, Command, ImageCommand, NetworkCommand, NodeCommand, SystemCommand};
 use crate::client::Client;
 use crate::error::Result;
 
@@ -43,6 +43,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Logout { server } => pull::logout(server),
         Command::Version(f) => system::version(&client, f.format).await,
         Command::Info(f) => system::info(&client, f.format).await,
+        Command::System(SystemCommand::Df(f)) => system::df(&client, f.format).await,
         Command::Node(NodeCommand::Ls(f)) => system::nodes(&client, f.format).await,
         Command::Port { container } => container::port(&client, container).await,
         Command::Network(NetworkCommand::Create { driver, subnet, gateway, internal, opt, name }) => {

@@ -82,3 +82,33 @@ pub async fn events(client: &Client, format: Format) -> Result<i32> {
     }
     Ok(0)
 }
+
+/// `system df`: docker's table (TYPE, TOTAL, ACTIVE, SIZE, RECLAIMABLE).
+pub async fn df(client: &Client, format: Format) -> Result<i32> {
+    let r = client.system().disk_usage(pb::DiskUsageRequest {}).await?.into_inner();
+    let rows = [("Images", r.images.unwrap_or_default()), ("Containers", r.containers.unwrap_or_default())];
+    if format == Format::Json {
+        for (kind, u) in &rows {
+            let row = serde_json::json!({
+                "Type": kind, "TotalCount": u.total, "Active": u.active, "Size": u.size, "Reclaimable": u.reclaimable,
+            });
+            println!("{row}");
+        }
+        return Ok(0);
+    }
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(kind, u)| {
+            let share = (u.reclaimable * 100).checked_div(u.size).unwrap_or(0);
+            vec![
+                kind.to_string(),
+                u.total.to_string(),
+                u.active.to_string(),
+                output::human_size(u.size),
+                format!("{} ({share}%)", output::human_size(u.reclaimable)),
+            ]
+        })
+        .collect();
+    output::print_table(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &table);
+    Ok(0)
+}

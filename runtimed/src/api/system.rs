@@ -63,6 +63,35 @@ impl System for SystemApi {
         }))
     }
 
+    async fn disk_usage(&self, _: Request<pb::DiskUsageRequest>) -> Result<Response<pb::DiskUsageResponse>, Status> {
+        let m = self.m.clone();
+        let usage = tokio::task::spawn_blocking(move || -> crate::error::Result<pb::DiskUsageResponse> {
+            let containers = m.list(true)?;
+            let active: std::collections::HashSet<String> = containers.iter().map(|c| c.image_id.clone()).collect();
+            let images = m.images().list()?;
+            let (size, reclaimable) = m.images().disk_usage(&active)?;
+            let sizes: Vec<(bool, u64)> =
+                containers.iter().map(|c| (c.is_running(), crate::image::dir_size(&m.paths(&c.id).upper()))).collect();
+            Ok(pb::DiskUsageResponse {
+                images: Some(pb::DiskUsage {
+                    total: images.len() as u32,
+                    active: images.iter().filter(|i| active.contains(&i.id)).count() as u32,
+                    size,
+                    reclaimable,
+                }),
+                containers: Some(pb::DiskUsage {
+                    total: sizes.len() as u32,
+                    active: sizes.iter().filter(|(running, _)| *running).count() as u32,
+                    size: sizes.iter().map(|(_, s)| s).sum(),
+                    reclaimable: sizes.iter().filter(|(running, _)| !running).map(|(_, s)| s).sum(),
+                }),
+            })
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(usage))
+    }
+
     async fn list_nodes(&self, _: Request<pb::ListNodesRequest>) -> Result<Response<pb::ListNodesResponse>, Status> {
         let cluster = self.m.networks().cluster_handle().ok_or_else(|| {
             Status::failed_precondition(

@@ -57,6 +57,22 @@ impl ImageStore {
         image.layers.iter().rev().map(|k| self.layers.path(k)).collect()
     }
 
+    /// Bytes on disk of all images, each shared layer once, and of those
+    /// no image in `active` (ids) needs.
+    pub fn disk_usage(&self, active: &HashSet<String>) -> Result<(u64, u64)> {
+        let images = self.store.images.list()?;
+        let mut sizes: std::collections::HashMap<PathBuf, (u64, bool)> = std::collections::HashMap::new();
+        for image in &images {
+            for dir in self.lowerdirs(image) {
+                let entry = sizes.entry(dir.clone()).or_insert_with(|| (dir_size(&dir), false));
+                entry.1 |= active.contains(&image.id);
+            }
+        }
+        let total = sizes.values().map(|(s, _)| s).sum();
+        let reclaimable = sizes.values().filter(|(_, used)| !used).map(|(s, _)| s).sum();
+        Ok((total, reclaimable))
+    }
+
     /// Layers and blobs (configs and layers as fetched) that recorded
     /// images use.
     fn in_use(&self) -> Result<(HashSet<String>, HashSet<String>)> {
