@@ -89,3 +89,13 @@ impl SocketPath {
         Ok(SocketPath { _dir: dir_file, path })
     }
 }
+
+/// A temporary file (a spool, a download), removed when dropped; a no-op
+/// once it was renamed into place.
+pub struct TempFile(pub std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}

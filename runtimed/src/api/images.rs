@@ -13,6 +13,7 @@ use crate::container::Manager;
 use crate::error::Error;
 use crate::image::pull::{Progress, PullOptions};
 use crate::image::ImageStore;
+use crate::util::TempFile;
 
 pub struct ImagesApi {
     images: ImageStore,
@@ -46,7 +47,7 @@ impl Images for ImagesApi {
         // Spool to a file next to the image store, then unpack from it. The
         // spool goes when this handler ends, even if tonic drops it because
         // the client went away; the unpacking runs to its end regardless.
-        let spool = Spool(self.images.spool_path());
+        let spool = TempFile(self.images.spool_path());
         let tmp = spool.0.clone();
         let result = async {
             let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create import file", e))?;
@@ -123,7 +124,7 @@ impl Images for ImagesApi {
     ) -> Result<Response<pb::LoadImagesResponse>, Status> {
         let mut stream = req.into_inner();
         // Spooled like an import (and removed at start if a crash cuts it).
-        let spool = Spool(self.images.spool_path());
+        let spool = TempFile(self.images.spool_path());
         let tmp = spool.0.clone();
         let result = async {
             let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create load file", e))?;
@@ -214,14 +215,5 @@ impl std::io::Write for ChunkWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// An import's spooled tarball, removed when dropped.
-struct Spool(std::path::PathBuf);
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }

@@ -75,10 +75,7 @@ impl ImageStore {
             let path = inside(dir, path)?;
             let media_type = media_type_of(&path)?;
             if !self.layers.has(key) {
-                self.layers.add(key, |dest| {
-                    let file = std::fs::File::open(&path).ctx(|| format!("open {}", path.display()))?;
-                    super::unpack::layer(super::pull::decompress(&media_type, std::io::BufReader::new(file))?, dest)
-                })?;
+                self.layers.add(key, |dest| super::unpack::layer(super::open_blob(&path)?, dest))?;
             }
             let digest = self.keep_blob(&path)?;
             busy.push(self.layers.busy(&hex_of(&digest)?));

@@ -350,6 +350,13 @@ fn unpack(tarball: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A stored layer blob's tar, decompressed by what its bytes start with
+/// (sniffed, so a registry's wrong media type does not matter).
+fn open_blob(path: &Path) -> Result<Box<dyn Read>> {
+    let file = std::fs::File::open(path).ctx(|| format!("open {}", path.display()))?;
+    decompressed(file).ctx(|| format!("read {}", path.display()))
+}
+
 /// The tarball's bytes, decompressed if they start like gzip, zstd or xz
 /// (`docker import` takes all three).
 fn decompressed(file: std::fs::File) -> std::io::Result<Box<dyn Read>> {

@@ -4,7 +4,6 @@
 //! is unpacked (and its content against the config's diff id), and the
 //! image is recorded only when every layer is in place.
 
-use std::io::BufReader;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -21,6 +20,7 @@ use super::layers::{hex_of, LayerStore};
 use super::{config, reference, ImageRecord, ImageStore};
 use crate::error::{Error, IoContext, Result};
 use crate::records::image::LayerBlob;
+use crate::util::TempFile;
 
 /// Layers downloaded at once (docker's default is 3).
 const PARALLEL: usize = 3;
@@ -172,14 +172,10 @@ impl Fetch {
             self.download(&desc, &blob, &say).await?;
         }
         let _ = say("Extracting", total).await;
-        let media = desc.media_type.clone();
         let layers = self.layers.clone();
         let k = key.clone();
         tokio::task::spawn_blocking(move || {
-            layers.add(&k, |dest| {
-                let file = std::fs::File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
-                super::unpack::layer(decompress(&media, BufReader::new(file))?, dest)
-            })
+            layers.add(&k, |dest| super::unpack::layer(super::open_blob(&blob)?, dest))
         })
         .await
         .map_err(Error::internal)??;
@@ -196,7 +192,7 @@ impl Fetch {
     {
         // Removed if the download fails, or is dropped because another
         // layer of the pull failed.
-        let tmp = TmpFile(self.layers.blob_tmp());
+        let tmp = TempFile(self.layers.blob_tmp());
         let tmp = &tmp.0;
         let result = async {
             let file = tokio::fs::File::create(&tmp).await.ctx(|| format!("create {}", tmp.display()))?;
@@ -222,25 +218,6 @@ impl Fetch {
     fn error(&self, e: OciDistributionError) -> Error {
         registry_error(&self.reference, e)
     }
-}
-
-/// A temporary file, removed when dropped (a no-op once renamed away).
-pub(super) struct TmpFile(pub(super) std::path::PathBuf);
-
-impl Drop for TmpFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-pub(super) fn decompress(media_type: &str, r: BufReader<std::fs::File>) -> Result<Box<dyn std::io::Read>> {
-    if media_type.ends_with("zstd") {
-        return Ok(Box::new(zstd::Decoder::with_buffer(r).ctx(|| "start zstd".into())?));
-    }
-    if media_type.ends_with("gzip") || media_type.ends_with(".tar.gzip") || media_type.contains("rootfs.diff.tar") {
-        return Ok(Box::new(flate2::read::MultiGzDecoder::new(r)));
-    }
-    Ok(Box::new(r))
 }
 
 /// Docker's short layer id: 12 hex digits.

@@ -33,7 +33,7 @@ impl ImageStore {
             add_blob(&mut tar, &mut written, &cfg_digest, &config)?;
             let mut layers = Vec::new();
             for blob in &image.blobs {
-                layers.push(self.add_layer(&mut tar, &mut written, &blob.digest, &blob.media_type)?);
+                layers.push(self.add_layer(&mut tar, &mut written, &blob.digest)?);
             }
             let manifest = serde_json::to_vec(&json!({
                 "schemaVersion": 2,
@@ -87,12 +87,10 @@ impl ImageStore {
         tar: &mut tar::Builder<impl Write>,
         written: &mut std::collections::HashSet<String>,
         digest: &str,
-        media_type: &str,
     ) -> Result<(String, u64)> {
         let blob = self.layers.blob(digest)?;
-        let file = std::fs::File::open(&blob).ctx(|| format!("open {}", blob.display()))?;
-        let mut data = super::pull::decompress(media_type, std::io::BufReader::new(file))?;
-        let spool = super::pull::TmpFile(self.layers.blob_tmp());
+        let mut data = super::open_blob(&blob)?;
+        let spool = crate::util::TempFile(self.layers.blob_tmp());
         let mut out = std::fs::File::create(&spool.0).ctx(|| format!("create {}", spool.0.display()))?;
         let mut hash = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
