@@ -234,6 +234,13 @@ fn tags_inspect_and_prune_like_docker() {
     assert_eq!(i["RootFS"]["Layers"].as_array().unwrap().len(), 3);
     assert!(i["RepoDigests"][0].as_str().unwrap().contains("@sha256:"), "{i}");
 
+    // history: the test image's three steps, newest first, with its id on top.
+    let history = d.ok(&["history", "mine:1"]);
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines.len(), 4, "a header and 3 steps: {history}");
+    assert!(lines[1].starts_with(&ids[0][..12]) && lines[2].starts_with("<missing>"), "{history}");
+    assert!(d.ok(&["image", "history", "busybox"]).contains("built from the host's busybox"));
+
     // rmi of one name only untags; the image runs on under the other.
     assert_eq!(d.ok(&["rmi", "mine:1"]).trim(), "Untagged: mine:1");
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", &test]), "hello from /srv\n");

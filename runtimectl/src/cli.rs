@@ -76,6 +76,8 @@ pub enum Command {
     Save(SaveArgs),
     /// Load images from a `save` archive (same as `image load`).
     Load(LoadArgs),
+    /// Show how an image was built (same as `image history`).
+    History { image: String },
     /// Remove images (same as `image rm`).
     Rmi {
         #[arg(required = true)]
@@ -402,6 +404,8 @@ pub enum ImageCommand {
     Save(SaveArgs),
     /// Load images from an archive of `docker save`, OCI tools or `save`.
     Load(LoadArgs),
+    /// Show how an image was built: its steps, newest first.
+    History { image: String },
     /// Show images as JSON (docker's shape).
     Inspect {
         #[arg(required = true)]

@@ -142,6 +142,25 @@ pub async fn save(client: &Client, a: crate::cli::SaveArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// `history`: docker's table, newest step first; only the top step has
+/// an image id (`<missing>` for the others, as docker prints pulled ones).
+pub async fn history(client: &Client, image: String) -> Result<i32> {
+    let id = client.images().inspect_image(pb::InspectImageRequest { image: image.clone() }).await?.into_inner().id;
+    let mut entries = client.images().image_history(pb::ImageHistoryRequest { image }).await?.into_inner().entries;
+    entries.reverse();
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let shown = if i == 0 { output::short_id(&id).to_string() } else { "<missing>".into() };
+            let created = if e.created == 0 { "<unknown>".into() } else { output::ago(e.created) };
+            vec![shown, created, e.created_by.clone(), output::human_size(e.size), e.comment.clone()]
+        })
+        .collect();
+    output::print_table(&["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], &rows);
+    Ok(0)
+}
+
 pub async fn tag(client: &Client, source: String, target: String) -> Result<i32> {
     client.images().tag_image(pb::TagImageRequest { source, target }).await?;
     Ok(0)

@@ -39,6 +39,9 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Image(ImageCommand::Inspect { images }) => image::inspect(&client, images).await,
         Command::Image(ImageCommand::Save(a)) | Command::Save(a) => image::save(&client, a).await,
         Command::Image(ImageCommand::Load(a)) | Command::Load(a) => image::load(&client, a).await,
+        Command::Image(ImageCommand::History { image }) | Command::History { image } => {
+            image::history(&client, image).await
+        }
         Command::Image(ImageCommand::Prune { all, force }) => image::prune(&client, all, force).await,
         Command::Logout { server } => pull::logout(server),
         Command::Version(f) => system::version(&client, f.format).await,

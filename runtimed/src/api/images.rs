@@ -141,6 +141,27 @@ impl Images for ImagesApi {
         Ok(Response::new(pb::LoadImagesResponse { images }))
     }
 
+    async fn image_history(
+        &self,
+        req: Request<pb::ImageHistoryRequest>,
+    ) -> Result<Response<pb::ImageHistoryResponse>, Status> {
+        let image = self.images.resolve(&req.into_inner().image)?;
+        let images = self.images.clone();
+        let steps = tokio::task::spawn_blocking(move || images.history(&image))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))??;
+        let entries = steps
+            .into_iter()
+            .map(|s| pb::HistoryEntry {
+                created: s.created,
+                created_by: s.created_by,
+                size: s.size,
+                comment: s.comment,
+            })
+            .collect();
+        Ok(Response::new(pb::ImageHistoryResponse { entries }))
+    }
+
     type SaveImagesStream = ReceiverStream<Result<pb::SaveImagesResponse, Status>>;
 
     async fn save_images(

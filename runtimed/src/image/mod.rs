@@ -73,6 +73,40 @@ impl ImageStore {
         Ok((total, reclaimable))
     }
 
+    /// The config's history, oldest first, each step that made a layer
+    /// with that layer's size; one step for a one-directory image.
+    pub fn history(&self, image: &ImageRecord) -> Result<Vec<HistoryStep>> {
+        if image.layers.is_empty() {
+            let size = dir_size(&self.rootfs(image));
+            let by = if image.name == DEFAULT_IMAGE { "built from the host's busybox" } else { "imported" };
+            return Ok(vec![HistoryStep {
+                created: image.created_at,
+                created_by: by.into(),
+                size,
+                comment: String::new(),
+            }]);
+        }
+        let data =
+            std::fs::read(self.layers.blob(&format!("sha256:{}", image.id))?).ctx(|| "read the image config".into())?;
+        let cfg: oci_spec::image::ImageConfiguration =
+            serde_json::from_slice(&data).map_err(|e| Error::internal(format!("stored image config: {e}")))?;
+        let mut layers = image.layers.iter();
+        let steps = cfg.history().clone().unwrap_or_default().into_iter().map(|h| {
+            let size = match h.empty_layer() {
+                Some(true) => 0,
+                _ => layers.next().map(|k| dir_size(&self.layers.path(k))).unwrap_or(0),
+            };
+            let created = h.created().as_deref().and_then(|c| humantime::parse_rfc3339(c).ok());
+            HistoryStep {
+                created: created.map(crate::util::nanos_of).unwrap_or(0),
+                created_by: h.created_by().clone().unwrap_or_default(),
+                size,
+                comment: h.comment().clone().unwrap_or_default(),
+            }
+        });
+        Ok(steps.collect())
+    }
+
     /// Layers and blobs (configs and layers as fetched) that recorded
     /// images use.
     fn in_use(&self) -> Result<(HashSet<String>, HashSet<String>)> {
@@ -294,6 +328,14 @@ impl ImageRecord {
             self.name = if self.tags.is_empty() { String::new() } else { self.tags.remove(0) };
         }
     }
+}
+
+/// One step of an image's history.
+pub struct HistoryStep {
+    pub created: i64,
+    pub created_by: String,
+    pub size: u64,
+    pub comment: String,
 }
 
 /// The built-in busybox image runs a shell, as docker's does.
