@@ -176,19 +176,11 @@ fn write_stamped(entry: &pb::LogEntry) {
 }
 
 pub async fn inspect(client: &Client, names: Vec<String>) -> Result<i32> {
-    let mut found = Vec::new();
-    let mut code = 0;
-    for container in names {
-        match client.containers().inspect_container(pb::InspectContainerRequest { container }).await {
-            Ok(resp) => found.extend(resp.into_inner().container.as_ref().map(output::container_json)),
-            Err(status) => {
-                eprintln!("runtimectl: {}", status.message());
-                code = 1;
-            }
-        }
-    }
-    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Array(found)).unwrap_or_default());
-    Ok(code)
+    super::inspect_each(names, |container| async move {
+        let resp = client.containers().inspect_container(pb::InspectContainerRequest { container }).await?;
+        Ok(resp.into_inner().container.as_ref().map(output::container_json))
+    })
+    .await
 }
 
 pub async fn wait(client: &Client, names: Vec<String>) -> Result<i32> {

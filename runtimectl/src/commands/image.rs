@@ -167,19 +167,11 @@ pub async fn tag(client: &Client, source: String, target: String) -> Result<i32>
 }
 
 pub async fn inspect(client: &Client, names: Vec<String>) -> Result<i32> {
-    let mut found = Vec::new();
-    let mut code = 0;
-    for image in names {
-        match client.images().inspect_image(pb::InspectImageRequest { image }).await {
-            Ok(resp) => found.push(output::image_inspect_json(&resp.into_inner())),
-            Err(status) => {
-                eprintln!("runtimectl: {}", status.message());
-                code = 1;
-            }
-        }
-    }
-    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Array(found)).unwrap_or_default());
-    Ok(code)
+    super::inspect_each(names, |image| async move {
+        let resp = client.images().inspect_image(pb::InspectImageRequest { image }).await?;
+        Ok(Some(output::image_inspect_json(&resp.into_inner())))
+    })
+    .await
 }
 
 pub async fn prune(client: &Client, all: bool, force: bool) -> Result<i32> {

@@ -64,6 +64,28 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
     }
 }
 
+/// `inspect` of each name: the JSON of those found, as one array; an error
+/// line for each not found, and exit code 1 if any was not.
+async fn inspect_each<F, Fut>(names: Vec<String>, mut fetch: F) -> Result<i32>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<Option<serde_json::Value>, tonic::Status>>,
+{
+    let mut found = Vec::new();
+    let mut code = 0;
+    for name in names {
+        match fetch(name).await {
+            Ok(json) => found.extend(json),
+            Err(status) => {
+                eprintln!("runtimectl: {}", status.message());
+                code = 1;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&serde_json::Value::Array(found)).unwrap_or_default());
+    Ok(code)
+}
+
 /// Runs `op` on each name like docker's multi-target commands: errors are
 /// printed and the exit code is 1 if any failed; a lone target's error keeps
 /// its own exit code.

@@ -71,19 +71,11 @@ pub async fn ls(client: &Client, format: Format) -> Result<i32> {
 }
 
 pub async fn inspect(client: &Client, names: Vec<String>) -> Result<i32> {
-    let mut found = Vec::new();
-    let mut code = 0;
-    for network in names {
-        match client.networks().inspect_network(pb::InspectNetworkRequest { network }).await {
-            Ok(resp) => found.extend(resp.into_inner().network.as_ref().map(network_json)),
-            Err(status) => {
-                eprintln!("runtimectl: {}", status.message());
-                code = 1;
-            }
-        }
-    }
-    println!("{}", serde_json::to_string_pretty(&Value::Array(found)).unwrap_or_default());
-    Ok(code)
+    super::inspect_each(names, |network| async move {
+        let resp = client.networks().inspect_network(pb::InspectNetworkRequest { network }).await?;
+        Ok(resp.into_inner().network.as_ref().map(network_json))
+    })
+    .await
 }
 
 pub async fn rm(client: &Client, names: Vec<String>) -> Result<i32> {

@@ -44,26 +44,14 @@ impl Images for ImagesApi {
             Some(Part::Name(name)) if !name.is_empty() => name,
             _ => return Err(Error::InvalidArgument("import must start with the image name".into()).into()),
         };
-        // Spool to a file next to the image store, then unpack from it. The
-        // spool goes when this handler ends, even if tonic drops it because
-        // the client went away; the unpacking runs to its end regardless.
-        let spool = TempFile(self.images.spool_path());
-        let tmp = spool.0.clone();
-        let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create import file", e))?;
-            while let Some(msg) = stream.message().await? {
-                if let Some(Part::Chunk(data)) = msg.part {
-                    file.write_all(&data).await.map_err(|e| Error::io("write import file", e))?;
-                }
-            }
-            file.flush().await.map_err(|e| Error::io("write import file", e))?;
-            crate::failpoint::hit("import:spooled");
-            let (images, tmp) = (self.images.clone(), tmp.clone());
-            to_completion(async move { images.import(&name, tmp).await }).await
-        }
-        .await;
-        drop(spool);
-        Ok(Response::new(pb::ImportImageResponse { image: Some(image_info(&result?)) }))
+        let chunk = |m: pb::ImportImageRequest| match m.part {
+            Some(Part::Chunk(data)) => Some(data),
+            _ => None,
+        };
+        let images = self.images.clone();
+        let work = |tmp| async move { images.import(&name, tmp).await };
+        let image = spooled(&self.images, stream, chunk, work).await?;
+        Ok(Response::new(pb::ImportImageResponse { image: Some(image_info(&image)) }))
     }
 
     async fn remove_image(
@@ -122,22 +110,10 @@ impl Images for ImagesApi {
         &self,
         req: Request<Streaming<pb::LoadImagesRequest>>,
     ) -> Result<Response<pb::LoadImagesResponse>, Status> {
-        let mut stream = req.into_inner();
-        // Spooled like an import (and removed at start if a crash cuts it).
-        let spool = TempFile(self.images.spool_path());
-        let tmp = spool.0.clone();
-        let result = async {
-            let mut file = tokio::fs::File::create(&tmp).await.map_err(|e| Error::io("create load file", e))?;
-            while let Some(msg) = stream.message().await? {
-                file.write_all(&msg.chunk).await.map_err(|e| Error::io("write load file", e))?;
-            }
-            file.flush().await.map_err(|e| Error::io("write load file", e))?;
-            let (images, tmp) = (self.images.clone(), tmp.clone());
-            to_completion(async move { images.load(tmp).await }).await
-        }
-        .await;
-        drop(spool);
-        let images = result?.iter().map(image_info).collect();
+        let images = self.images.clone();
+        let work = |tmp| async move { images.load(tmp).await };
+        let loaded = spooled(&self.images, req.into_inner(), |m: pb::LoadImagesRequest| Some(m.chunk), work).await?;
+        let images = loaded.iter().map(image_info).collect();
         Ok(Response::new(pb::LoadImagesResponse { images }))
     }
 
@@ -218,6 +194,32 @@ impl Images for ImagesApi {
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+}
+
+/// Spools a client stream's bytes (`chunk` picks them from each message)
+/// to a file next to the image store, then runs `work` on it to its end.
+/// The spool goes when this returns, even if tonic drops the handler
+/// because the client went away; one left by a crash goes at start.
+async fn spooled<M, T, Fut>(
+    images: &ImageStore,
+    mut stream: Streaming<M>,
+    chunk: impl Fn(M) -> Option<bytes::Bytes>,
+    work: impl FnOnce(std::path::PathBuf) -> Fut,
+) -> Result<T, Status>
+where
+    Fut: std::future::Future<Output = crate::error::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let spool = TempFile(images.spool_path());
+    let mut file = tokio::fs::File::create(&spool.0).await.map_err(|e| Error::io("create spool file", e))?;
+    while let Some(msg) = stream.message().await? {
+        if let Some(data) = chunk(msg) {
+            file.write_all(&data).await.map_err(|e| Error::io("write spool file", e))?;
+        }
+    }
+    file.flush().await.map_err(|e| Error::io("write spool file", e))?;
+    crate::failpoint::hit("import:spooled");
+    to_completion(work(spool.0.clone())).await
 }
 
 /// Size of the chunks a save is streamed in.
