@@ -152,3 +152,70 @@ async fn a_refused_update_leaves_the_record_as_it_was() {
     }
     panic!("the store never ran out of space");
 }
+
+/// Fails the whole test binary if `what` is not done within `secs`: a hang
+/// inside sled cannot be cancelled, and would block the runtime's drop.
+fn watchdog(what: &'static str, secs: u64) -> std::sync::mpsc::Sender<()> {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(std::time::Duration::from_secs(secs))
+        {
+            eprintln!("{what}: still not done after {secs} s; the store hangs");
+            std::process::exit(101);
+        }
+    });
+    done
+}
+
+/// sled writes a tree node bigger than a quarter of its 512 KiB segment to
+/// a file of its own (a blob). When that write fails on a full disk, sled
+/// 0.34.7 returned the error with its log buffer still claimed, and the
+/// next flush (the one made when the database is dropped to be reopened)
+/// waited for that buffer forever (third_party/sled/PATCHED.md). The room
+/// left on the disk decides which write fails first, so several are tried;
+/// before the fix, 320 KB hung.
+#[tokio::test]
+async fn a_failed_write_of_a_large_node_neither_hangs_nor_loses_the_store() {
+    let done = watchdog("a_failed_write_of_a_large_node", 120);
+    for room_kb in (0..400).step_by(16) {
+        let Some(fs) = Tmpfs::mount(&format!("blob{room_kb}"), 16) else {
+            return;
+        };
+        large_nodes_on_a_full_disk(&fs.0, room_kb).await;
+    }
+    done.send(()).unwrap();
+}
+
+/// Fills the disk but `room_kb`, then inserts large records until one is
+/// refused; checks that the store recovers once there is room.
+async fn large_nodes_on_a_full_disk(base: &Path, room_kb: u64) {
+    let dir = base.join("store");
+    let store = Store::open(&dir).unwrap();
+    store.insert_container(&record("kept", "kept")).await.unwrap();
+    let filler = base.join("filler");
+    fill(&filler);
+    let len = std::fs::metadata(&filler).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&filler).unwrap().set_len(len.saturating_sub(room_kb * 1024)).unwrap();
+    let mut taken = Vec::new();
+    let mut refused = None;
+    for i in 0..1000 {
+        // ~20 KB each: a leaf of up to 17 of them is written as a blob.
+        let rec = record(&format!("big-{i:04}"), &format!("{i}-{}", "y".repeat(20_000)));
+        match store.insert_container(&rec).await {
+            Ok(()) => taken.push(rec),
+            Err(e) => {
+                refused = Some((e, rec.id));
+                break;
+            }
+        }
+    }
+    let (err, refused) = refused.expect("the store never ran out of space");
+    assert!(matches!(err, Error::StoreFull(_)), "{err}");
+    assert!(store.containers.get(&refused).unwrap().is_none());
+    assert_eq!(store.containers.list().unwrap().len(), 1 + taken.len(), "reads work");
+    std::fs::remove_file(&filler).unwrap();
+    store.insert_container(&record("after", "after")).await.unwrap();
+    drop(store);
+    let store = Store::open(&dir).unwrap();
+    assert_eq!(store.containers.list().unwrap().len(), 2 + taken.len());
+}

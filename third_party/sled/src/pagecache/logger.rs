@@ -361,12 +361,23 @@ impl Log {
             let blob_id =
                 if over_blob_threshold { Some(reservation_lsn) } else { None };
 
-            self.iobufs.encapsulate(
+            if let Err(e) = self.iobufs.encapsulate(
                 item,
                 message_header,
                 destination,
                 blob_id,
-            )?;
+            ) {
+                // PATCHED (runtimed): the slot is claimed, so this buffer
+                // can never be written; without a global error every later
+                // flush, including the one made on drop, waits for it
+                // forever. Fail the log instead: what is on disk stays the
+                // truth, and reopening recovers from it.
+                self.config.set_global_error(e.clone());
+                let intervals = self.iobufs.intervals.lock();
+                drop(intervals);
+                let _notified = self.iobufs.interval_updated.notify_all();
+                return Err(e);
+            }
 
             M.log_reservation_success();
 
