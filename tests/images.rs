@@ -3,9 +3,11 @@
 //! skopeo, pulled and run through `runtimectl`.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
+use integration_tests::http::get_from;
 use integration_tests::oci::{self, Layout};
-use integration_tests::{Daemon, Output, Registry};
+use integration_tests::{nginx, Daemon, Output, Registry, World, HOST_IP};
 
 /// Pushes the test image (as `test:v1`), its multi-arch index (`multi:v1`)
 /// and the image sharing its base layer (`second:v1`).
@@ -330,4 +332,37 @@ fn load_takes_our_save_and_skopeos_archives_and_refuses_escapes() {
     assert!(!d.ok(&["images"]).contains("evil"));
     let leftovers = integration_tests::image_dirs(&d);
     assert_eq!(leftovers.len(), 1, "no spooled archive or its directory left: {leftovers:?}");
+}
+
+/// The "done when": nginx from a registry serves with its own CMD,
+/// on a published port and on the ports `-P` picks, and stops on the
+/// image's StopSignal (SIGQUIT, nginx's graceful stop) well within the
+/// grace period.
+#[test]
+fn nginx_from_a_registry_serves_with_its_own_cmd() {
+    let w = World::new();
+    let d = &w.d;
+    let reg = Registry::start(&d.ns);
+    let layout = Layout::new();
+    layout.add_image(&nginx::nginx_image(), "nginx");
+    reg.push(layout.path(), "nginx", "nginx:1.22");
+    let image = reg.reference("nginx:1.22");
+
+    d.ok(&["run", "-d", "-p", "8080:80", "--name", "web", &image]);
+    assert_eq!(get_from(&w.ext, &format!("http://{HOST_IP}:8080/")), nginx::PAGE);
+    let ps = d.ok(&["ps"]);
+    let row = ps.lines().find(|l| l.ends_with(" web")).expect(&ps);
+    assert!(row.contains("\"nginx -g daemon off;\"") && row.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+
+    d.ok(&["run", "-d", "-P", "--name", "web2", &image]);
+    let port = d.ok(&["port", "web2"]);
+    let host_port = port.trim().rsplit(':').next().unwrap().to_string();
+    assert!(port.starts_with("80/tcp -> 0.0.0.0:"), "{port}");
+    assert_eq!(get_from(&w.ext, &format!("http://{HOST_IP}:{host_port}/")), nginx::PAGE);
+
+    let started = Instant::now();
+    d.ok(&["stop", "-t", "20", "web"]);
+    assert!(started.elapsed() < Duration::from_secs(10), "SIGQUIT stops nginx: {:?}", started.elapsed());
+    assert_eq!(d.inspect("web")["State"]["ExitCode"], 0, "nginx quit gracefully");
+    d.ok(&["rm", "-f", "web", "web2"]);
 }

@@ -7,8 +7,10 @@
 
 mod cluster;
 mod daemon;
+pub mod http;
 mod image;
 mod netns;
+pub mod nginx;
 pub mod oci;
 mod pty;
 mod registry;
