@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::http::get_from;
 use integration_tests::oci::{self, Layout};
-use integration_tests::{nginx, Daemon, Output, Registry, World, HOST_IP};
+use integration_tests::{nginx, Bg, Daemon, Output, Registry, World, HOST_IP};
 
 /// Pushes the test image (as `test:v1`), its multi-arch index (`multi:v1`)
 /// and the image sharing its base layer (`second:v1`).
@@ -365,4 +365,59 @@ fn nginx_from_a_registry_serves_with_its_own_cmd() {
     assert!(started.elapsed() < Duration::from_secs(10), "SIGQUIT stops nginx: {:?}", started.elapsed());
     assert_eq!(d.inspect("web")["State"]["ExitCode"], 0, "nginx quit gracefully");
     d.ok(&["rm", "-f", "web", "web2"]);
+}
+
+/// A registry answering 500 (a Python stand-in on the namespace's
+/// loopback), and a real one serving a truncated or an overlong layer: one
+/// clear line each, nothing half-written, and the retry works once the
+/// layer is whole.
+#[test]
+fn a_failing_registry_or_a_layer_of_the_wrong_size_is_one_clear_line() {
+    let d = Daemon::start();
+    let server = r#"python3 -c "import http.server as h
+class H(h.BaseHTTPRequestHandler):
+    def do_GET(s): s.send_response(500); s.end_headers(); s.wfile.write(b'storage down')
+    do_HEAD = do_GET
+h.HTTPServer(('127.0.0.1', 5999), H).serve_forever()""#;
+    let _broken = Bg::spawn(&d.ns, server);
+    integration_tests::wait_for("the 500 server to listen", Duration::from_secs(10), || {
+        d.ns.exec("ss -Htln 'sport = :5999'").contains("5999").then_some(())
+    });
+    failed(&d.ctl(&["pull", "127.0.0.1:5999/broken:1"]), 125, "answered 500");
+
+    let reg = Registry::start(&d.ns);
+    let layout = Layout::new();
+    let built = layout.add_image(&oci::test_image(), "v1");
+    reg.push(layout.path(), "v1", "test:v1");
+    let hex = built.layers[1].digest.trim_start_matches("sha256:").to_string();
+    let data = reg.dir().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]));
+    let whole = std::fs::read(&data).unwrap();
+    std::fs::write(&data, &whole[..whole.len() / 2]).unwrap();
+    failed(&d.ctl(&["pull", &reg.reference("test:v1")]), 125, &format!("cut short after {}", whole.len() / 2));
+    assert!(!d.ok(&["images"]).contains("5000/test"));
+    assert!(entries(&d, "blobs/sha256").iter().all(|b| !b.starts_with(".tmp-")), "{:?}", entries(&d, "blobs/sha256"));
+    // Longer than the manifest says: refused before the extra is written.
+    std::fs::write(&data, [&whole[..], &[0u8; 4096][..]].concat()).unwrap();
+    failed(&d.ctl(&["pull", &reg.reference("test:v1")]), 125, "sent more than the");
+    std::fs::write(&data, &whole).unwrap();
+    d.ok(&["pull", "-q", &reg.reference("test:v1")]);
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &reg.reference("test:v1")]), "hello from /srv\n");
+}
+
+/// A registry on an address other than loopback is spoken to over HTTPS,
+/// unless the daemon was started with `--insecure-registry` naming it.
+#[test]
+fn only_named_insecure_registries_are_reached_over_plain_http() {
+    let mut d = Daemon::start();
+    d.ns.exec("ip addr add 10.211.0.1/32 dev lo");
+    let reg = Registry::start(&d.ns);
+    let _layout = push_test_images(&reg);
+    let host = format!("10.211.0.1:{}", reg.port());
+    let image = format!("{host}/test:v1");
+    failed(&d.ctl(&["pull", &image]), 125, &format!("start runtimed with --insecure-registry {host}"));
+    d.stop();
+    d.extra_args.push(format!("--insecure-registry={host}"));
+    d.spawn();
+    d.ok(&["pull", "-q", &image]);
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &image]), "hello from /srv\n");
 }

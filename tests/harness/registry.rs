@@ -1,6 +1,6 @@
 //! A real image registry of the test's own: Debian's `docker-registry`
-//! (the CNCF distribution registry v2.8) on 127.0.0.1 inside a test
-//! namespace, so pulls only ever use that namespace's loopback; and
+//! (the CNCF distribution registry v2.8) inside a test namespace, so pulls
+//! only ever reach addresses of that namespace; and
 //! `skopeo`, an independent client, to push images to it and to read what
 //! it (or an archive written by `save`) holds.
 
@@ -47,7 +47,9 @@ impl Registry {
         let mut config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}\n",
             reg.dir.join("data").display(),
-            reg.addr()
+            // Every address of the namespace, for tests that pull from a
+            // non-loopback one (`--insecure-registry`).
+            format_args!("0.0.0.0:{}", reg.port)
         );
         if let Some((user, password)) = &reg.creds {
             let out = Command::new("htpasswd")
@@ -97,6 +99,10 @@ impl Registry {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("docker-registry did not serve {url} within 20s:\n{}", self.log());
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// "127.0.0.1:PORT", inside the namespace.

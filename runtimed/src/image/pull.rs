@@ -198,13 +198,20 @@ impl Fetch {
             let file = tokio::fs::File::create(&tmp).await.ctx(|| format!("create {}", tmp.display()))?;
             let mut out = tokio::io::BufWriter::new(file);
             let mut stream = self.client.pull_blob_stream(&self.reference, desc).await.map_err(|e| self.error(e))?;
-            let mut got = 0u64;
+            let (mut got, size) = (0u64, u64::try_from(desc.size).unwrap_or(0));
             while let Some(chunk) = stream.next().await {
                 // The stream checks the digest at its end: a registry sending
                 // other bytes (or a download cut short) fails here.
-                let chunk = chunk.map_err(|e| Error::Unavailable(format!("download {}: {e}", desc.digest)))?;
-                out.write_all(&chunk).await.ctx(|| format!("write {}", tmp.display()))?;
+                let chunk = chunk.map_err(|e| download_error(desc, got, e))?;
                 got += chunk.len() as u64;
+                if got > size {
+                    // Never written: a hostile registry could fill the disk.
+                    return Err(Error::InvalidArgument(format!(
+                        "download {}: the registry sent more than the {size} bytes its manifest gives",
+                        desc.digest
+                    )));
+                }
+                out.write_all(&chunk).await.ctx(|| format!("write {}", tmp.display()))?;
                 let _ = say("Downloading", got).await;
             }
             out.flush().await.ctx(|| format!("write {}", tmp.display()))?;
@@ -217,6 +224,16 @@ impl Fetch {
 
     fn error(&self, e: OciDistributionError) -> Error {
         registry_error(&self.reference, e)
+    }
+}
+
+/// A download that failed after `got` bytes: cut short, or other bytes.
+fn download_error(desc: &OciDescriptor, got: u64, e: impl std::fmt::Display) -> Error {
+    match u64::try_from(desc.size) {
+        Ok(size) if got < size => {
+            Error::Unavailable(format!("download {}: cut short after {got} of {size} bytes ({e})", desc.digest))
+        }
+        _ => Error::Unavailable(format!("download {}: {e}", desc.digest)),
     }
 }
 
@@ -251,6 +268,11 @@ fn registry_error(r: &Reference, e: OciDistributionError) -> Error {
         E::ServerError { code, message, .. } => {
             Error::Unavailable(format!("registry {} answered {code}: {message}", r.registry()))
         }
+        E::RequestError(e) if root_cause(&e).contains("InvalidContentType") => Error::Unavailable(format!(
+            "registry {0} answered plain HTTP to an HTTPS request (if it is meant to serve HTTP, \
+             start runtimed with --insecure-registry {0})",
+            r.registry()
+        )),
         E::RequestError(e) if e.is_connect() || e.is_timeout() => {
             Error::Unavailable(format!("cannot reach registry {}: {}", r.registry(), root_cause(&e)))
         }
