@@ -2,7 +2,7 @@
 //! daemon's own namespace, test images built as OCI layouts and pushed by
 //! skopeo, pulled and run through `runtimectl`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use integration_tests::http::get_from;
@@ -30,6 +30,18 @@ fn entries(d: &Daemon, sub: &str) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// A registry serving the test image as `test:v1`, and the file in its
+/// storage holding the image's layer `n`, for tests to spoil.
+fn served_layer(d: &Daemon, n: usize) -> (Registry, Layout, PathBuf) {
+    let reg = Registry::start(&d.ns);
+    let layout = Layout::new();
+    let built = layout.add_image(&oci::test_image(), "v1");
+    reg.push(layout.path(), "v1", "test:v1");
+    let hex = built.layers[n].digest.trim_start_matches("sha256:").to_string();
+    let data = reg.dir().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]));
+    (reg, layout, data)
 }
 
 fn failed(out: &Output, code: i32, words: &str) {
@@ -171,13 +183,8 @@ fn login_stores_credentials_that_pull_uses() {
 #[test]
 fn a_blob_with_other_bytes_than_its_digest_is_refused() {
     let d = Daemon::start();
-    let reg = Registry::start(&d.ns);
-    let layout = Layout::new();
-    let built = layout.add_image(&oci::test_image(), "v1");
-    reg.push(layout.path(), "v1", "test:v1");
+    let (reg, _layout, data) = served_layer(&d, 2);
     // The registry now serves other bytes under the top layer's digest.
-    let hex = built.layers[2].digest.trim_start_matches("sha256:").to_string();
-    let data = reg.dir().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]));
     let mut bytes = std::fs::read(&data).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
@@ -385,12 +392,7 @@ h.HTTPServer(('127.0.0.1', 5999), H).serve_forever()""#;
     });
     failed(&d.ctl(&["pull", "127.0.0.1:5999/broken:1"]), 125, "answered 500");
 
-    let reg = Registry::start(&d.ns);
-    let layout = Layout::new();
-    let built = layout.add_image(&oci::test_image(), "v1");
-    reg.push(layout.path(), "v1", "test:v1");
-    let hex = built.layers[1].digest.trim_start_matches("sha256:").to_string();
-    let data = reg.dir().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]));
+    let (reg, _layout, data) = served_layer(&d, 1);
     let whole = std::fs::read(&data).unwrap();
     std::fs::write(&data, &whole[..whole.len() / 2]).unwrap();
     failed(&d.ctl(&["pull", &reg.reference("test:v1")]), 125, &format!("cut short after {}", whole.len() / 2));
