@@ -291,10 +291,35 @@ fn save_writes_archives_that_skopeo_reads_as_docker_and_oci() {
         assert_eq!(v["config"]["Cmd"], built.config["Cmd"], "{transport}: {v}");
     }
     drop(layout);
-    let out = d.ctl(&["save", "-o", archive.to_str().unwrap(), "busybox"]);
+    let out = d.ctl(&["save", "-o", archive.to_str().unwrap(), "nosuch"]);
     assert_eq!(out.code, 125, "{out:?}");
-    assert!(out.stderr.contains("no layers to save"), "{out:?}");
+    assert!(out.stderr.contains("No such image"), "{out:?}");
     assert!(archive.exists(), "a failed save leaves the earlier archive alone");
+}
+
+/// Images kept as one rootfs (the built-in busybox, an imported tarball)
+/// are saved as one layer with a config from their record, and load back.
+#[test]
+fn built_in_and_imported_images_save_as_one_layer_and_load_back() {
+    let d = Daemon::start();
+    let archive = d.dir.join("busybox.tar");
+    d.ok(&["save", "-o", archive.to_str().unwrap(), "busybox"]);
+    let v = integration_tests::skopeo_inspect(&format!("docker-archive:{}", archive.display()), &["--config"]);
+    assert_eq!(v["config"]["Cmd"], serde_json::json!(["sh"]), "{v}");
+    assert_eq!(v["rootfs"]["diff_ids"].as_array().map(Vec::len), Some(1), "{v}");
+
+    let tar = d.dir.join("rootfs.tar");
+    let busybox = integration_tests::image_dirs(&d).into_iter().next().expect("busybox image");
+    integration_tests::sh(&format!("tar -C {}/rootfs -cf {} .", busybox.display(), tar.display()));
+    d.ok(&["image", "import", "mine:1", tar.to_str().unwrap()]);
+    let saved = d.dir.join("mine.tar");
+    d.ok(&["save", "-o", saved.to_str().unwrap(), "mine:1"]);
+    d.ok(&["rmi", "mine:1"]);
+    d.ok(&["load", "-q", "-i", saved.to_str().unwrap()]);
+    let out = d.ctl(&["run", "--rm", "--network", "none", "mine:1"]);
+    assert!(out.stderr.contains("no command specified"), "still no Cmd: {out:?}");
+    let out = d.ok(&["run", "--rm", "--network", "none", "mine:1", "sh", "-c", "ls -l /bin/sh | cut -c1; echo ok"]);
+    assert_eq!(out, "l\nok\n", "symlinks stay symlinks");
 }
 
 #[test]

@@ -16,6 +16,11 @@ pub fn nanos_of(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
+/// The time `nanos` Unix nanoseconds name (the epoch for negatives).
+pub fn time_of(nanos: i64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_nanos(u64::try_from(nanos).unwrap_or(0))
+}
+
 /// Writes a file so that readers see the old or the new content, never half.
 /// The file is private to root, like everything the daemon keeps.
 pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {

@@ -2,10 +2,11 @@
 //! container the way docker applies it.
 
 use oci_spec::image::ImageConfiguration;
+use serde_json::json;
 
 use crate::error::{Error, Result};
 use crate::records::container::ContainerSpec;
-use crate::records::image::ImageConfig;
+use crate::records::image::{ImageConfig, ImageRecord};
 use crate::records::port::{PortRequest, Proto};
 
 pub fn from_oci(c: &ImageConfiguration) -> ImageConfig {
@@ -19,6 +20,48 @@ pub fn from_oci(c: &ImageConfiguration) -> ImageConfig {
         exposed_ports: cfg.exposed_ports().clone().unwrap_or_default(),
         labels: cfg.labels().clone().unwrap_or_default().into_iter().collect(),
         stop_signal: cfg.stop_signal().clone().unwrap_or_default(),
+    }
+}
+
+/// An OCI config blob for an image kept as one rootfs directory (saved as
+/// the one layer `diff_id`): what its record knows, in the fields docker
+/// reads. An imported image has no Cmd, so it needs a command there too.
+pub fn to_oci(image: &ImageRecord, diff_id: &str) -> Result<Vec<u8>> {
+    let c = image.config.clone().unwrap_or_default();
+    let mut config = serde_json::Map::new();
+    let mut set = |key: &str, value: serde_json::Value| {
+        if !(value.is_null() || value == json!("") || value == json!([]) || value == json!({})) {
+            config.insert(key.into(), value);
+        }
+    };
+    set("Entrypoint", json!(c.entrypoint));
+    set("Cmd", json!(c.cmd));
+    set("Env", json!(c.env));
+    set("WorkingDir", json!(c.working_dir));
+    set("User", json!(c.user));
+    let ports: serde_json::Map<String, serde_json::Value> =
+        c.exposed_ports.iter().map(|p| (p.clone(), json!({}))).collect();
+    set("ExposedPorts", json!(ports));
+    set("Labels", json!(c.labels));
+    set("StopSignal", json!(c.stop_signal));
+    let created = humantime::format_rfc3339_seconds(crate::util::time_of(image.created_at)).to_string();
+    let blob = json!({
+        "architecture": this_arch(),
+        "os": "linux",
+        "created": created,
+        "config": config,
+        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+        "history": [{ "created": created, "created_by": format!("runtimed: image {}", image.name) }],
+    });
+    serde_json::to_vec(&blob).map_err(Error::internal)
+}
+
+/// This machine's architecture in the OCI's (Go's) words.
+pub fn this_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
     }
 }
 

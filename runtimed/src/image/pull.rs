@@ -323,12 +323,7 @@ impl std::fmt::Display for Platform {
 impl Platform {
     fn parse(s: &str) -> Result<Platform> {
         if s.is_empty() {
-            let arch = match std::env::consts::ARCH {
-                "x86_64" => "amd64",
-                "aarch64" => "arm64",
-                other => other,
-            };
-            return Ok(Platform::new("linux", arch, None));
+            return Ok(Platform::new("linux", super::config::this_arch(), None));
         }
         let parts: Vec<&str> = s.split('/').collect();
         match parts[..] {

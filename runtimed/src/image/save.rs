@@ -1,8 +1,11 @@
 //! `save`: images as one tar that both `docker load` (`manifest.json`) and
 //! OCI tools (`index.json`, `oci-layout`) read, as docker 25 writes it.
-//! Layers go uncompressed, so each blob's digest is its diff id.
+//! Layers go uncompressed, so each blob's digest is its diff id. An image
+//! kept as one rootfs (imported, or the built-in busybox) is saved as one
+//! layer made from that directory, with a config written from its record.
 
-use std::io::{Read, Write};
+use std::collections::HashSet;
+use std::io::Write;
 use std::path::Path;
 
 use serde_json::json;
@@ -17,24 +20,19 @@ const CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 impl ImageStore {
-    /// Writes the images `refs` name to `out` (blocking). Only pulled or
-    /// loaded images can be saved: they have a config and layer blobs.
+    /// Writes the images `refs` name to `out` (blocking).
     pub fn save(&self, refs: &[String], out: impl Write) -> Result<()> {
         let mut tar = tar::Builder::new(out);
-        let (mut written, mut docker, mut oci) = (std::collections::HashSet::new(), Vec::new(), Vec::new());
+        let (mut written, mut docker, mut oci) = (HashSet::new(), Vec::new(), Vec::new());
         for r in refs {
             let image = self.resolve(r)?;
-            let config = self.saveable(&image, r)?;
             let names = match image.names().any(|n| *n == super::normalize(r)) {
                 true => vec![super::normalize(r)],
                 false => image.names().cloned().collect(),
             };
+            let (layers, config) = self.add_layers(&mut tar, &mut written, &image, r)?;
             let cfg_digest = sha(&config);
             add_blob(&mut tar, &mut written, &cfg_digest, &config)?;
-            let mut layers = Vec::new();
-            for blob in &image.blobs {
-                layers.push(self.add_layer(&mut tar, &mut written, &blob.digest)?);
-            }
             let manifest = serde_json::to_vec(&json!({
                 "schemaVersion": 2,
                 "mediaType": MANIFEST,
@@ -69,52 +67,101 @@ impl ImageStore {
         tar.into_inner().and_then(|mut w| w.flush()).ctx(|| "write the archive".into())
     }
 
-    /// The image's config blob, if it can be saved.
-    fn saveable(&self, image: &ImageRecord, r: &str) -> Result<Vec<u8>> {
-        if image.blobs.is_empty() || image.blobs.len() != image.layers.len() {
-            return Err(Error::FailedPrecondition(format!(
-                "image {r} was imported or built here and has no layers to save; pull or load images to save them"
-            )));
-        }
-        let path = self.layers.blob(&format!("sha256:{}", image.id))?;
-        std::fs::read(&path).ctx(|| format!("read the config of {r}"))
-    }
-
-    /// Adds a layer uncompressed (spooled to learn its size); returns its
-    /// digest (the diff id) and size.
-    fn add_layer(
+    /// Writes the image's layers; returns each one's digest and size, and
+    /// the image's config blob.
+    fn add_layers(
         &self,
         tar: &mut tar::Builder<impl Write>,
-        written: &mut std::collections::HashSet<String>,
-        digest: &str,
-    ) -> Result<(String, u64)> {
-        let blob = self.layers.blob(digest)?;
-        let mut data = super::open_blob(&blob)?;
-        let spool = crate::util::TempFile(self.layers.blob_tmp());
-        let mut out = std::fs::File::create(&spool.0).ctx(|| format!("create {}", spool.0.display()))?;
-        let mut hash = Sha256::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut size = 0u64;
-        loop {
-            let n = data.read(&mut buf).ctx(|| format!("read layer {digest}"))?;
-            if n == 0 {
-                break;
-            }
-            hash.update(&buf[..n]);
-            out.write_all(&buf[..n]).ctx(|| format!("write {}", spool.0.display()))?;
-            size += n as u64;
+        written: &mut HashSet<String>,
+        image: &ImageRecord,
+        r: &str,
+    ) -> Result<(Vec<Written>, Vec<u8>)> {
+        if image.layers.is_empty() {
+            let rootfs = self.rootfs(image);
+            let layer = self.spool(|out| {
+                let mut b = tar::Builder::new(out);
+                b.follow_symlinks(false);
+                b.append_dir_all("", &rootfs)?;
+                b.finish()
+            })?;
+            let config = super::config::to_oci(image, &layer.diff_id)?;
+            return Ok((vec![append_layer(tar, written, layer)?], config));
         }
-        let diff_id = format!("sha256:{}", hex::encode(hash.finalize()));
-        if written.insert(diff_id.clone()) {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(size);
-            header.set_mode(0o644);
-            header.set_entry_type(tar::EntryType::Regular);
-            let file = std::fs::File::open(&spool.0).ctx(|| format!("open {}", spool.0.display()))?;
-            tar.append_data(&mut header, blob_path(&diff_id)?, file).ctx(|| "write the archive".into())?;
+        if image.blobs.len() != image.layers.len() {
+            return Err(Error::FailedPrecondition(format!(
+                "image {r} is missing layer blobs; pull it again to save it"
+            )));
         }
-        Ok((diff_id, size))
+        let mut layers = Vec::new();
+        for blob in &image.blobs {
+            let path = self.layers.blob(&blob.digest)?;
+            let mut data = super::open_blob(&path)?;
+            let layer = self.spool(|out| std::io::copy(&mut data, out).map(drop))?;
+            layers.push(append_layer(tar, written, layer)?);
+        }
+        let path = self.layers.blob(&format!("sha256:{}", image.id))?;
+        let config = std::fs::read(&path).ctx(|| format!("read the config of {r}"))?;
+        Ok((layers, config))
     }
+
+    /// Writes a layer tar with `fill` to a temporary file, hashing it on the
+    /// way: the archive needs its size and digest before its bytes.
+    fn spool(&self, fill: impl FnOnce(&mut Hashing) -> std::io::Result<()>) -> Result<Spooled> {
+        let file = crate::util::TempFile(self.layers.blob_tmp());
+        let out = std::fs::File::create(&file.0).ctx(|| format!("create {}", file.0.display()))?;
+        let mut hashing = Hashing { out: std::io::BufWriter::new(out), hash: Sha256::new(), size: 0 };
+        fill(&mut hashing).and_then(|()| hashing.out.flush()).ctx(|| format!("write {}", file.0.display()))?;
+        let diff_id = format!("sha256:{}", hex::encode(hashing.hash.finalize()));
+        Ok(Spooled { file, diff_id, size: hashing.size })
+    }
+}
+
+/// A layer as the archive holds it: its digest (the diff id) and size.
+type Written = (String, u64);
+
+/// A layer tar in a temporary file, with its digest and size.
+struct Spooled {
+    file: crate::util::TempFile,
+    diff_id: String,
+    size: u64,
+}
+
+/// A writer that hashes and counts what it passes on.
+struct Hashing {
+    out: std::io::BufWriter<std::fs::File>,
+    hash: Sha256,
+    size: u64,
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Adds a spooled layer to the archive, once per digest; returns its
+/// digest (the diff id) and size.
+fn append_layer(
+    tar: &mut tar::Builder<impl Write>,
+    written: &mut HashSet<String>,
+    layer: Spooled,
+) -> Result<Written> {
+    if written.insert(layer.diff_id.clone()) {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(layer.size);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        let file = std::fs::File::open(&layer.file.0).ctx(|| format!("open {}", layer.file.0.display()))?;
+        tar.append_data(&mut header, blob_path(&layer.diff_id)?, file).ctx(|| "write the archive".into())?;
+    }
+    Ok((layer.diff_id, layer.size))
 }
 
 fn sha(data: &[u8]) -> String {
@@ -142,7 +189,7 @@ fn full_tag(name: &str) -> String {
 
 fn add_blob(
     tar: &mut tar::Builder<impl Write>,
-    written: &mut std::collections::HashSet<String>,
+    written: &mut HashSet<String>,
     digest: &str,
     data: &[u8],
 ) -> Result<()> {
