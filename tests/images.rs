@@ -448,3 +448,24 @@ fn only_named_insecure_registries_are_reached_over_plain_http() {
     d.ok(&["pull", "-q", &image]);
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", &image]), "hello from /srv\n");
 }
+
+/// An OCI layout whose index.json names a multi-platform index (as
+/// `docker buildx` and skopeo write them) loads the image for this machine;
+/// an index with no image for it is refused in one line.
+#[test]
+fn a_multi_platform_oci_archive_loads_the_image_for_this_machine() {
+    let d = Daemon::start();
+    let layout = Layout::new();
+    layout.add_index(&oci::test_index(), "multi");
+    let tar = d.dir.join("multi.tar");
+    integration_tests::sh(&format!("tar -C {} -cf {} .", layout.path().display(), tar.display()));
+    let out = d.ok(&["load", "-i", tar.to_str().unwrap()]);
+    let id = out.trim().strip_prefix("Loaded image ID: ").expect(&out).to_string();
+    let platform = d.ok(&["run", "--rm", "--network", "none", "--entrypoint", "cat", &id, "/etc/platform"]);
+    assert_eq!(platform.trim(), "linux/amd64");
+
+    let other = Layout::new();
+    other.add_index(&[oci::test_image_for("s390x")], "far");
+    integration_tests::sh(&format!("tar -C {} -cf {} .", other.path().display(), tar.display()));
+    failed(&d.ctl(&["load", "-i", tar.to_str().unwrap()]), 125, "no manifest for platform linux/amd64");
+}

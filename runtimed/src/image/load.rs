@@ -139,7 +139,9 @@ fn unpack_archive(archive: &Path, dir: &Path) -> Result<()> {
 /// The images the archive lists: docker's manifest.json, else the OCI
 /// index.json.
 fn read_index(dir: &Path) -> Result<Vec<Found>> {
-    if let Ok(data) = std::fs::read(inside(dir, Path::new("manifest.json"))?) {
+    let docker = Path::new("manifest.json");
+    if std::fs::symlink_metadata(dir.join(docker)).is_ok() {
+        let data = std::fs::read(inside(dir, docker)?).ctx(|| "read manifest.json".into())?;
         let entries: Vec<DockerEntry> =
             serde_json::from_slice(&data).map_err(|e| bad(format!("manifest.json: {e}")))?;
         return Ok(entries
@@ -157,10 +159,7 @@ fn read_index(dir: &Path) -> Result<Vec<Found>> {
         serde_json::from_slice(&data).map_err(|e| bad(format!("index.json: {e}")))?;
     let mut found = Vec::new();
     for desc in index.manifests() {
-        let path = blob_path(desc.digest().as_ref())?;
-        let data = std::fs::read(inside(dir, &path)?).ctx(|| format!("read manifest {}", desc.digest()))?;
-        let manifest: oci_spec::image::ImageManifest = serde_json::from_slice(&data)
-            .map_err(|e| bad(format!("manifest {}: {e} (nested indexes are not loaded)", desc.digest())))?;
+        let manifest = manifest_for_here(dir, desc.digest().as_ref(), 0)?;
         let annotations = desc.annotations().clone().unwrap_or_default();
         let name = annotations.get("io.containerd.image.name").cloned();
         found.push(Found {
@@ -170,6 +169,34 @@ fn read_index(dir: &Path) -> Result<Vec<Found>> {
         });
     }
     Ok(found)
+}
+
+/// How deep indexes may nest: a multi-platform image is an index inside
+/// index.json; a loop of indexes must end.
+const MAX_NESTING: usize = 3;
+
+/// The image manifest `digest` names, or, if it names an index (a
+/// multi-platform image), the manifest in it for this machine, as docker
+/// loads only the platform it runs.
+fn manifest_for_here(dir: &Path, digest: &str, depth: usize) -> Result<oci_spec::image::ImageManifest> {
+    let data = std::fs::read(inside(dir, &blob_path(digest)?)?).ctx(|| format!("read manifest {digest}"))?;
+    let value: serde_json::Value = serde_json::from_slice(&data).map_err(|e| bad(format!("manifest {digest}: {e}")))?;
+    if value.get("manifests").is_none() {
+        return serde_json::from_value(value).map_err(|e| bad(format!("manifest {digest}: {e}")));
+    }
+    if depth >= MAX_NESTING {
+        return Err(bad(format!("index {digest} nests deeper than {MAX_NESTING} levels")));
+    }
+    let index: oci_spec::image::ImageIndex =
+        serde_json::from_value(value).map_err(|e| bad(format!("index {digest}: {e}")))?;
+    let arch = config::this_arch();
+    let here = index.manifests().iter().find(|m| {
+        m.platform().as_ref().is_some_and(|p| p.os().to_string() == "linux" && p.architecture().to_string() == arch)
+    });
+    match here {
+        Some(m) => manifest_for_here(dir, m.digest().as_ref(), depth + 1),
+        None => Err(Error::NotFound(format!("no manifest for platform linux/{arch} in index {digest}"))),
+    }
 }
 
 fn blob_path(digest: &str) -> Result<PathBuf> {

@@ -171,8 +171,13 @@ impl ImageStore {
     }
 
     /// Finds an image by any of its names (`busybox`, `busybox:latest`,
-    /// `docker.io/library/busybox`) or an id prefix.
+    /// `docker.io/library/busybox`) or an id prefix (`sha256:` optional).
     pub fn resolve(&self, reference: &str) -> Result<ImageRecord> {
+        // `sha256:ID`, as `load` and `images --digests` print ids.
+        let reference = match reference.strip_prefix("sha256:") {
+            Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => hex,
+            _ => reference,
+        };
         let exact = |r: &str| -> Result<Option<ImageRecord>> {
             let name = normalize(r);
             let images = self.store.images.list()?;

@@ -148,11 +148,7 @@ impl Write for Hashing {
 
 /// Adds a spooled layer to the archive, once per digest; returns its
 /// digest (the diff id) and size.
-fn append_layer(
-    tar: &mut tar::Builder<impl Write>,
-    written: &mut HashSet<String>,
-    layer: Spooled,
-) -> Result<Written> {
+fn append_layer(tar: &mut tar::Builder<impl Write>, written: &mut HashSet<String>, layer: Spooled) -> Result<Written> {
     if written.insert(layer.diff_id.clone()) {
         let mut header = tar::Header::new_gnu();
         header.set_size(layer.size);
