@@ -469,3 +469,28 @@ fn a_multi_platform_oci_archive_loads_the_image_for_this_machine() {
     integration_tests::sh(&format!("tar -C {} -cf {} .", other.path().display(), tar.display()));
     failed(&d.ctl(&["load", "-i", tar.to_str().unwrap()]), 125, "no manifest for platform linux/amd64");
 }
+
+/// A small blob that expands without end (128 MiB of zeros, gzipped to
+/// about 128 KiB) on a 48 MiB image store: unpacking stops while a reserve
+/// is still free, the error says why, nothing of the layer stays, and the
+/// daemon goes on working.
+#[test]
+fn a_decompression_bomb_stops_before_the_disk_is_full() {
+    let mut d = Daemon::start();
+    d.restart_on_small_disk(48);
+    let reg = Registry::start(&d.ns);
+    let layout = Layout::new();
+    let bomb = oci::ImageSpec {
+        layers: vec![oci::base_layer(), vec![oci::Entry::file("bomb", vec![0u8; 128 << 20])]],
+        config: serde_json::json!({ "Cmd": ["true"] }),
+        architecture: "amd64".into(),
+        os: "linux".into(),
+    };
+    layout.add_image(&bomb, "bomb");
+    reg.push(layout.path(), "bomb", "bomb:1");
+    failed(&d.ctl(&["pull", &reg.reference("bomb:1")]), 125, "expands past the room on the image store's disk");
+    let free = d.ns.exec(&format!("df --output=avail -B1M {} | tail -1", d.root().display()));
+    assert!(free.trim().parse::<u64>().unwrap() > 30, "the partial layer is gone: {free} MiB free");
+    assert!(!d.ok(&["images"]).contains("bomb"));
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", "busybox", "echo", "still fine"]), "still fine\n");
+}

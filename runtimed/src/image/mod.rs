@@ -8,6 +8,7 @@ mod layers;
 mod load;
 pub mod pull;
 pub mod reference;
+mod room;
 mod save;
 mod unpack;
 

@@ -11,6 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::room::Room;
 use crate::error::{Error, IoContext, Result};
 
 const WHITEOUT: &str = ".wh.";
@@ -19,8 +20,19 @@ const OPAQUE: &str = ".wh..wh..opq";
 /// Unpacks the (uncompressed) layer tar `data` into `dest`; returns the
 /// sha256 of the tar (its diff id, `sha256:...`) for the caller to check.
 pub fn layer(data: impl Read, dest: &Path) -> Result<String> {
-    let mut hashing = HashingReader { inner: data, hash: Sha256::new() };
-    let mut archive = tar::Archive::new(&mut hashing);
+    let mut hashing = HashingReader { inner: data, hash: Sha256::new(), read: 0, room: Room::new(dest) };
+    let unpacked = entries(&mut hashing, dest);
+    if let Some(e) = hashing.room.exceeded() {
+        return Err(e);
+    }
+    unpacked?;
+    // Whatever follows the archive's end is part of the blob, and the hash.
+    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(bad)?;
+    Ok(format!("sha256:{}", hex::encode(hashing.hash.finalize())))
+}
+
+fn entries(data: impl Read, dest: &Path) -> Result<()> {
+    let mut archive = tar::Archive::new(data);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
     archive.set_preserve_mtime(true);
@@ -45,9 +57,7 @@ pub fn layer(data: impl Read, dest: &Path) -> Result<String> {
             }
         }
     }
-    // Whatever follows the archive's end is part of the blob, and the hash.
-    std::io::copy(&mut hashing, &mut std::io::sink()).map_err(bad)?;
-    Ok(format!("sha256:{}", hex::encode(hashing.hash.finalize())))
+    Ok(())
 }
 
 fn bad(e: impl std::fmt::Display) -> Error {
@@ -122,15 +132,20 @@ fn xattr_set(path: &Path, name: &str, value: &[u8]) -> Result<()> {
 }
 
 /// Hashes everything read through it.
+/// Hashes the layer as it is read, and stops it when the disk runs short.
 struct HashingReader<R> {
     inner: R,
     hash: Sha256,
+    read: u64,
+    room: Room,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.room.check(self.read)?;
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
+        self.read += n as u64;
         Ok(n)
     }
 }
