@@ -471,9 +471,9 @@ fn a_multi_platform_oci_archive_loads_the_image_for_this_machine() {
 }
 
 /// A small blob that expands without end (128 MiB of zeros, gzipped to
-/// about 128 KiB) on a 48 MiB image store: unpacking stops while a reserve
-/// is still free, the error says why, nothing of the layer stays, and the
-/// daemon goes on working.
+/// about 128 KiB), pulled or imported onto a 48 MiB image store:
+/// unpacking stops while a reserve is still free, the error says why,
+/// nothing of it stays, and the daemon goes on working.
 #[test]
 fn a_decompression_bomb_stops_before_the_disk_is_full() {
     let mut d = Daemon::start();
@@ -491,6 +491,16 @@ fn a_decompression_bomb_stops_before_the_disk_is_full() {
     failed(&d.ctl(&["pull", &reg.reference("bomb:1")]), 125, "expands past the room on the image store's disk");
     let free = d.ns.exec(&format!("df --output=avail -B1M {} | tail -1", d.root().display()));
     assert!(free.trim().parse::<u64>().unwrap() > 30, "the partial layer is gone: {free} MiB free");
+    // The same as a tarball to import.
+    let gz = d.dir.join("bomb.tar.gz");
+    integration_tests::sh(&format!(
+        "cd {0} && head -c 128M /dev/zero > zeros && tar -c zeros | gzip > {1} && rm zeros",
+        d.dir.display(),
+        gz.display()
+    ));
+    failed(&d.ctl(&["image", "import", "bomb2", gz.to_str().unwrap()]), 125, "expands past the room");
+    let free = d.ns.exec(&format!("df --output=avail -B1M {} | tail -1", d.root().display()));
+    assert!(free.trim().parse::<u64>().unwrap() > 30, "the partial import is gone: {free} MiB free");
     assert!(!d.ok(&["images"]).contains("bomb"));
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", "busybox", "echo", "still fine"]), "still fine\n");
 }

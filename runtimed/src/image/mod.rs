@@ -386,12 +386,17 @@ fn remove_partial(dir: &Path, store: &Store) -> Result<()> {
 
 fn unpack(tarball: &Path, dest: &Path) -> Result<()> {
     let file = std::fs::File::open(tarball).ctx(|| format!("open {}", tarball.display()))?;
-    let mut archive = tar::Archive::new(decompressed(file).ctx(|| format!("read {}", tarball.display()))?);
+    let data = room::Guarded::new(decompressed(file).ctx(|| format!("read {}", tarball.display()))?, dest);
+    let mut archive = tar::Archive::new(data);
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
     archive.set_unpack_xattrs(false);
     archive.set_overwrite(true);
-    archive.unpack(dest).map_err(|e| Error::InvalidArgument(format!("not a valid rootfs tarball: {e}")))?;
+    let unpacked = archive.unpack(dest);
+    if let Some(e) = archive.into_inner().room.exceeded() {
+        return Err(e);
+    }
+    unpacked.map_err(|e| Error::InvalidArgument(format!("not a valid rootfs tarball: {e}")))?;
     if std::fs::read_dir(dest).map(|mut d| d.next().is_none()).unwrap_or(true) {
         return Err(Error::InvalidArgument("the tarball is empty".into()));
     }

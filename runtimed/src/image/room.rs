@@ -60,6 +60,29 @@ impl Room {
     }
 }
 
+/// A reader of a layer (or a tarball) being unpacked into `room`: it stops
+/// once the disk runs short.
+pub struct Guarded<R> {
+    inner: R,
+    read: u64,
+    pub room: Room,
+}
+
+impl<R> Guarded<R> {
+    pub fn new(inner: R, dest: &Path) -> Guarded<R> {
+        Guarded { inner, read: 0, room: Room::new(dest) }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.room.check(self.read)?;
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
 /// Total and available bytes of the filesystem holding `dir`.
 fn space(dir: &Path) -> Option<(u64, u64)> {
     let s = nix::sys::statvfs::statvfs(dir).ok()?;

@@ -11,7 +11,7 @@ use std::path::{Component, Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::room::Room;
+use super::room::Guarded;
 use crate::error::{Error, IoContext, Result};
 
 const WHITEOUT: &str = ".wh.";
@@ -20,9 +20,9 @@ const OPAQUE: &str = ".wh..wh..opq";
 /// Unpacks the (uncompressed) layer tar `data` into `dest`; returns the
 /// sha256 of the tar (its diff id, `sha256:...`) for the caller to check.
 pub fn layer(data: impl Read, dest: &Path) -> Result<String> {
-    let mut hashing = HashingReader { inner: data, hash: Sha256::new(), read: 0, room: Room::new(dest) };
+    let mut hashing = HashingReader { inner: Guarded::new(data, dest), hash: Sha256::new() };
     let unpacked = entries(&mut hashing, dest);
-    if let Some(e) = hashing.room.exceeded() {
+    if let Some(e) = hashing.inner.room.exceeded() {
         return Err(e);
     }
     unpacked?;
@@ -132,20 +132,15 @@ fn xattr_set(path: &Path, name: &str, value: &[u8]) -> Result<()> {
 }
 
 /// Hashes everything read through it.
-/// Hashes the layer as it is read, and stops it when the disk runs short.
 struct HashingReader<R> {
     inner: R,
     hash: Sha256,
-    read: u64,
-    room: Room,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.room.check(self.read)?;
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
-        self.read += n as u64;
         Ok(n)
     }
 }
