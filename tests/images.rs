@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use integration_tests::http::get_from;
 use integration_tests::oci::{self, Layout};
-use integration_tests::{nginx, Bg, Daemon, Output, Registry, World, HOST_IP};
+use integration_tests::{nginx, Bg, CuttingProxy, Daemon, Output, Registry, World, HOST_IP};
 
 /// Pushes the test image (as `test:v1`), its multi-arch index (`multi:v1`)
 /// and the image sharing its base layer (`second:v1`).
@@ -503,4 +503,25 @@ fn a_decompression_bomb_stops_before_the_disk_is_full() {
     assert!(free.trim().parse::<u64>().unwrap() > 30, "the partial import is gone: {free} MiB free");
     assert!(!d.ok(&["images"]).contains("bomb"));
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", "busybox", "echo", "still fine"]), "still fine\n");
+}
+
+/// Every blob's first download breaks half-way (a proxy closes the
+/// connection): the pull resumes each from where it stopped with a range
+/// request, checks the digest over the whole file, and the image runs.
+#[test]
+fn a_download_cut_off_half_way_resumes_where_it_stopped() {
+    let d = Daemon::start();
+    let reg = Registry::start(&d.ns);
+    let _layout = push_test_images(&reg);
+    let proxy = CuttingProxy::start(&d.ns, &reg, 5990);
+    let image = "127.0.0.1:5990/test:v1";
+    d.ok(&["pull", "-q", image]);
+    let log = proxy.log();
+    let cuts = log.lines().filter(|l| l.starts_with("cut ")).count();
+    let resumed = log.lines().filter(|l| l.starts_with("range bytes=") && !l.starts_with("range bytes=0-")).count();
+    // The config and the three layers are cut; the layers resume (the
+    // config, a few hundred bytes, is fetched again).
+    assert_eq!((cuts, resumed), (4, 3), "every cut layer resumed by a range request:\n{log}");
+    assert!(d.log().contains("resuming"), "{}", d.log());
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", image]), "hello from /srv\n");
 }

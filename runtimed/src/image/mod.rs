@@ -4,6 +4,7 @@
 //! rootfs under `--root/images/<id>`.
 
 pub mod config;
+mod download;
 mod layers;
 mod load;
 pub mod pull;

@@ -13,7 +13,6 @@ use oci_client::manifest::{ImageIndexEntry, OciDescriptor};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use oci_spec::image::ImageConfiguration;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::layers::{hex_of, LayerStore};
@@ -53,12 +52,15 @@ impl ImageStore {
             Some((user, pass)) => RegistryAuth::Basic(user.clone(), pass.clone()),
             None => RegistryAuth::Anonymous,
         };
-        let (manifest, digest, config_json) = client.pull_manifest_and_config(&r, &auth).await.map_err(|e| {
-            match unmatched.load(std::sync::atomic::Ordering::SeqCst) {
-                true => Error::NotFound(format!("{}: no manifest for platform {wanted} in the image index", r.whole())),
-                false => registry_error(&r, e),
-            }
-        })?;
+        let (manifest, digest, config_json) =
+            manifest_and_config(&client, &r, &auth).await.map_err(|e| {
+                match unmatched.load(std::sync::atomic::Ordering::SeqCst) {
+                    true => {
+                        Error::NotFound(format!("{}: no manifest for platform {wanted} in the image index", r.whole()))
+                    }
+                    false => registry_error(&r, e),
+                }
+            })?;
         let image_config: ImageConfiguration = serde_json::from_str(&config_json)
             .map_err(|e| Error::InvalidArgument(format!("{}: invalid image config: {e}", r.whole())))?;
         let diff_ids = image_config.rootfs().diff_ids().clone();
@@ -194,32 +196,10 @@ impl Fetch {
         // layer of the pull failed.
         let tmp = TempFile(self.layers.blob_tmp());
         let tmp = &tmp.0;
-        let result = async {
-            let file = tokio::fs::File::create(&tmp).await.ctx(|| format!("create {}", tmp.display()))?;
-            let mut out = tokio::io::BufWriter::new(file);
-            let mut stream = self.client.pull_blob_stream(&self.reference, desc).await.map_err(|e| self.error(e))?;
-            let (mut got, size) = (0u64, u64::try_from(desc.size).unwrap_or(0));
-            while let Some(chunk) = stream.next().await {
-                // The stream checks the digest at its end: a registry sending
-                // other bytes (or a download cut short) fails here.
-                let chunk = chunk.map_err(|e| download_error(desc, got, e))?;
-                got += chunk.len() as u64;
-                if got > size {
-                    // Never written: a hostile registry could fill the disk.
-                    return Err(Error::InvalidArgument(format!(
-                        "download {}: the registry sent more than the {size} bytes its manifest gives",
-                        desc.digest
-                    )));
-                }
-                out.write_all(&chunk).await.ctx(|| format!("write {}", tmp.display()))?;
-                let _ = say("Downloading", got).await;
-            }
-            out.flush().await.ctx(|| format!("write {}", tmp.display()))?;
-            crate::failpoint::hit("pull:downloaded");
-            tokio::fs::rename(&tmp, path).await.ctx(|| format!("move blob {} into place", desc.digest))
-        }
-        .await;
-        result
+        let progress = |got| say("Downloading", got);
+        super::download::blob(&self.client, &self.reference, desc, tmp, |e| self.error(e), progress).await?;
+        crate::failpoint::hit("pull:downloaded");
+        tokio::fs::rename(&tmp, path).await.ctx(|| format!("move blob {} into place", desc.digest))
     }
 
     fn error(&self, e: OciDistributionError) -> Error {
@@ -227,13 +207,22 @@ impl Fetch {
     }
 }
 
-/// A download that failed after `got` bytes: cut short, or other bytes.
-fn download_error(desc: &OciDescriptor, got: u64, e: impl std::fmt::Display) -> Error {
-    match u64::try_from(desc.size) {
-        Ok(size) if got < size => {
-            Error::Unavailable(format!("download {}: cut short after {got} of {size} bytes ({e})", desc.digest))
+/// The manifest and config, fetched again if a transfer broke half-way
+/// (they are small, so they start over).
+async fn manifest_and_config(
+    client: &Client,
+    r: &Reference,
+    auth: &RegistryAuth,
+) -> std::result::Result<(oci_client::manifest::OciImageManifest, String, String), OciDistributionError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match client.pull_manifest_and_config(r, auth).await {
+            Err(OciDistributionError::RequestError(e)) if tries < 3 && (e.is_body() || e.is_decode()) => {
+                tracing::warn!(image = %r.whole(), "fetching the manifest broke ({e}); trying again");
+            }
+            other => return other,
         }
-        _ => Error::Unavailable(format!("download {}: {e}", desc.digest)),
     }
 }
 
