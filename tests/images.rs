@@ -44,6 +44,11 @@ fn served_layer(d: &Daemon, n: usize) -> (Registry, Layout, PathBuf) {
     (reg, layout, data)
 }
 
+/// `runtimectl` keeping its credentials in its own docker config dir.
+fn ctl_with_config<'a>(d: &'a Daemon, config: &'a Path) -> impl Fn(&[&str]) -> Output + 'a {
+    move |args| d.ctl_cmd(args).env("DOCKER_CONFIG", config).output().expect("runtimectl").into()
+}
+
 fn failed(out: &Output, code: i32, words: &str) {
     assert_eq!(out.code, code, "{out:?}");
     assert!(out.stderr.contains(words), "expected \"{words}\" in: {out:?}");
@@ -162,9 +167,7 @@ fn login_stores_credentials_that_pull_uses() {
     let pushed = reg.try_push(layout.path(), "v1", "test:v1", Some("alice:s3cret"));
     assert_eq!(pushed.code, 0, "{pushed:?}");
     let config = d.dir.join("docker-config");
-    let ctl = |args: &[&str]| -> Output {
-        d.ctl_cmd(args).env("DOCKER_CONFIG", &config).output().expect("runtimectl").into()
-    };
+    let ctl = ctl_with_config(&d, &config);
     let image = reg.reference("test:v1");
     failed(&ctl(&["pull", &image]), 125, "unauthorized");
     failed(&ctl(&["login", "-u", "alice", "-p", "wrong", &reg.addr()]), 125, "incorrect username or password");
@@ -524,4 +527,24 @@ fn a_download_cut_off_half_way_resumes_where_it_stopped() {
     assert_eq!((cuts, resumed), (4, 3), "every cut layer resumed by a range request:\n{log}");
     assert!(d.log().contains("resuming"), "{}", d.log());
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", image]), "hello from /srv\n");
+}
+
+/// A registry that speaks the bearer-token protocol (as Docker Hub does):
+/// anonymous pulls are refused, logged-in ones get a token for the scope
+/// they ask and pull.
+#[test]
+fn bearer_token_registries_pull_with_the_stored_login() {
+    let d = Daemon::start();
+    let reg = Registry::with_tokens(&d.ns, "bob", "t0ken-pass");
+    let _layout = push_test_images(&reg);
+    let config = d.dir.join("docker-config");
+    let ctl = ctl_with_config(&d, &config);
+    let image = reg.reference("test:v1");
+    failed(&ctl(&["pull", &image]), 125, "pull access denied");
+    failed(&ctl(&["login", "-u", "bob", "-p", "wrong", &reg.addr()]), 125, "incorrect username or password");
+    assert_eq!(ctl(&["login", "-u", "bob", "-p", "t0ken-pass", &reg.addr()]).code, 0);
+    let out = ctl(&["pull", "-q", &image]);
+    assert_eq!(out.code, 0, "{out:?}\n{}", reg.token_log());
+    assert!(reg.token_log().contains("token for bob ['repository:test:pull']"), "{}", reg.token_log());
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &image]), "hello from /srv\n");
 }

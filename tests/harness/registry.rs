@@ -23,26 +23,44 @@ pub struct Registry {
     port: u16,
     creds: Option<(String, String)>,
     child: Option<Child>,
+    /// The token server of a registry with token auth.
+    tokens: Option<Child>,
+}
+
+/// How a registry checks its clients.
+enum Auth {
+    Open,
+    /// HTTP basic auth against an htpasswd file.
+    Basic,
+    /// Bearer tokens from a token server of the test's own.
+    Token,
 }
 
 impl Registry {
     /// A registry anyone may push to and pull from.
     pub fn start(ns: &Netns) -> Registry {
-        Registry::launch(ns, None)
+        Registry::launch(ns, None, Auth::Open)
     }
 
     /// A registry requiring HTTP basic auth as `user`/`password`
     /// (an htpasswd file with a bcrypt hash).
     pub fn with_auth(ns: &Netns, user: &str, password: &str) -> Registry {
-        Registry::launch(ns, Some((user.into(), password.into())))
+        Registry::launch(ns, Some((user.into(), password.into())), Auth::Basic)
     }
 
-    fn launch(ns: &Netns, creds: Option<(String, String)>) -> Registry {
+    /// A registry requiring bearer tokens, which a token server
+    /// (tests/harness/token_server.py) gives `user`/`password` only: the
+    /// token protocol Docker Hub speaks.
+    pub fn with_tokens(ns: &Netns, user: &str, password: &str) -> Registry {
+        Registry::launch(ns, Some((user.into(), password.into())), Auth::Token)
+    }
+
+    fn launch(ns: &Netns, creds: Option<(String, String)>, auth: Auth) -> Registry {
         let netns = ns.path();
         let port = (REGISTRY_PORT..REGISTRY_PORT + 100).find(|p| port_free(&netns, *p)).expect("a free port");
         let dir = PathBuf::from(format!("/tmp/{}", unique("reg")));
         // From here on, Drop removes the directory whatever fails.
-        let mut reg = Registry { netns, dir, port, creds, child: None };
+        let mut reg = Registry { netns, dir, port, creds, child: None, tokens: None };
         std::fs::create_dir_all(reg.dir.join("tmp")).expect("registry dir");
         let mut config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}\n",
@@ -51,7 +69,10 @@ impl Registry {
             // non-loopback one (`--insecure-registry`).
             format_args!("0.0.0.0:{}", reg.port)
         );
-        if let Some((user, password)) = &reg.creds {
+        if let (Auth::Token, Some((user, password))) = (&auth, reg.creds.clone()) {
+            config += &reg.start_token_server(&user, &password);
+        }
+        if let (Auth::Basic, Some((user, password))) = (&auth, &reg.creds) {
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, password])
                 .output()
@@ -77,6 +98,45 @@ impl Registry {
         reg.child = Some(child);
         reg.wait_ready();
         reg
+    }
+
+    /// Starts the token server (its key and certificate made here) on the
+    /// port after the registry's; returns the registry's auth config.
+    fn start_token_server(&mut self, user: &str, password: &str) -> String {
+        let (key, cert) = (self.dir.join("token.key"), self.dir.join("token.crt"));
+        crate::sh(&format!(
+            "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=test-token-issuer -keyout {} -out {} 2>/dev/null",
+            key.display(),
+            cert.display()
+        ));
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("harness/token_server.py");
+        let port = self.port + 1000;
+        let log = std::fs::File::create(self.dir.join("tokens.log")).expect("token server log");
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", self.netns))
+            .arg("python3")
+            .arg(script)
+            .args([key.as_os_str(), cert.as_os_str()])
+            .args([user, password, &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn the token server");
+        self.tokens = Some(child);
+        crate::wait_for("the token server to listen", Duration::from_secs(10), || {
+            (!port_free(&self.netns, port)).then_some(())
+        });
+        format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{port}/token\n    service: test-registry\n    \
+             issuer: test-token-issuer\n    rootcertbundle: {}\n",
+            cert.display()
+        )
+    }
+
+    /// What the token server was asked, a line per request.
+    pub fn token_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("tokens.log")).unwrap_or_default()
     }
 
     /// Waits until GET /v2/ answers (200 open, 401 with auth).
@@ -215,7 +275,7 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        for mut child in [self.child.take(), self.tokens.take()].into_iter().flatten() {
             let _ = child.kill();
             let _ = child.wait();
         }
