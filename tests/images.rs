@@ -548,3 +548,37 @@ fn bearer_token_registries_pull_with_the_stored_login() {
     assert!(reg.token_log().contains("token for bob ['repository:test:pull']"), "{}", reg.token_log());
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", &image]), "hello from /srv\n");
 }
+
+/// Layers that try to write outside their directory, pulled from the
+/// registry: through `..`, an absolute path, and a symlink the layer made.
+/// Each pull fails in one line, nothing lands on the host, no layer stays.
+#[test]
+fn hostile_layers_cannot_write_outside_their_directory() {
+    let d = Daemon::start();
+    let reg = Registry::start(&d.ns);
+    let layout = Layout::new();
+    let mark = format!("escaped-{}", std::process::id());
+    let raw = |path: &str| oci::Entry::Raw { path: path.into(), data: b"owned\n".to_vec() };
+    let hostile: Vec<(&str, Vec<oci::Entry>)> = vec![
+        ("dotdot", vec![raw(&format!("../../../../../../tmp/{mark}-dotdot"))]),
+        ("absolute", vec![raw(&format!("/tmp/{mark}-absolute"))]),
+        (
+            "symlink",
+            vec![oci::Entry::symlink("out", "/tmp"), oci::Entry::file(&format!("out/{mark}-symlink"), "owned\n")],
+        ),
+    ];
+    for (tag, layer) in hostile {
+        let spec = oci::ImageSpec { layers: vec![oci::base_layer(), layer], ..oci::shared_base_image() };
+        layout.add_image(&spec, tag);
+        reg.push(layout.path(), tag, &format!("evil:{tag}"));
+        failed(&d.ctl(&["pull", &reg.reference(&format!("evil:{tag}"))]), 125, "leaves the layer");
+        let escaped: Vec<_> = std::fs::read_dir("/tmp")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&mark))
+            .collect();
+        assert!(escaped.is_empty(), "{tag}: {escaped:?}");
+    }
+    assert!(!d.ok(&["images"]).contains("evil"));
+    assert!(entries(&d, "layers").is_empty(), "{:?}", entries(&d, "layers"));
+}

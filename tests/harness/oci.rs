@@ -46,6 +46,12 @@ pub enum Entry {
     Whiteout(String),
     /// `DIR/.wh..wh..opq`: hides everything the layers below put in `dir`.
     Opaque(String),
+    /// A regular file whose name goes into the header as given, even one
+    /// tar's builder refuses (`../x`, `/etc/x`): what a hostile image holds.
+    Raw {
+        path: String,
+        data: Vec<u8>,
+    },
 }
 
 impl Entry {
@@ -285,6 +291,14 @@ pub fn layer_tar(entries: &[Entry]) -> Vec<u8> {
             Entry::Opaque(dir) => {
                 h.set_mode(0o644);
                 b.append_data(&mut h, format!("{}/.wh..wh..opq", dir.trim_end_matches('/')), std::io::empty())
+            }
+            Entry::Raw { path, data } => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_mode(0o644);
+                h.set_size(data.len() as u64);
+                h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+                h.set_cksum();
+                b.append(&h, data.as_slice())
             }
         };
         r.unwrap_or_else(|e| panic!("tar entry {entry:?}: {e}"));

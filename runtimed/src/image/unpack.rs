@@ -50,7 +50,7 @@ fn entries(data: impl Read, dest: &Path) -> Result<()> {
             }
             _ => {
                 // tar refuses entries (and link targets) that would leave dest.
-                let unpacked = entry.unpack_in(dest).map_err(tar_error)?;
+                let unpacked = entry.unpack_in(dest).map_err(|e| tar_error(&path, e))?;
                 if !unpacked {
                     return Err(bad(format!("entry {} leaves the layer", path.display())));
                 }
@@ -64,8 +64,13 @@ fn bad(e: impl std::fmt::Display) -> Error {
     Error::InvalidArgument(format!("invalid image layer: {e}"))
 }
 
-/// A tar error with its cause (tar's own message names only the path).
-fn tar_error(e: std::io::Error) -> Error {
+/// A tar error with its cause (tar's own message names only the path),
+/// or, for an entry a symlink would lead out, what it is.
+fn tar_error(path: &Path, e: std::io::Error) -> Error {
+    // tar's own words name our temporary directory, not the entry.
+    if e.to_string().contains("outside of destination") {
+        return bad(format!("entry {} leaves the layer through a symlink", path.display()));
+    }
     match std::error::Error::source(&e) {
         Some(cause) => bad(format!("{e}: {cause}")),
         None => bad(e),
