@@ -476,7 +476,9 @@ fn a_multi_platform_oci_archive_loads_the_image_for_this_machine() {
 /// A small blob that expands without end (128 MiB of zeros, gzipped to
 /// about 128 KiB), pulled or imported onto a 48 MiB image store:
 /// unpacking stops while a reserve is still free, the error says why,
-/// nothing of it stays, and the daemon goes on working.
+/// nothing of it stays, and the daemon goes on working. Then the disk is
+/// filled by something else: a pull fails cleanly and works once there is
+/// room.
 #[test]
 fn a_decompression_bomb_stops_before_the_disk_is_full() {
     let mut d = Daemon::start();
@@ -506,6 +508,22 @@ fn a_decompression_bomb_stops_before_the_disk_is_full() {
     assert!(free.trim().parse::<u64>().unwrap() > 30, "the partial import is gone: {free} MiB free");
     assert!(!d.ok(&["images"]).contains("bomb"));
     assert_eq!(d.ok(&["run", "--rm", "--network", "none", "busybox", "echo", "still fine"]), "still fine\n");
+
+    // A disk filled by something else: the pull fails in one line, leaves
+    // nothing, and works once there is room.
+    let _layout = push_test_images(&reg);
+    let filler = d.root().join("filler");
+    integration_tests::sh(&format!("dd if=/dev/zero of={} bs=64k 2>/dev/null || true", filler.display()));
+    let out = d.ctl(&["pull", &reg.reference("test:v1")]);
+    assert_eq!(out.code, 125, "{out:?}");
+    let errors: Vec<&str> = out.stderr.lines().filter(|l| l.starts_with("runtimectl:")).collect();
+    assert_eq!(errors.len(), 1, "{out:?}");
+    assert!(errors[0].contains("No space left") || errors[0].contains("room"), "{out:?}");
+    std::fs::remove_file(&filler).unwrap();
+    assert!(entries(&d, "layers").is_empty(), "{:?}", entries(&d, "layers"));
+    assert!(entries(&d, "blobs/sha256").iter().all(|b| !b.starts_with(".tmp-")), "{:?}", entries(&d, "blobs/sha256"));
+    d.ok(&["pull", "-q", &reg.reference("test:v1")]);
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", &reg.reference("test:v1")]), "hello from /srv\n");
 }
 
 /// Every blob's first download breaks half-way (a proxy closes the
