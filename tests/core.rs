@@ -213,10 +213,26 @@ fn images_import_list_and_remove() {
     d.ok(&["create", "--name", "user", "mybox", "true"]);
     let out = d.ctl(&["image", "rm", "mybox"]);
     assert_eq!(out.code, 125);
-    assert!(out.stderr.contains("being used by container user"), "{out:?}");
+    assert!(out.stderr.contains("(must force): image is being used by stopped container user"), "{out:?}");
     d.ok(&["rm", "user"]);
     d.ok(&["image", "rm", "mybox"]);
     assert!(!d.ok(&["image", "ls"]).contains("mybox"));
+
+    // rmi -f, as docker: a stopped container's image loses its name and
+    // stays for it; a running container's image is never removed.
+    d.ok(&["image", "import", "mybox", tar.to_str().unwrap()]);
+    d.ok(&["create", "--name", "user", "mybox", "echo", "still runs"]);
+    assert_eq!(d.ok(&["rmi", "-f", "mybox"]).trim(), "Untagged: mybox");
+    assert!(d.ok(&["images"]).lines().any(|l| l.starts_with("<none>")), "kept, dangling");
+    assert_eq!(d.ok(&["start", "-a", "user"]), "still runs\n");
+    d.ok(&["image", "import", "mybox", tar.to_str().unwrap()]);
+    d.ok(&["run", "-d", "--name", "live", "mybox", "sleep", "300"]);
+    let out = d.ctl(&["rmi", "-f", "mybox"]);
+    assert!(out.stderr.contains("(cannot be forced): image is being used by running container live"), "{out:?}");
+    d.ok(&["rm", "-f", "user", "live"]);
+    d.ok(&["image", "prune", "-f"]);
+    assert!(!d.ok(&["images"]).lines().any(|l| l.starts_with("<none>")), "prune takes it once unused");
+    d.ok(&["rmi", "mybox"]);
     let bad = d.dir.join("bad.tar");
     std::fs::write(&bad, b"this is not a tarball").unwrap();
     let out = d.ctl(&["image", "import", "broken", bad.to_str().unwrap()]);

@@ -80,6 +80,9 @@ pub enum Command {
     History { image: String },
     /// Remove images (same as `image rm`).
     Rmi {
+        /// Untag images that stopped containers still use.
+        #[arg(short, long)]
+        force: bool,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -422,6 +425,9 @@ pub enum ImageCommand {
     /// Remove images.
     #[command(alias = "rmi")]
     Rm {
+        /// Untag images that stopped containers still use.
+        #[arg(short, long)]
+        force: bool,
         #[arg(required = true)]
         images: Vec<String>,
     },

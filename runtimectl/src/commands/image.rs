@@ -196,9 +196,10 @@ pub async fn prune(client: &Client, all: bool, force: bool) -> Result<i32> {
     Ok(0)
 }
 
-pub async fn rm(client: &Client, names: Vec<String>) -> Result<i32> {
+pub async fn rm(client: &Client, force: bool, names: Vec<String>) -> Result<i32> {
     for_each(names, |image| async move {
-        let resp = client.images().remove_image(pb::RemoveImageRequest { image: image.clone() }).await?.into_inner();
+        let req = pb::RemoveImageRequest { image: image.clone(), force };
+        let resp = client.images().remove_image(req).await?.into_inner();
         match resp.untagged {
             true => println!("Untagged: {image}"),
             false => println!("Deleted: {}", resp.id),

@@ -30,7 +30,9 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Events(f) => system::events(&client, f.format).await,
         Command::Image(ImageCommand::Import { name, file }) => image::import(&client, name, file).await,
         Command::Image(ImageCommand::Ls(f)) | Command::Images(f) => image::ls(&client, f.format).await,
-        Command::Image(ImageCommand::Rm { images }) | Command::Rmi { images } => image::rm(&client, images).await,
+        Command::Image(ImageCommand::Rm { force, images }) | Command::Rmi { force, images } => {
+            image::rm(&client, force, images).await
+        }
         Command::Image(ImageCommand::Pull(a)) | Command::Pull(a) => pull::pull(&client, a).await.map(|_| 0),
         Command::Login(a) => pull::login(&client, a).await,
         Command::Image(ImageCommand::Tag { source, target }) | Command::Tag { source, target } => {

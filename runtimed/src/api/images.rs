@@ -58,10 +58,10 @@ impl Images for ImagesApi {
         &self,
         req: Request<pb::RemoveImageRequest>,
     ) -> Result<Response<pb::RemoveImageResponse>, Status> {
-        let reference = req.into_inner().image;
-        let image = self.images.resolve(&reference)?;
+        let r = req.into_inner();
+        let image = self.images.resolve(&r.image)?;
         let user = self.containers.user_of_image(&image.id)?;
-        let removed = self.images.remove(&reference, user).await?;
+        let removed = self.images.remove(&r.image, user, r.force).await?;
         let untagged = self.images.resolve(&removed.id).is_ok();
         Ok(Response::new(pb::RemoveImageResponse { id: removed.id, untagged }))
     }
@@ -99,7 +99,7 @@ impl Images for ImagesApi {
             if self.containers.user_of_image(&image.id)?.is_some() {
                 continue;
             }
-            let removed = self.images.remove(&image.id, None).await?;
+            let removed = self.images.remove(&image.id, None, false).await?;
             reclaimed += removed.size;
             deleted.push(removed.id);
         }

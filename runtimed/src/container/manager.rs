@@ -20,7 +20,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::events::Events;
 use crate::failpoint;
 use crate::ids::{self, random_id, Kind};
-use crate::image::{config, ImageRecord, ImageStore};
+use crate::image::{config, ImageRecord, ImageStore, ImageUser};
 use crate::network::manager::{AttachRequest, PortsLock};
 use crate::network::{netns, NetworkMode, Networks};
 use crate::store::Store;
@@ -477,8 +477,11 @@ impl Manager {
     }
 
     /// Whether any container uses the image, and which.
-    pub fn user_of_image(&self, image_id: &str) -> Result<Option<String>> {
-        Ok(self.inner.store.containers.list()?.into_iter().find(|c| c.image_id == image_id).map(|c| c.name))
+    pub fn user_of_image(&self, image_id: &str) -> Result<Option<ImageUser>> {
+        let users: Vec<_> =
+            self.inner.store.containers.list()?.into_iter().filter(|c| c.image_id == image_id).collect();
+        let running = users.iter().find(|c| c.is_running());
+        Ok(running.or(users.first()).map(|c| ImageUser { container: c.name.clone(), running: running.is_some() }))
     }
 }
 

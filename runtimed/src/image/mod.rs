@@ -30,6 +30,13 @@ pub const DEFAULT_IMAGE: &str = "busybox";
 
 pub use crate::records::image::ImageRecord;
 
+/// A container that uses an image, as `rmi` needs to know it.
+pub struct ImageUser {
+    pub container: String,
+    /// A running container's image is never removed, even by force.
+    pub running: bool,
+}
+
 #[derive(Clone)]
 pub struct ImageStore {
     dir: PathBuf,
@@ -274,8 +281,10 @@ impl ImageStore {
 
     /// Removes one name of an image; the image itself goes with its last
     /// name (or when named by id), unless `in_use` says a container needs
-    /// it. Layers and blobs no other image uses go with it.
-    pub async fn remove(&self, reference: &str, in_use: Option<String>) -> Result<ImageRecord> {
+    /// it: then `force` (docker's `rmi -f`) takes only its names, if that
+    /// container is stopped. Layers and blobs no other image uses go with
+    /// it.
+    pub async fn remove(&self, reference: &str, in_use: Option<ImageUser>, force: bool) -> Result<ImageRecord> {
         let mut image = self.resolve(reference)?;
         let name = normalize(reference);
         if image.names().count() > 1 && image.names().any(|n| *n == name) {
@@ -283,10 +292,25 @@ impl ImageStore {
             self.store.images.put(&image.id, &image).await?;
             return Ok(image);
         }
-        if let Some(container) = in_use {
-            return Err(Error::FailedPrecondition(format!(
-                "unable to remove image {reference}: image is being used by container {container}"
-            )));
+        match in_use {
+            Some(u) if u.running => return Err(Error::FailedPrecondition(format!(
+                "unable to remove image {reference} (cannot be forced): image is being used by running container {}",
+                u.container
+            ))),
+            Some(u) if !force => {
+                return Err(Error::FailedPrecondition(format!(
+                    "unable to remove image {reference} (must force): image is being used by stopped container {}",
+                    u.container
+                )))
+            }
+            Some(_) => {
+                // The container refers to the image by id: it keeps working,
+                // and `image prune` takes the image once it is gone.
+                (image.name, image.tags) = (String::new(), Vec::new());
+                self.store.images.put(&image.id, &image).await?;
+                return Ok(image);
+            }
+            None => {}
         }
         self.store.images.remove(&image.id).await?;
         let dir = self.dir.join(&image.id);
