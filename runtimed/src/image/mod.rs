@@ -292,25 +292,20 @@ impl ImageStore {
             self.store.images.put(&image.id, &image).await?;
             return Ok(image);
         }
-        match in_use {
-            Some(u) if u.running => return Err(Error::FailedPrecondition(format!(
-                "unable to remove image {reference} (cannot be forced): image is being used by running container {}",
-                u.container
-            ))),
-            Some(u) if !force => {
+        if let Some(user) = in_use {
+            if user.running || !force {
+                let (why, state) =
+                    if user.running { ("cannot be forced", "running") } else { ("must force", "stopped") };
                 return Err(Error::FailedPrecondition(format!(
-                    "unable to remove image {reference} (must force): image is being used by stopped container {}",
-                    u.container
-                )))
+                    "unable to remove image {reference} ({why}): image is being used by {state} container {}",
+                    user.container
+                )));
             }
-            Some(_) => {
-                // The container refers to the image by id: it keeps working,
-                // and `image prune` takes the image once it is gone.
-                (image.name, image.tags) = (String::new(), Vec::new());
-                self.store.images.put(&image.id, &image).await?;
-                return Ok(image);
-            }
-            None => {}
+            // The container refers to the image by id: it keeps working,
+            // and `image prune` takes the image once it is gone.
+            (image.name, image.tags) = (String::new(), Vec::new());
+            self.store.images.put(&image.id, &image).await?;
+            return Ok(image);
         }
         self.store.images.remove(&image.id).await?;
         let dir = self.dir.join(&image.id);
