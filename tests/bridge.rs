@@ -7,25 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use integration_tests::http::{body, eventually, get_from, get_in, http_cmd};
-use integration_tests::{bin_dir, import_tools, sh, wait_for, Bg, Daemon, Netns, World, EXT_IP, HOST_IP};
-
-/// A busybox web server whose /cgi-bin/ip answers the client's address.
-const WEB: &str = "mkdir -p /www/cgi-bin && echo hello > /www/index.html && \
-    printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && \
-    chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www";
+use integration_tests::http::{body, client, eventually, get_from, get_in, http_cmd, serve_dir, start_web};
+use integration_tests::{bin_dir, import_tools, wait_for, Bg, Daemon, Netns, World, EXT_IP, HOST_IP};
 
 fn ip_of(d: &Daemon, name: &str) -> String {
     let c = d.inspect(name);
     let nets = c["NetworkSettings"]["Networks"].as_object().unwrap();
     nets.values().next().unwrap()["IPAddress"].as_str().unwrap().to_string()
-}
-
-/// The client address a CGI reported (busybox httpd writes IPv4 clients as
-/// `[::ffff:a.b.c.d]`).
-fn client(reported: String) -> String {
-    let t = reported.trim();
-    t.trim_start_matches("[::ffff:").trim_end_matches(']').to_string()
 }
 
 fn fails_in(d: &Daemon, container: &str, url: &str) -> bool {
@@ -46,22 +34,6 @@ fn lookup_in(d: &Daemon, container: &str, name: &str) -> (String, Option<String>
 
 fn resolve_in(d: &Daemon, container: &str, name: &str) -> Option<String> {
     lookup_in(d, container, name).1
-}
-
-fn start_web(d: &Daemon, name: &str, extra: &[&str]) {
-    let mut args = vec!["run", "-d", "--name", name];
-    args.extend_from_slice(extra);
-    args.extend_from_slice(&["busybox", "sh", "-c", WEB]);
-    d.ok(&args);
-}
-
-/// A web server on the host or the external machine, same CGI as WEB.
-fn serve_dir(dir: &std::path::Path) {
-    let cgi = dir.join("cgi-bin");
-    std::fs::create_dir_all(&cgi).unwrap();
-    std::fs::write(dir.join("index.html"), "outside\n").unwrap();
-    std::fs::write(cgi.join("ip"), "#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n").unwrap();
-    sh(&format!("chmod +x {}", cgi.join("ip").display()));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::{wait_for, Daemon, Netns};
+use crate::{sh, wait_for, Daemon, Netns};
 
 /// Retries `fetch` for a few seconds.
 pub fn eventually(what: &str, fetch: impl FnMut() -> Option<String>) -> String {
@@ -41,4 +41,33 @@ pub fn get_from(ns: &Netns, url: &str) -> String {
 /// Fetches from inside a container.
 pub fn get_in(d: &Daemon, container: &str, url: &str) -> String {
     eventually(url, || body(&d.ctl(&["exec", container, "sh", "-c", &http_cmd(url)]).stdout))
+}
+
+/// A busybox web server whose /cgi-bin/ip answers the client's address.
+pub const WEB: &str = "mkdir -p /www/cgi-bin && echo hello > /www/index.html && \
+    printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\necho $REMOTE_ADDR\\n' > /www/cgi-bin/ip && \
+    chmod +x /www/cgi-bin/ip && exec httpd -f -p 80 -h /www";
+
+/// Starts busybox container `name` serving [`WEB`], with `extra` flags.
+pub fn start_web(d: &Daemon, name: &str, extra: &[&str]) {
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["busybox", "sh", "-c", WEB]);
+    d.ok(&args);
+}
+
+/// A web server on the host or the external machine, same CGI as WEB.
+pub fn serve_dir(dir: &std::path::Path) {
+    let cgi = dir.join("cgi-bin");
+    std::fs::create_dir_all(&cgi).unwrap();
+    std::fs::write(dir.join("index.html"), "outside\n").unwrap();
+    std::fs::write(cgi.join("ip"), "#!/bin/sh\necho Content-Type: text/plain\necho\necho $REMOTE_ADDR\n").unwrap();
+    sh(&format!("chmod +x {}", cgi.join("ip").display()));
+}
+
+/// The client address a CGI reported (busybox httpd writes IPv4 clients as
+/// `[::ffff:a.b.c.d]`).
+pub fn client(reported: String) -> String {
+    let t = reported.trim();
+    t.trim_start_matches("[::ffff:").trim_end_matches(']').to_string()
 }

@@ -14,6 +14,7 @@ use super::heal::{publish_locked, unpublish_locked, FirewallState};
 use super::ipam::Ipam;
 use super::record::{mac_from_ip, Endpoint, NetworkRecord, DEFAULT_NETWORK, GATEWAY_BRIDGE, GATEWAY_NETWORK};
 use super::subnet::InUse;
+use super::sysctl::{self, write_sysctl};
 use crate::cluster::Cluster;
 use crate::dns::{Records, Resolvers};
 use crate::error::{Error, Result};
@@ -222,7 +223,7 @@ impl Networks {
     /// network, and every network's bridge and rules (re)created.
     pub async fn init(&self) -> Result<()> {
         write_sysctl("net/ipv4/ip_forward", "1")?;
-        raise_neighbour_limits();
+        sysctl::raise_host_limits();
         self.firewall_ensure()?;
         if self.find(DEFAULT_NETWORK)?.is_none() {
             let req = NetworkRequest { name: DEFAULT_NETWORK.into(), ..Default::default() };
@@ -524,48 +525,5 @@ fn validate_name(name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::InvalidArgument(format!("invalid network name \"{name}\"")))
-    }
-}
-
-/// ARP table sizes fit for a thousand containers: past the kernel's
-/// default hard limit of 1,024 entries, new neighbours are refused and
-/// traffic fails with "No route to host". Large hosts raise them the same
-/// way. The limits are the host's (they exist only in the initial network
-/// namespace), so they are only ever raised, never lowered.
-const NEIGHBOUR_LIMITS: [(&str, u64); 3] = [("gc_thresh1", 4096), ("gc_thresh2", 8192), ("gc_thresh3", 16384)];
-
-fn raise_neighbour_limits() {
-    for (name, want) in NEIGHBOUR_LIMITS {
-        let key = format!("net/ipv4/neigh/default/{name}");
-        let Ok(now) = std::fs::read_to_string(format!("/proc/sys/{key}")) else { continue };
-        if let Some(value) = raised(now.trim(), want) {
-            match write_sysctl(&key, &value) {
-                Ok(()) => tracing::info!("raised {key} from {} to {value}", now.trim()),
-                Err(e) => tracing::warn!("{e}"),
-            }
-        }
-    }
-}
-
-/// The value to write, if `current` is below `want`.
-fn raised(current: &str, want: u64) -> Option<String> {
-    let current: u64 = current.parse().ok()?;
-    (current < want).then(|| want.to_string())
-}
-
-pub(super) fn write_sysctl(key: &str, value: &str) -> Result<()> {
-    let path = format!("/proc/sys/{key}");
-    std::fs::write(&path, value).map_err(|e| Error::io(format!("write {path}"), e))
-}
-
-#[cfg(test)]
-mod neighbour_tests {
-    use super::*;
-
-    #[test]
-    fn neighbour_limits_are_only_raised() {
-        assert_eq!(raised("1024", 16384), Some("16384".to_string()));
-        assert_eq!(raised("100000", 16384), None);
-        assert_eq!(raised("garbage", 16384), None);
     }
 }

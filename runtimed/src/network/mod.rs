@@ -6,6 +6,7 @@ mod heal;
 pub mod manager;
 pub mod overlay;
 pub mod record;
+pub mod sysctl;
 pub mod vxlan;
 
 pub use crate::records::subnet;

@@ -10,9 +10,10 @@ use super::{NetworkDriver, Scope};
 use crate::error::{Error, Result};
 use crate::firewall::NetworkRules;
 use crate::ids::random_id;
-use crate::network::manager::{write_sysctl, AttachRequest, NetworkRequest, Networks};
+use crate::network::manager::{AttachRequest, NetworkRequest, Networks};
 use crate::network::record::{Endpoint, NetworkRecord, DEFAULT_MTU};
 use crate::network::subnet;
+use crate::network::sysctl::write_sysctl;
 use crate::util::now_nanos;
 
 pub struct BridgeDriver;
