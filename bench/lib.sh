@@ -11,8 +11,17 @@
 #   cleanup  on_exit, rtd_rm_all, stop_pid, del_netns, rm_cgroups, rm_tmp
 #            (for the exit trap: each one copes with what is already gone)
 #   measure  iperf_gbps
+#   report   summary_row (a line of bench/all.sh's summary table)
 # Globals: REPO and T0 (bench_init), RTD and RTC (release_bins), RTD_PID
 # (rtd_start).
+
+# summary_row FIGURE OURS REFERENCE REFERENCE_VALUE TARGET: when run by
+# bench/all.sh (BENCH_SUMMARY names its file), one row of its summary:
+# our figure beside the reference measured in the same run.
+summary_row() {
+    [ -n "${BENCH_SUMMARY:-}" ] || return 0
+    printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_SUMMARY"
+}
 
 # bench_init: cd to the root of the clone (REPO), exit unless run as root,
 # start the clock of `say` (T0).

@@ -255,6 +255,7 @@ fi
 row "underlay: node n1 -> node n2 (${ADDR[n1]} -> ${ADDR[n2]})" "$UL_MED" "${UL[*]}"
 echo
 printf 'overlay %s Gbit/s | underlay %s Gbit/s | overlay/underlay %s\n' "${OV_MED:-n/a}" "${UL_MED:-n/a}" "${RATIO:-n/a}"
+summary_row "overlay TCP, container to container (Gbit/s)" "${OV_MED:-n/a}" "underlay, node to node" "${UL_MED:-n/a}" ""
 [ -n "$OV_INFO" ] && echo "overlay: $OV_INFO; underlay MTU ${UNDERLAY_MTU:-?}"
 echo
 say "done"

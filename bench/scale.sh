@@ -42,6 +42,8 @@ figures() {
     bridge=$(median_ms "bridge-$1" "env $HOSTENV $RTC run --rm busybox true")
     ps=$(median_ms "ps-$1" "env $HOSTENV $RTC ps")
     restart
+    [ "$1" = "0 running" ] && NONE_0=$none
+    NONE_N=$none PS_N=$ps RESTART_N=$RESTART_MS
     ROWS+=("$(printf '%-26s %10s %10s %8s %12s %8s' "$1" "$none" "$bridge" "$ps" "$RESTART_MS" \
         "$(wc -l </proc/self/mountinfo)")")
 }
@@ -58,3 +60,6 @@ figures "$N running"
 printf '\nscale (ms; medians of %s runs; load %s)\n' "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-26s %10s %10s %8s %12s %8s\n' "" "run none" "run bridge" "ps" "restart" "mounts"
 printf '%s\n' "${ROWS[@]}"
+summary_row "run --rm none, $N running (ms)" "$NONE_N" "with 0 running" "$NONE_0" "<= 1.1x"
+summary_row "ps, $N running (ms)" "$PS_N" "" "" "< 30 ms"
+summary_row "restart to ready, $N running (ms)" "$RESTART_N" "" "" "< 1000 ms"

@@ -58,3 +58,4 @@ printf '%-28s %10s %10s\n' "" private pss
 printf '%-28s %10s %10s\n' "runtimed shim" "$OURS_PRIV" "$OURS_PSS"
 # shellcheck disable=SC2086 # two numbers, or the note
 printf '%-28s %10s %10s\n' "podman's conmon (reference)" $CONMON
+summary_row "shim private memory (kB)" "$OURS_PRIV" "podman's conmon" "${CONMON%% *}" "<= 500 kB"
