@@ -345,8 +345,8 @@ else
     done
 fi
 echo "flatness, runtimed: $(flat rt)"
-summary_row "start with $BG_TOTAL ports published, $PORTS of its own (ms)" "${CELL[rt,$PORTS,bg]%% *}" \
-    "1 port, none published" "${CELL[rt,1,0]%% *}" "flat"
+summary_row "start with $PORTS ports, $BG_TOTAL already published (ms)" "${CELL[rt,$PORTS,bg]%% *}" \
+    "$PORTS ports, none published" "${CELL[rt,$PORTS,0]%% *}" "flat"
 if ((PD_COLS)); then echo "flatness, podman:   $(flat pd)"; fi
 echo "publishing the background ports took: runtimed ${RT_BG_MS} ms for $BG_TOTAL (nft map: $RT_NFT elements)${PD_BG_MS:+, podman $PD_BG_MS ms for $PD_BG_PORTS}"
 if [ -n "$PD_WHY" ]; then echo "podman: $PD_WHY"; fi

@@ -77,8 +77,8 @@ printf '%-52s %8s\n' "runtimectl run -i --rm busybox cat" "$RUN_I" "host: cat | 
     "ratio (target >= 0.50)" "$(ratio "$RUN_I" "$HOST_PIPE")"
 printf '%-52s %8s\n' "runtimectl exec C cat FILE" "$EXEC_OUT" "host: cat | cat (reference)" "$HOST_PIPE" \
     "ratio (target >= 0.50)" "$(ratio "$EXEC_OUT" "$HOST_PIPE")"
-summary_row "run -i cat throughput (MB/s)" "$RUN_I" "host cat | cat" "$HOST_PIPE" ">= 0.50x"
-summary_row "exec output throughput (MB/s)" "$EXEC_OUT" "host cat | cat" "$HOST_PIPE" ">= 0.50x"
+summary_row "run -i cat throughput (MB/s)" "$RUN_I" "host: cat piped to cat" "$HOST_PIPE" ">= 0.50x"
+summary_row "exec output throughput (MB/s)" "$EXEC_OUT" "host: cat piped to cat" "$HOST_PIPE" ">= 0.50x"
 summary_row "exec C true (ms)" "$EXEC_MS" "runc exec" "$RUNC_MS" "<= 1.0x"
 printf '\nexec latency (median of %s runs, ms)\n' "$RUNS"
 printf '%-52s %8s\n' "runtimectl exec C true" "$EXEC_MS" "runc exec C true (reference)" "$RUNC_MS" \

@@ -7,9 +7,10 @@ set -euo pipefail
 # test images to it and reads `save` archives), apache2-utils (htpasswd, for
 # the registry's basic auth), curl (waits for it to serve) and openssl (keys and
 # signatures of the test token server, for bearer-token auth): the pull tests;
+# podman: loads what `save` writes, as another engine would;
 # libc6, libcrypt1, libpcre2-8-0, libssl3 and zlib1g: the libraries of the
 # nginx the image tests put in an image (below).
-PKGS=(busybox-static libseccomp-dev pkg-config nftables iproute2 util-linux tar python3-venv protobuf-compiler etcd-server etcd-client procps gzip zstd xz-utils docker-registry skopeo apache2-utils curl openssl libc6 libcrypt1 libpcre2-8-0 libssl3 zlib1g)
+PKGS=(busybox-static libseccomp-dev pkg-config nftables iproute2 util-linux tar python3-venv protobuf-compiler etcd-server etcd-client procps gzip zstd xz-utils docker-registry skopeo apache2-utils curl openssl podman libc6 libcrypt1 libpcre2-8-0 libssl3 zlib1g)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -276,7 +276,7 @@ fn tags_inspect_and_prune_like_docker() {
 }
 
 #[test]
-fn save_writes_archives_that_skopeo_reads_as_docker_and_oci() {
+fn save_writes_archives_that_skopeo_and_podman_read() {
     let d = Daemon::start();
     let reg = Registry::start(&d.ns);
     let layout = push_test_images(&reg);
@@ -293,6 +293,24 @@ fn save_writes_archives_that_skopeo_reads_as_docker_and_oci() {
         assert_eq!(v["rootfs"]["diff_ids"], serde_json::json!(diff_ids), "{transport}: {v}");
         assert_eq!(v["config"]["Cmd"], built.config["Cmd"], "{transport}: {v}");
     }
+    // podman, another engine, loads it under its name, config intact.
+    let storage = d.dir.join("podman");
+    let podman = |args: &[&str]| -> Output {
+        std::process::Command::new("podman")
+            .arg("--root")
+            .arg(storage.join("root"))
+            .arg("--runroot")
+            .arg(storage.join("run"))
+            .args(["--storage-driver", "vfs", "--events-backend", "none"])
+            .args(args)
+            .output()
+            .expect("podman (apt-get install podman)")
+            .into()
+    };
+    let out = podman(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = podman(&["image", "inspect", "--format", "{{json .Config.Cmd}} {{len .RootFS.Layers}}", &test]);
+    assert_eq!(out.stdout.trim(), r#"["echo $GREETING from $(pwd)"] 3"#, "{out:?}");
     drop(layout);
     let out = d.ctl(&["save", "-o", archive.to_str().unwrap(), "nosuch"]);
     assert_eq!(out.code, 125, "{out:?}");
