@@ -184,7 +184,8 @@ impl Daemon {
         self.stop();
         let (root, saved) = (self.root(), self.dir.join("root-saved"));
         crate::sh(&format!(
-            "mv {0} {1} && mkdir {0} && mount -t tmpfs -o size={megabytes}m tmpfs {0} && cp -a {1}/. {0}/",
+            "mv {0} {1} && mkdir {0} && mount -t tmpfs -o size={megabytes}m tmpfs {0} && cp -a {1}/. {0}/ && \
+             (umount {1}/containers 2>/dev/null || true)",
             root.display(),
             saved.display()
         ));
@@ -218,7 +219,10 @@ impl Daemon {
                 found.push(entry.path().display().to_string());
             }
         }
-        found.extend(self.mounts());
+        // The daemon binds the two directories shims detach onto themselves
+        // (shim/mounts.rs): those mounts are its own, not a container's.
+        let own = [self.root().join("containers"), self.run_dir().join("netns")];
+        found.extend(self.mounts().into_iter().filter(|m| !own.iter().any(|o| Path::new(m) == o)));
         found.extend(self.cgroups().into_iter().map(|p| p.display().to_string()));
         found
     }

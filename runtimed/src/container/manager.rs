@@ -77,6 +77,12 @@ impl Manager {
         for dir in [cfg.containers_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
             std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         }
+        for dir in [cfg.containers_dir(), cfg.netns_dir()] {
+            // Without it, shims take the slow way; containers still run.
+            if let Err(e) = crate::shim::prepare_drop_dir(&dir) {
+                tracing::warn!("{e}");
+            }
+        }
         let inner = Inner {
             cfg,
             exe,

@@ -13,6 +13,7 @@ pub mod frame;
 mod io;
 pub mod log;
 mod mounts;
+pub use mounts::prepare_drop_dir;
 pub mod protocol;
 mod queue;
 mod setup;

@@ -4,15 +4,18 @@
 //! with 1,000 containers (an overlay and a netns mount each) every start
 //! paid for 2,000 mounts it does not use.
 
-use std::path::PathBuf;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
 /// Moves the shim into a new mount namespace (private: nothing done here
-/// reaches the host, nor the host's changes here) and detaches every mount below the
-/// `drop_under` directories except those below `keep`. Returns how many
-/// were detached.
+/// reaches the host, nor the host's changes here) and detaches every mount
+/// below the `drop_under` directories except those below `keep`. Returns
+/// how many directories or mounts were detached.
 pub fn slim(drop_under: &[PathBuf], keep: &[PathBuf]) -> Result<usize, String> {
     if drop_under.is_empty() {
         return Ok(0);
@@ -24,9 +27,15 @@ pub fn slim(drop_under: &[PathBuf], keep: &[PathBuf]) -> Result<usize, String> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("make / a private mount: {e}"))?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("read mountinfo: {e}"))?;
+    let points = mount_points(&info);
+    if drop_under.iter().all(|d| points.contains(d)) {
+        if let Some(n) = detach_whole(drop_under, keep, &points) {
+            return Ok(n);
+        }
+    }
     let mut dropped = 0;
     // Later lines are mounted on top of earlier ones: detach them first.
-    for point in mount_points(&info).iter().rev() {
+    for point in points.iter().rev() {
         let below = |dirs: &[PathBuf]| dirs.iter().any(|d| point.starts_with(d) && point != d);
         if below(drop_under)
             && !keep.iter().any(|k| point.starts_with(k))
@@ -36,6 +45,68 @@ pub fn slim(drop_under: &[PathBuf], keep: &[PathBuf]) -> Result<usize, String> {
         }
     }
     Ok(dropped)
+}
+
+/// The fast way, when each `drop_under` directory is a mount of its own
+/// ([`prepare_drop_dir`]): the kept trees are cloned aside, each directory
+/// is detached with everything below it in one call (with a thousand
+/// containers, 2,000 single detaches took ~120 ms per start), and the
+/// clones go back in place. None if any step failed (open_tree needs
+/// Linux 5.2): the caller then detaches what is left one by one.
+fn detach_whole(drop_under: &[PathBuf], keep: &[PathBuf], points: &[PathBuf]) -> Option<usize> {
+    let kept: Vec<(OwnedFd, &PathBuf)> = keep
+        .iter()
+        .filter(|k| points.iter().any(|p| p.starts_with(k)))
+        .map(|k| clone_tree(k).map(|fd| (fd, k)))
+        .collect::<Option<_>>()?;
+    let detached = drop_under.iter().filter(|d| umount2(*d, MntFlags::MNT_DETACH).is_ok()).count();
+    // Back in place whatever happened: a kept tree detached with its
+    // directory would leave the container without its rootfs.
+    let restored = kept.iter().all(|(fd, path)| move_tree(fd, path).is_some());
+    (detached == drop_under.len() && restored).then_some(detached)
+}
+
+/// A detached copy of the mounts at and below `path` (open_tree(2)).
+fn clone_tree(path: &Path) -> Option<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
+    // SAFETY: a plain syscall on a NUL-terminated path; the fd it returns
+    // is owned here.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Attaches the detached tree `fd` at `path` (move_mount(2)).
+fn move_tree(fd: &OwnedFd, path: &Path) -> Option<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+    let (empty, to) = (CString::default(), CString::new(path.as_os_str().as_bytes()).ok()?);
+    // SAFETY: a plain syscall on NUL-terminated paths and an fd we own.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    (r == 0).then_some(())
+}
+
+/// The daemon's half of the fast way: `dir` becomes a mount of its own (a
+/// bind onto itself), so a shim can detach all it holds in one call. Done
+/// only while nothing is mounted below it; an older daemon's containers
+/// keep the slow way until their mounts are gone.
+pub fn prepare_drop_dir(dir: &Path) -> Result<(), String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("read mountinfo: {e}"))?;
+    let points = mount_points(&info);
+    if points.iter().any(|p| p.starts_with(dir)) {
+        return Ok(());
+    }
+    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        .map_err(|e| format!("bind {} onto itself: {e}", dir.display()))
 }
 
 /// The mount points of a mountinfo text (field 5, octal escapes undone).
