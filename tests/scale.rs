@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use integration_tests::http::{client, get_from, get_in, serve_dir, start_web};
-use integration_tests::{Bg, World, EXT_IP, HOST_IP};
+use integration_tests::{Bg, Daemon, World, EXT_IP, HOST_IP};
 
 /// Containers a bridge holds.
 const FULL: usize = 1023;
@@ -24,20 +24,10 @@ fn a_full_network_keeps_every_flow_and_survives_a_restart() {
     let _ext_web = Bg::spawn(&w.ext, &format!("busybox httpd -f -p 8082 -h {}", site.display()));
     w.d.ok(&["network", "create", "--subnet", "10.90.0.0/20", "big"]);
     start_web(&w.d, "web", &["--network", "big", "-p", "8080:80"]);
-    let full: usize = std::env::var("SCALE_CONTAINERS").ok().and_then(|n| n.parse().ok()).unwrap_or(FULL);
     let started = Instant::now();
-    let d = &w.d;
-    std::thread::scope(|s| {
-        for first in 0..CLIENTS {
-            s.spawn(move || {
-                for i in (first..full - 1).step_by(CLIENTS) {
-                    d.ok(&["run", "-d", "--name", &format!("s{i}"), "--network", "big", "busybox", "sleep", "3600"]);
-                }
-            });
-        }
-    });
-    eprintln!("{full} containers running after {:.1?}", started.elapsed());
-    let last = format!("s{}", full - 2);
+    fill(&w.d);
+    eprintln!("{FULL} containers running after {:.1?}", started.elapsed());
+    let last = format!("s{}", FULL - 2);
     flows(&w, &last);
 
     let out = w.d.ctl(&["run", "--network", "big", "busybox", "true"]);
@@ -54,15 +44,32 @@ fn a_full_network_keeps_every_flow_and_survives_a_restart() {
     flows(&w, &last);
 
     let removal = Instant::now();
-    let ids = w.d.container_ids();
-    let d = &w.d;
+    remove_all(&w.d);
+    eprintln!("{FULL} containers removed in {:.1?}", removal.elapsed());
+    assert!(w.d.container_ids().is_empty());
+}
+
+/// Starts sleepers s0, s1, ... on `big` until it holds FULL containers
+/// (`web` is the first), from CLIENTS clients at once.
+fn fill(d: &Daemon) {
+    std::thread::scope(|s| {
+        for first in 0..CLIENTS {
+            s.spawn(move || {
+                for i in (first..FULL - 1).step_by(CLIENTS) {
+                    d.ok(&["run", "-d", "--name", &format!("s{i}"), "--network", "big", "busybox", "sleep", "3600"]);
+                }
+            });
+        }
+    });
+}
+
+fn remove_all(d: &Daemon) {
+    let ids = d.container_ids();
     std::thread::scope(|s| {
         for chunk in ids.chunks(ids.len().div_ceil(CLIENTS)) {
             s.spawn(move || chunk.iter().for_each(|id| drop(d.ok(&["rm", "-f", id]))));
         }
     });
-    eprintln!("{FULL} containers removed in {:.1?}", removal.elapsed());
-    assert!(w.d.container_ids().is_empty());
 }
 
 /// The reference page's flows, between the first container (`web`, port
