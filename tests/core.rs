@@ -360,3 +360,23 @@ fn logs_take_timestamps_since_until_and_n() {
     let out = d.ctl(&["logs", "--since", "yesterday-ish", "talker"]);
     assert_eq!(out.code, 125, "{out:?}");
 }
+
+/// `--security-opt seccomp=unconfined` runs without docker's syscall
+/// filter (as docker does); the default keeps it; options this runtime
+/// does not apply are refused in one line, never ignored.
+#[test]
+fn security_opt_turns_the_syscall_filter_off_and_refuses_the_rest() {
+    let d = Daemon::start();
+    let mode = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm", "--network", "none"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "grep", "^Seccomp:", "/proc/self/status"]);
+        d.ok(&args).split_whitespace().nth(1).unwrap_or_default().to_string()
+    };
+    assert_eq!(mode(&[]), "2", "filtered by default");
+    assert_eq!(mode(&["--security-opt", "seccomp=unconfined"]), "0");
+    let out = d.ctl(&["run", "--rm", "--security-opt", "apparmor=unconfined", "busybox", "true"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("unsupported security option \"apparmor=unconfined\""), "{out:?}");
+    assert!(d.container_ids().is_empty(), "nothing created");
+}

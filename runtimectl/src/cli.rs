@@ -219,6 +219,9 @@ pub struct CreateArgs {
     /// Publish every port the image exposes on a random host port.
     #[arg(short = 'P', long, num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", action = clap::ArgAction::Set)]
     pub publish_all: bool,
+    /// Security options; only seccomp=unconfined (no syscall filter).
+    #[arg(long = "security-opt")]
+    pub security_opt: Vec<String>,
     /// Pull the image first: missing (when not here), always, never.
     #[arg(long, value_enum, default_value_t = PullPolicy::Missing)]
     pub pull: PullPolicy,

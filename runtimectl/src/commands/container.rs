@@ -53,6 +53,7 @@ pub(super) fn config(a: &CreateArgs) -> Result<pb::ContainerConfig> {
         override_entrypoint: a.entrypoint.is_some(),
         entrypoint: a.entrypoint.iter().filter(|e| !e.is_empty()).cloned().collect(),
         publish_all: a.publish_all,
+        security_opt: a.security_opt.clone(),
     })
 }
 

@@ -49,8 +49,26 @@ pub fn spec_from_config(config: Option<pb::ContainerConfig>) -> Result<(String, 
         entrypoint: c.override_entrypoint.then_some(c.entrypoint),
         publish_all: c.publish_all,
         stop_signal: String::new(),
+        seccomp_unconfined: seccomp_unconfined(&c.security_opt)?,
     };
     Ok((c.image, spec))
+}
+
+/// Whether docker's `--security-opt` entries turn the syscall filter off;
+/// options this runtime does not apply are refused, never ignored.
+fn seccomp_unconfined(opts: &[String]) -> Result<bool> {
+    let mut unconfined = false;
+    for opt in opts {
+        match opt.as_str() {
+            "seccomp=unconfined" | "seccomp:unconfined" => unconfined = true,
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "unsupported security option \"{opt}\" (only seccomp=unconfined is supported)"
+                )))
+            }
+        }
+    }
+    Ok(unconfined)
 }
 
 fn config_from_spec(image: &str, s: &ContainerSpec) -> pb::ContainerConfig {
@@ -75,6 +93,7 @@ fn config_from_spec(image: &str, s: &ContainerSpec) -> pb::ContainerConfig {
         entrypoint: s.entrypoint.clone().unwrap_or_default(),
         override_entrypoint: s.entrypoint.is_some(),
         publish_all: s.publish_all,
+        security_opt: s.seccomp_unconfined.then(|| "seccomp=unconfined".to_string()).into_iter().collect(),
     }
 }
 

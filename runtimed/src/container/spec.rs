@@ -147,7 +147,9 @@ pub fn build(spec: &ContainerSpec, inputs: &SpecInputs) -> Result<Spec> {
     let mut linux = oci.linux().clone().unwrap_or_default();
     linux.set_namespaces(Some(namespaces(inputs.netns)));
     linux.set_cgroups_path(Some(inputs.cgroups_path.clone()));
-    linux.set_seccomp(Some(seccomp()?));
+    if !spec.seccomp_unconfined {
+        linux.set_seccomp(Some(seccomp()?));
+    }
     let mut resources = linux.resources().clone().unwrap_or_default();
     let mut deny_all = LinuxDeviceCgroup::default();
     deny_all.set_allow(false).set_access(Some("rwm".into())).set_typ(Some(LinuxDeviceType::A));

@@ -51,6 +51,9 @@ pub struct ContainerSpec {
     /// `-P`: the image's exposed ports go on random host ports at create.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub publish_all: bool,
+    /// `--security-opt seccomp=unconfined`: no syscall filter.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seccomp_unconfined: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
