@@ -105,6 +105,7 @@ async fn attempt<F: Future>(
     };
     let mut stream = match response {
         BlobResponse::Partial(s) => s,
+        BlobResponse::Full(s) if at.got == 0 => s,
         BlobResponse::Full(s) => {
             // The registry ignored the range: start the file again.
             restart(at).await.map_err(Stop::Fail)?;
