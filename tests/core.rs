@@ -109,6 +109,11 @@ fn detached_container_survives_daemon_kill_and_stop_records_exit() {
     d.ok(&["run", "-d", "--name", "svc", "busybox", "sh", "-c", script]);
     let pid = d.inspect("svc")["State"]["Pid"].as_i64().unwrap();
     assert!(pid > 0);
+    // Only the container's mount namespaces hold its rootfs: the host's
+    // table stays the same size however many containers run.
+    let rootfs_mounts = |d: &Daemon| d.mounts().into_iter().filter(|m| m.ends_with("/rootfs")).count();
+    assert_eq!(rootfs_mounts(&d), 0, "{:?}", d.mounts());
+    d.ok(&["exec", "svc", "sh", "-c", "echo kept > /kept"]);
     d.kill9();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "container outlives the daemon");
     d.spawn();
@@ -122,6 +127,8 @@ fn detached_container_survives_daemon_kill_and_stop_records_exit() {
     assert_eq!(c["State"]["ExitCode"], 0, "the TERM trap's exit code is recorded");
     d.ok(&["start", "svc"]);
     assert_eq!(d.inspect("svc")["State"]["Status"], "running", "an exited container starts again");
+    assert_eq!(d.ok(&["exec", "svc", "cat", "/kept"]), "kept\n", "the writable layer outlives a restart");
+    assert_eq!(rootfs_mounts(&d), 0, "{:?}", d.mounts());
     d.ok(&["kill", "svc"]);
     assert_eq!(d.ok(&["wait", "svc"]).trim(), "137");
 }

@@ -227,7 +227,9 @@ impl Daemon {
         found
     }
 
-    fn mounts(&self) -> Vec<String> {
+    /// Mounts under the daemon's directories, as this (the host's) mount
+    /// table has them.
+    pub fn mounts(&self) -> Vec<String> {
         mounts_under(&std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default(), &self.dir)
     }
 

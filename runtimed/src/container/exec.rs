@@ -3,6 +3,8 @@
 //! daemon resizes it and learns its exit code (kept by exec id until the
 //! container is removed, as docker keeps its execs).
 
+use std::path::PathBuf;
+
 use tokio::sync::watch;
 
 use super::control::not_running;
@@ -60,7 +62,9 @@ impl Manager {
             return Err(not_running(&rec));
         }
         let paths = self.paths(&rec.id);
-        let user = user::resolve(&paths.rootfs(), &o.user).await?;
+        // The rootfs is mounted only in the container's own mount namespace.
+        let root = PathBuf::from(format!("/proc/{}/root", rec.pid));
+        let user = user::resolve(&root, &o.user).await?;
         let process = spec::exec_process(
             paths.bundle(),
             &spec::ExecProcess {

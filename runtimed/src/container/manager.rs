@@ -370,10 +370,16 @@ impl Manager {
         let lc_root = self.inner.cfg.libcontainer_root();
         let mounts = shim_client::MountScope {
             drop_under: vec![self.inner.cfg.containers_dir(), self.inner.cfg.netns_dir()],
-            keep: [Some(paths.dir.clone()), netns_path].into_iter().flatten().collect(),
+            keep: [Some(paths.rootfs()), netns_path].into_iter().flatten().collect(),
         };
         let started = shim_client::start(&self.inner.exe, &lc_root, &rec.id, paths, io, &mounts).await?;
         failpoint::hit("start:shim");
+        // The shim and the container hold the rootfs in mount namespaces of
+        // their own: the host's table keeps no mount per running container,
+        // which every later start would pay for (see `shim::mounts`).
+        if let Err(e) = rootfs::unmount(paths) {
+            tracing::warn!(id = rec.short_id(), "{e}");
+        }
         // One nft transaction for all of the container's ports.
         if let Err(e) = self.inner.networks.publish(&rec.ports).await {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(started.pid), nix::sys::signal::Signal::SIGKILL);

@@ -123,6 +123,10 @@ impl Manager {
             match rec.state {
                 State::Running if shim_alive(rec.shim_pid, &rec.id) => {
                     tracing::info!(id = rec.short_id(), pid = rec.pid, "container still running");
+                    // A crash between its start and the unmount that follows
+                    // left the rootfs in the host's table; the container
+                    // holds its own.
+                    let _ = rootfs::unmount(&self.paths(&rec.id));
                     self.slot(&rec);
                     self.watch_exit(&rec);
                 }

@@ -75,7 +75,8 @@ struct RunArgs {
     /// namespace leaves out...
     #[arg(long = "drop-mounts-under")]
     drop_mounts_under: Vec<PathBuf>,
-    /// ...except these (this container's rootfs and network namespace).
+    /// ...except these mounts (this container's rootfs and network
+    /// namespace).
     #[arg(long = "keep-mount")]
     keep_mounts: Vec<PathBuf>,
     #[command(flatten)]

@@ -14,7 +14,7 @@ use nix::sched::{unshare, CloneFlags};
 
 /// Moves the shim into a new mount namespace (private: nothing done here
 /// reaches the host, nor the host's changes here) and detaches every mount
-/// below the `drop_under` directories except those below `keep`. Returns
+/// below the `drop_under` directories except the `keep` mounts. Returns
 /// how many directories or mounts were detached.
 pub fn slim(drop_under: &[PathBuf], keep: &[PathBuf]) -> Result<usize, String> {
     if drop_under.is_empty() {
@@ -26,16 +26,21 @@ pub fn slim(drop_under: &[PathBuf], keep: &[PathBuf]) -> Result<usize, String> {
     // grows with the number of shims.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("make / a private mount: {e}"))?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("read mountinfo: {e}"))?;
-    let points = mount_points(&info);
-    if drop_under.iter().all(|d| points.contains(d)) {
-        if let Some(n) = detach_whole(drop_under, keep, &points) {
+    if drop_under.iter().all(|d| is_mount_root(d) == Some(true)) {
+        if let Some(n) = detach_whole(drop_under, keep) {
             return Ok(n);
         }
     }
+    detach_one_by_one(drop_under, keep)
+}
+
+/// The slow way, for directories that are not mounts of their own (an
+/// older daemon's): every mount below them, one `umount2` each.
+fn detach_one_by_one(drop_under: &[PathBuf], keep: &[PathBuf]) -> Result<usize, String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("read mountinfo: {e}"))?;
     let mut dropped = 0;
     // Later lines are mounted on top of earlier ones: detach them first.
-    for point in points.iter().rev() {
+    for point in mount_points(&info).iter().rev() {
         let below = |dirs: &[PathBuf]| dirs.iter().any(|d| point.starts_with(d) && point != d);
         if below(drop_under)
             && !keep.iter().any(|k| point.starts_with(k))
@@ -48,15 +53,17 @@ pub fn slim(drop_under: &[PathBuf], keep: &[PathBuf]) -> Result<usize, String> {
 }
 
 /// The fast way, when each `drop_under` directory is a mount of its own
-/// ([`prepare_drop_dir`]): the kept trees are cloned aside, each directory
+/// ([`prepare_drop_dir`]): the kept mounts are cloned aside, each directory
 /// is detached with everything below it in one call (with a thousand
 /// containers, 2,000 single detaches took ~120 ms per start), and the
-/// clones go back in place. None if any step failed (open_tree needs
-/// Linux 5.2): the caller then detaches what is left one by one.
-fn detach_whole(drop_under: &[PathBuf], keep: &[PathBuf], points: &[PathBuf]) -> Option<usize> {
+/// clones go back in place. Nothing reads the mount table, whose size
+/// grows with the number of containers. None if any step failed
+/// (open_tree needs Linux 5.2): the caller then detaches what is left one
+/// by one.
+fn detach_whole(drop_under: &[PathBuf], keep: &[PathBuf]) -> Option<usize> {
     let kept: Vec<(OwnedFd, &PathBuf)> = keep
         .iter()
-        .filter(|k| points.iter().any(|p| p.starts_with(k)))
+        .filter(|k| is_mount_root(k) == Some(true))
         .map(|k| clone_tree(k).map(|fd| (fd, k)))
         .collect::<Option<_>>()?;
     let detached = drop_under.iter().filter(|d| umount2(*d, MntFlags::MNT_DETACH).is_ok()).count();
@@ -64,6 +71,17 @@ fn detach_whole(drop_under: &[PathBuf], keep: &[PathBuf], points: &[PathBuf]) ->
     // directory would leave the container without its rootfs.
     let restored = kept.iter().all(|(fd, path)| move_tree(fd, path).is_some());
     (detached == drop_under.len() && restored).then_some(detached)
+}
+
+/// Whether `path` is the root of a mount (statx's STATX_ATTR_MOUNT_ROOT,
+/// Linux 5.8); None when the kernel cannot tell.
+fn is_mount_root(path: &Path) -> Option<bool> {
+    let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statx fills the zeroed struct we own; the path is NUL-terminated.
+    let mut st: libc::statx = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statx(libc::AT_FDCWD, c.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, 0, &mut st) };
+    let attr = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    (r == 0 && st.stx_attributes_mask & attr != 0).then_some(st.stx_attributes & attr != 0)
 }
 
 /// A detached copy of the mounts at and below `path` (open_tree(2)).
@@ -138,6 +156,13 @@ fn unescape(field: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_roots_are_told_apart() {
+        assert_eq!(is_mount_root(Path::new("/")), Some(true));
+        assert_eq!(is_mount_root(Path::new("/proc")), Some(true));
+        assert_eq!(is_mount_root(Path::new("/proc/self")), Some(false));
+    }
 
     #[test]
     fn mount_points_are_read_and_unescaped() {
