@@ -137,7 +137,7 @@ fn port_ranges_random_ports_and_conflicts() {
 
 #[test]
 fn container_mode_shares_the_namespace() {
-    let w = World::new();
+    let mut w = World::new();
     let d = &w.d;
     start_web(d, "owner", &[]);
     d.ok(&["run", "-d", "--name", "side", "--network", "container:owner", "busybox", "sleep", "600"]);
@@ -152,6 +152,12 @@ fn container_mode_shares_the_namespace() {
     assert!(out.code == 125 && out.stderr.contains("conflicting options: --hostname"), "{out:?}");
     let out = d.ctl(&["rm", "-f", "owner"]);
     assert!(out.code == 125 && out.stderr.contains("uses its network namespace"), "{out:?}");
+    // A restarted daemon knows the joiner too.
+    w.d.kill9();
+    w.d.spawn();
+    let d = &w.d;
+    let out = d.ctl(&["rm", "-f", "owner"]);
+    assert!(out.code == 125 && out.stderr.contains("container side uses"), "{out:?}");
     d.ok(&["rm", "-f", "side"]);
     d.ok(&["rm", "-f", "owner"]);
 }

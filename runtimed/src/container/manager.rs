@@ -46,6 +46,10 @@ impl RunState {
 pub(super) struct Slot {
     pub op: tokio::sync::Mutex<()>,
     pub state: watch::Sender<RunState>,
+    /// The container whose network namespace this one joins
+    /// (`--network container:X`, by id), so removing X need not read every
+    /// record to find its joiners.
+    pub joins: Option<String>,
 }
 
 #[derive(Clone)]
@@ -127,7 +131,11 @@ impl Manager {
                     starts: 0,
                     settled: !rec.is_running(),
                 };
-                Arc::new(Slot { op: tokio::sync::Mutex::new(()), state: watch::channel(state).0 })
+                let joins = match &rec.spec.network {
+                    NetworkMode::Container(owner) => Some(owner.clone()),
+                    _ => None,
+                };
+                Arc::new(Slot { op: tokio::sync::Mutex::new(()), state: watch::channel(state).0, joins })
             })
             .clone()
     }
@@ -480,12 +488,18 @@ impl Manager {
         Ok(rec)
     }
 
+    /// A running container that joins `id`'s network namespace. Every
+    /// running container has a slot (`start` makes it).
     fn running_joiner(&self, id: &str) -> Result<Option<String>> {
-        let all = self.inner.store.containers.list()?;
-        Ok(all
-            .into_iter()
-            .find(|c| c.is_running() && c.spec.network == NetworkMode::Container(id.to_string()))
-            .map(|c| c.name))
+        let joiner = {
+            let slots = self.inner.slots.lock().expect("slots lock");
+            slots
+                .iter()
+                .find(|(_, s)| s.joins.as_deref() == Some(id) && s.state.borrow().running)
+                .map(|(joiner, _)| joiner.clone())
+        };
+        let Some(joiner) = joiner else { return Ok(None) };
+        Ok(Some(self.inner.store.containers.get(&joiner)?.map_or(joiner, |c| c.name)))
     }
 
     /// Whether any container uses the image, and which.
