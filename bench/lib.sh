@@ -96,6 +96,29 @@ busybox_rootfs() {
     done
 }
 
+# runc_bundle DIR CMD...: an OCI bundle in DIR for bare runc, the reference
+# beside our containers: busybox_rootfs, runc's default spec running CMD
+# without a terminal, in a network namespace of its own (as ours), in a
+# cgroup of the bench's own.
+runc_bundle() {
+    local dir=$1
+    shift
+    busybox_rootfs "$dir/rootfs"
+    (cd "$dir" && runc spec)
+    python3 - "$dir/config.json" "/rtbench-runc-$$/c" "$@" <<'PY'
+import json, sys
+path, cg, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+spec = json.load(open(path))
+spec["process"]["args"] = args
+spec["process"]["terminal"] = False
+ns = spec["linux"].setdefault("namespaces", [])
+if not any(n["type"] == "network" for n in ns):
+    ns.append({"type": "network"})
+spec["linux"]["cgroupsPath"] = cg
+json.dump(spec, open(path, "w"), indent=2)
+PY
+}
+
 # iperf_gbps NO_JSON ERROR_PREFIX [retr]: the output of `iperf3 -J` on stdin
 # -> the Gbit/s received (%.2f), then, with "retr", a space and the sender's
 # retransmits ("-" if it has none); NO_JSON if stdin is no JSON, ERROR_PREFIX

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Scale benchmark (not a test): how runtimed behaves with N running
 # containers. Prints, each beside the same figure with none running:
-#   - `run --rm busybox true` latency, --network none and bridge;
+#   - `run --rm busybox true` latency, --network none and bridge, and bare
+#     `runc run` of the same kind of container (what the kernel's own costs
+#     at that scale are: mount table, namespaces, processes);
 #   - `ps` latency;
 #   - the daemon's restart to ready (SIGTERM, start, first answer);
 #   - the host's mount count.
@@ -18,10 +20,15 @@ WARMUP=${WARMUP:-2}
 . "$(dirname "$0")/lib.sh"
 bench_init
 
-install_missing hyperfine=hyperfine /bin/busybox=busybox-static
+install_missing runc=runc hyperfine=hyperfine /bin/busybox=busybox-static
 build_release -q -p runtimed -p runtimectl
 
+extra_cleanup() { runc --root "$TMP/runc-state" delete -f bench >/dev/null 2>&1; }
 bench_daemon
+BUNDLE=$TMP/bundle
+runc_bundle "$BUNDLE" true
+# A foreground `runc run` deletes the container on exit: the id is reusable.
+RUNC="runc --root $TMP/runc-state run -b $BUNDLE bench"
 
 # restart: stops the daemon, starts it again; RESTART_MS = the ms until it
 # answers `ps`. (Not in a $(...): the daemon would keep its stdout open.)
@@ -37,14 +44,16 @@ restart() {
 # figures LABEL: adds a row of figures for the containers running now.
 ROWS=()
 figures() {
-    local none bridge ps
+    local none bridge ps runc
     none=$(median_ms "none-$1" "env $HOSTENV $RTC run --rm --network none busybox true")
+    runc=$(median_ms "runc-$1" "$RUNC")
     bridge=$(median_ms "bridge-$1" "env $HOSTENV $RTC run --rm busybox true")
     ps=$(median_ms "ps-$1" "env $HOSTENV $RTC ps")
     restart
     [ "$1" = "0 running" ] && NONE_0=$none
-    NONE_N=$none PS_N=$ps RESTART_N=$RESTART_MS
-    ROWS+=("$(printf '%-26s %10s %10s %8s %12s %8s' "$1" "$none" "$bridge" "$ps" "$RESTART_MS" \
+    [ "$1" = "0 running" ] && RUNC_0=$runc
+    NONE_N=$none RUNC_N=$runc PS_N=$ps RESTART_N=$RESTART_MS
+    ROWS+=("$(printf '%-26s %10s %10s %10s %8s %12s %8s' "$1" "$none" "$bridge" "$runc" "$ps" "$RESTART_MS" \
         "$(wc -l </proc/self/mountinfo)")")
 }
 
@@ -58,8 +67,9 @@ done
 figures "$N running"
 
 printf '\nscale (ms; medians of %s runs; load %s)\n' "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-26s %10s %10s %8s %12s %8s\n' "" "run none" "run bridge" "ps" "restart" "mounts"
+printf '%-26s %10s %10s %10s %8s %12s %8s\n' "" "run none" "run bridge" "runc run" "ps" "restart" "mounts"
 printf '%s\n' "${ROWS[@]}"
 summary_row "run --rm none, $N running (ms)" "$NONE_N" "with 0 running" "$NONE_0" "<= 1.1x"
+summary_row "runc run (reference), $N running (ms)" "$RUNC_N" "with 0 running" "$RUNC_0" ""
 summary_row "ps, $N running (ms)" "$PS_N" "" "" "< 30 ms"
 summary_row "restart to ready, $N running (ms)" "$RESTART_N" "" "" "< 1000 ms"

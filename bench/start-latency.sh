@@ -26,20 +26,7 @@ for _ in 1 2; do env "$HOSTENV" "$RTC" run --rm busybox true; done   # warm-up /
 
 # --- runc bundle from the host's static busybox ------------------------------
 BUNDLE=$TMP/bundle
-busybox_rootfs "$BUNDLE/rootfs"
-(cd "$BUNDLE" && runc spec)
-python3 - "$BUNDLE/config.json" "/rtbench-runc-$$/c" <<'EOF'
-import json, sys
-path, cg = sys.argv[1], sys.argv[2]
-spec = json.load(open(path))
-spec["process"]["args"] = ["true"]
-spec["process"]["terminal"] = False
-ns = spec["linux"].setdefault("namespaces", [])
-if not any(n["type"] == "network" for n in ns):
-    ns.append({"type": "network"})
-spec["linux"]["cgroupsPath"] = cg
-json.dump(spec, open(path, "w"), indent=2)
-EOF
+runc_bundle "$BUNDLE" true
 RUNC="runc --root $TMP/runc-state run -b $BUNDLE bench"
 # A foreground `runc run` deletes the container on exit, so a fixed id is reusable.
 for _ in 1 2; do $RUNC </dev/null; done

@@ -52,20 +52,7 @@ EXEC_OUT=$(mb_per_s "env RUNTIMED_HOST=unix://$SOCK $RTC exec streamer cat /tmp/
 
 # --- exec latency beside runc exec ----------------------------------------------
 BUNDLE=$TMP/bundle
-busybox_rootfs "$BUNDLE/rootfs"
-(cd "$BUNDLE" && runc spec)
-python3 - "$BUNDLE/config.json" "/rtbench-runc-$$/c" <<'PY'
-import json, sys
-path, cg = sys.argv[1], sys.argv[2]
-spec = json.load(open(path))
-spec["process"]["args"] = ["sleep", "3600"]
-spec["process"]["terminal"] = False
-ns = spec["linux"].setdefault("namespaces", [])
-if not any(n["type"] == "network" for n in ns):
-    ns.append({"type": "network"})
-spec["linux"]["cgroupsPath"] = cg
-json.dump(spec, open(path, "w"), indent=2)
-PY
+runc_bundle "$BUNDLE" sleep 3600
 runc --root "$TMP/runc-state" run -d -b "$BUNDLE" "$RUNC_ID" </dev/null >/dev/null 2>&1
 say "timing exec"
 EXEC_MS=$(median_ms exec "env RUNTIMED_HOST=unix://$SOCK $RTC exec streamer true")
