@@ -1,6 +1,7 @@
 //! The daemon's nftables table heals: after `nft flush ruleset` (while the
 //! daemon runs, or while it is down) published ports answer again and new
-//! ones can be published.
+//! ones can be published. And a container's lifecycle changes the table
+//! (and the store) no more often than it must.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -74,4 +75,37 @@ fn published_ports_come_back_after_a_flush_while_the_daemon_is_down() {
     assert!(answers_within(&w.ext, 8080, Duration::from_secs(3)), "no answer after the restart:\n{}", w.d.log());
     assert!(w.d.ok(&["ps"]).contains("0.0.0.0:8080->80/tcp"));
     start_web(&w, "next", "8081:80");
+}
+
+/// Counts of the daemon's debug log lines `nft apply` (one nft
+/// transaction) and `store flush` (one durable store write).
+fn changes(d: &integration_tests::Daemon) -> (usize, usize) {
+    let log = d.log();
+    (log.matches("nft apply").count(), log.matches("store flush").count())
+}
+
+/// Each step changes the firewall and the store as often as it must and
+/// no more: one transaction per publish or unpublish, one durable write
+/// per record it changes.
+#[test]
+fn each_lifecycle_step_changes_the_firewall_and_the_store_once() {
+    let filter = "info,runtimed::firewall::nft=debug,runtimed::store::database=debug";
+    let d = integration_tests::Daemon::start_with(|_| {}, vec!["--log-level".into(), filter.into()]);
+    let mut seen = changes(&d);
+    let mut step = |args: &[&str], nft: usize, flushes: usize| {
+        d.ok(args);
+        let now = changes(&d);
+        assert_eq!((now.0 - seen.0, now.1 - seen.1), (nft, flushes), "{args:?} (nft, store):\n{}", d.log());
+        seen = now;
+    };
+    // The address, then the record.
+    step(&["create", "--name", "web", "-p", "8080:80", "busybox", "sleep", "600"], 0, 2);
+    step(&["start", "web"], 1, 1);
+    step(&["stop", "-t", "1", "web"], 1, 1);
+    step(&["start", "web"], 1, 1);
+    // The exit, the record's removal, the address's release.
+    step(&["rm", "-f", "web"], 1, 3);
+    step(&["run", "--rm", "-p", "8081:80", "busybox", "true"], 2, 6);
+    step(&["run", "-d", "--name", "b", "busybox", "sleep", "600"], 0, 3);
+    step(&["rm", "-f", "b"], 0, 3);
 }

@@ -85,6 +85,8 @@ fn init_tracing(level: &str) -> Result<(), tracing_subscriber::filter::ParseErro
         Ok(env) => tracing_subscriber::EnvFilter::try_new(env)?,
         Err(_) => tracing_subscriber::EnvFilter::try_new(level)?,
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| util::LossyStderr).init();
+    // Colours only on a terminal: a log file gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(|| util::LossyStderr).init();
     Ok(())
 }

@@ -316,7 +316,8 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUNTIMED_SHIM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // The shim log may sit on a full disk: writing it must never fail.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| LossyStderr).try_init();
+    // Its stderr is the shim log, a file: no colours.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false).with_writer(|| LossyStderr).try_init();
 }
 
 /// libcontainer nests the useful message (e.g. "executable not found") in

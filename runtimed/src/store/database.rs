@@ -173,6 +173,7 @@ impl Database {
         };
         let res = db.flush();
         drop(db);
+        tracing::debug!(ok = res.is_ok(), "store flush");
         match res {
             Ok(_) => {
                 keep_reserve(&self.0);
