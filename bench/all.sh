@@ -4,11 +4,11 @@
 # run, with the machine's load before and after. Each script's own report
 # goes to stderr as it runs; the summary goes to stdout.
 # Usage (as root):  bench/all.sh          Env: each script's own (RUNS, N, ...);
-# BENCHES to pick some (default: all six, in the order below).
+# BENCHES to pick some (default: all seven, in the order below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
-BENCHES=${BENCHES:-"start-latency stdio shim-memory networking scale overlay"}
+BENCHES=${BENCHES:-"start-latency stdio shim-memory webserver networking scale overlay"}
 BENCH_SUMMARY=$(mktemp)
 export BENCH_SUMMARY
 trap 'rm -f "$BENCH_SUMMARY"' EXIT

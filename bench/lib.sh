@@ -10,6 +10,8 @@
 #            D/runtimed.sock (--socket), D/runtimed.log (its stderr))
 #   cleanup  on_exit, rtd_rm_all, stop_pid, del_netns, rm_cgroups, rm_tmp
 #            (for the exit trap: each one copes with what is already gone)
+#   podman   podman_init, pd, podman_cleanup (a rootful podman of the
+#            bench's own: storage, config, netns and cgroup parent)
 #   measure  iperf_gbps
 #   report   summary_row (a line of bench/all.sh's summary table)
 # Globals: REPO and T0 (bench_init), RTD and RTC (release_bins), RTD_PID
@@ -117,6 +119,79 @@ if not any(n["type"] == "network" for n in ns):
 spec["linux"]["cgroupsPath"] = cg
 json.dump(spec, open(path, "w"), indent=2)
 PY
+}
+
+# podman_init DIR NETNS: a podman for the reference figures, with its
+# storage and config in DIR, its containers in the network namespace NETNS
+# (created here; also the name of their cgroup parent) and runc as its
+# runtime. Installs podman (and iptables, which netavark needs) if missing.
+# Returns 1 with PD_WHY set if podman cannot run here; sets PD_VER.
+# `pd ARGS` then runs podman so (PD_CMD: the same as a string, for
+# commands given as strings); podman_cleanup undoes it all.
+PD_OK=""          # set once podman's netns and storage exist
+PD_CREATED=()     # host paths podman makes that did not exist before
+PD_NETNS_BEFORE=""
+PD_TIMEOUT=600
+podman_init() {
+    PDIR=$1 PNS=$2 PCONF=$1/containers.conf
+    if ! command -v podman >/dev/null || ! command -v iptables >/dev/null; then
+        say "installing podman (and iptables, which netavark needs)"
+        apt_install podman iptables || { PD_WHY="podman could not be installed (apt-get install podman iptables failed)"; return 1; }
+    fi
+    PD_VER=$(podman --version 2>/dev/null | awk '{print $NF}')
+    local p
+    for p in /run/containers /var/lib/containers /dev/shm/libpod_lock; do
+        [ -e "$p" ] || PD_CREATED+=("$p")
+    done
+    mkdir -p "$PDIR"
+    # No systemd here: cgroupfs. podman's default rlimits for root (nofile
+    # 1048576, ...) can exceed the host's hard limits; runc then fails (EPERM).
+    cat >"$PCONF" <<CONF
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$PDIR/events.log"
+tmp_dir = "$PDIR/tmp"
+runtime = "runc"
+[network]
+network_backend = "netavark"
+network_config_dir = "$PDIR/net"
+CONF
+    # The same as a string, for commands given as strings (median_ms).
+    PD_CMD="timeout $PD_TIMEOUT nsenter --net=/run/netns/$PNS env CONTAINERS_CONF=$PCONF"
+    PD_CMD+=" podman --root $PDIR/root --runroot $PDIR/run --storage-driver overlay"
+    PD_NETNS_BEFORE=$(ls /run/netns 2>/dev/null || true)
+    ip netns add "$PNS" || { PD_WHY="cannot create netns $PNS"; return 1; }
+    ip -n "$PNS" link set lo up
+    PD_OK=1
+}
+
+# pd ARGS...: podman as podman_init set it up. The timeout is a last resort
+# only: a podman killed while holding one of its locks leaves it held.
+pd() {
+    timeout "$PD_TIMEOUT" nsenter --net="/run/netns/$PNS" env CONTAINERS_CONF="$PCONF" \
+        podman --root "$PDIR/root" --runroot "$PDIR/run" --storage-driver overlay "$@"
+}
+
+# podman_cleanup: removes podman's containers, the netns podman made for
+# them and ours, their cgroups and the host paths podman created (its
+# storage in DIR goes with the caller's rm_tmp).
+podman_cleanup() {
+    [ -n "$PD_OK" ] || return 0
+    PD_TIMEOUT=60
+    pd rm -af -t 0 >/dev/null 2>&1
+    # What podman leaves when it fails or is stopped: its containers'
+    # netns, named netns-<uuid>, that appeared while we ran.
+    local n p
+    for n in /run/netns/netns-*; do
+        n=${n##*/}
+        [ "$n" = "netns-*" ] || grep -qx "$n" <<<"$PD_NETNS_BEFORE" || ip netns del "$n" 2>/dev/null
+    done
+    del_netns "$PNS"
+    rm_cgroups "$PNS"   # conmon lives there too
+    for p in "${PD_CREATED[@]}"; do rm -rf "$p"; done
 }
 
 # iperf_gbps NO_JSON ERROR_PREFIX [retr]: the output of `iperf3 -J` on stdin

@@ -70,44 +70,21 @@ PNS=rtnet-pd-$$                  # podman's netns, also its cgroup parent
 SOCK=$TMP/runtimed.sock
 DPID=""
 LOOP_PID=""
-PD_OK=""                         # set once podman's netns and storage exist
-PD_CREATED=()                    # host paths podman makes that did not exist before
-PD_NETNS_BEFORE=""               # /run/netns before podman ran
-
 RTCMD=(env "RUNTIMED_HOST=unix://$SOCK" "$RTC")  # for `timeout`, which cannot run functions
 rtc() { "${RTCMD[@]}" "$@"; }
 
-# podman: its own netns, storage, config and cgroup parent. The timeout is a
-# last resort only: a podman killed while holding one of its locks leaves it
-# held (the run's time is bounded by PODMAN_BUDGET instead).
 PDIR=$TMP/podman
-PCONF=$TMP/containers.conf
-PD_TIMEOUT=600
-pd() {
-    timeout "$PD_TIMEOUT" nsenter --net="/run/netns/$PNS" env CONTAINERS_CONF="$PCONF" \
-        podman --root "$PDIR/root" --runroot "$PDIR/run" --storage-driver overlay "$@"
-}
 
 cleanup() {
     set +e
-    if [ -n "$PD_OK" ]; then
-        PD_TIMEOUT=60
-        pd rm -af -t 0 >/dev/null 2>&1
-        # What podman leaves when it fails or is stopped: its containers'
-        # netns, named netns-<uuid>, that appeared while we ran.
-        for n in /run/netns/netns-*; do
-            n=${n##*/}
-            [ "$n" = "netns-*" ] || grep -qx "$n" <<<"$PD_NETNS_BEFORE" || ip netns del "$n" 2>/dev/null
-        done
-    fi
+    podman_cleanup
     [ -n "$LOOP_PID" ] && kill "$LOOP_PID" 2>/dev/null && wait "$LOOP_PID" 2>/dev/null
     rtd_rm_all "$SOCK"
     [ -n "$DPID" ] && stop_pid "$DPID"
     [ -n "$KEEP_LOG" ] && cp "$TMP/runtimed.log" "$KEEP_LOG" 2>/dev/null
-    del_netns "$NS" "$PNS"
-    rm_cgroups "$NS" "$PNS"   # podman's conmon lives in the latter too
+    del_netns "$NS"
+    rm_cgroups "$NS"
     rm_tmp "$TMP"
-    for p in "${PD_CREATED[@]}"; do rm -rf "$p"; done
 }
 on_exit cleanup
 
@@ -239,35 +216,8 @@ PD_BG_PORTS=$BG_TOTAL
 PD_T0=$(usec)
 podman_setup() { # returns 1 with PD_WHY set when podman cannot be benchmarked
     if [ "$PODMAN" = 0 ]; then PD_WHY="skipped (PODMAN=0)"; return 1; fi
-    if ! command -v podman >/dev/null || ! command -v iptables >/dev/null; then
-        say "installing podman (and iptables, which netavark needs)"
-        apt_install podman iptables || { PD_WHY="podman could not be installed (apt-get install podman iptables failed)"; return 1; }
-    fi
-    PD_VER=$(podman --version 2>/dev/null | awk '{print $NF}')
-    local p err=$TMP/podman.err
-    for p in /run/containers /var/lib/containers /dev/shm/libpod_lock; do
-        [ -e "$p" ] || PD_CREATED+=("$p")
-    done
-    # No systemd here: cgroupfs. podman's default rlimits for root (nofile
-    # 1048576, ...) can exceed the host's hard limits; runc then fails (EPERM).
-    cat >"$PCONF" <<EOF
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "$PDIR/events.log"
-tmp_dir = "$PDIR/tmp"
-runtime = "runc"
-[network]
-network_backend = "netavark"
-network_config_dir = "$PDIR/net"
-EOF
-    mkdir -p "$PDIR"
-    PD_NETNS_BEFORE=$(ls /run/netns 2>/dev/null || true)
-    ip netns add "$PNS" || { PD_WHY="cannot create netns $PNS"; return 1; }
-    ip -n "$PNS" link set lo up
-    PD_OK=1
+    podman_init "$PDIR" "$PNS" || return 1
+    local err=$TMP/podman.err
     if ! pd import "$BB_TAR" localhost/rtnet-busybox >/dev/null 2>"$err"; then
         PD_WHY="podman import failed: $(tail -n1 "$err")"; return 1
     fi

@@ -7,15 +7,19 @@
 #   - throughput of streamed exec output (`runtimectl exec C cat FILE`, the
 #     file inside the container), beside the same host pipe;
 #   - latency of `runtimectl exec C true`, beside `runc exec` into a runc
-#     container of the same kind (busybox, own namespaces).
+#     container of the same kind (busybox, own namespaces);
+#   - each figure for podman too (rootful, runc, conmon), when it runs here:
+#     how a docker-like engine with a daemon-less client does.
 # runtimed runs in its own netns, dirs, socket and cgroup parent; everything
 # is cleaned up on exit. Usage (as root):  bench/stdio.sh
-# Env: SIZE_MB (default 200), RUNS (default 30), WARMUP (default 3).
+# Env: SIZE_MB (default 200), RUNS (default 30), WARMUP (default 3),
+#      PODMAN (1; 0 skips podman).
 set -euo pipefail
 
 SIZE_MB=${SIZE_MB:-200}
 RUNS=${RUNS:-30}
 WARMUP=${WARMUP:-3}
+PODMAN=${PODMAN:-1}
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 . "$(dirname "$0")/lib.sh"
 bench_init
@@ -24,7 +28,10 @@ install_missing runc=runc hyperfine=hyperfine /bin/busybox=busybox-static
 build_release -q -p runtimed -p runtimectl
 
 RUNC_ID=bench-exec-$$
-extra_cleanup() { runc --root "$TMP/runc-state" delete -f "$RUNC_ID" >/dev/null 2>&1; }
+extra_cleanup() {
+    runc --root "$TMP/runc-state" delete -f "$RUNC_ID" >/dev/null 2>&1
+    podman_cleanup
+}
 bench_daemon
 
 # mb_per_s COMMAND: runs COMMAND (a string, through bash) 3 times; the best
@@ -58,15 +65,40 @@ say "timing exec"
 EXEC_MS=$(median_ms exec "env RUNTIMED_HOST=unix://$SOCK $RTC exec streamer true")
 RUNC_MS=$(median_ms runc-exec "runc --root $TMP/runc-state exec $RUNC_ID true")
 
+# --- podman, the same figures -----------------------------------------------------
+PD_RUN_I=- PD_EXEC_OUT=- PD_EXEC_MS=- PD_WHY=""
+podman_figures() {
+    [ "$PODMAN" = 0 ] && { PD_WHY="skipped (PODMAN=0)"; return 1; }
+    podman_init "$TMP/podman" "rtbench-pd-$$" || return 1
+    local err=$TMP/podman.err img=localhost/rtbench-busybox
+    tar -C "$BUNDLE/rootfs" -cf "$TMP/busybox.tar" .
+    pd import "$TMP/busybox.tar" "$img" >/dev/null 2>"$err" || { PD_WHY="podman import failed: $(tail -n1 "$err")"; return 1; }
+    local run="$PD_CMD run --cgroup-parent /$PNS --network none"
+    $run --rm "$img" true >/dev/null 2>"$err" || { PD_WHY="podman cannot run a container here: $(tail -n1 "$err")"; return 1; }
+    say "podman: piping $SIZE_MB MB"
+    PD_RUN_I=$(mb_per_s "cat '$DATA' | $run -i --rm $img cat > /dev/null")
+    $run -d --name streamer "$img" sleep 3600 >/dev/null
+    pd exec -i streamer sh -c 'cat > /tmp/data.bin' <"$DATA"
+    PD_EXEC_OUT=$(mb_per_s "$PD_CMD exec streamer cat /tmp/data.bin > /dev/null")
+    say "podman: timing exec"
+    PD_EXEC_MS=$(median_ms podman-exec "$PD_CMD exec streamer true")
+}
+podman_figures || say "podman: $PD_WHY"
+
 ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys.argv[2])))" "$1" "$2"; }
 printf '\nstdio throughput (%s MB, best of 3, MB/s)\n' "$SIZE_MB"
 printf '%-52s %8s\n' "runtimectl run -i --rm busybox cat" "$RUN_I" "host: cat | cat (reference)" "$HOST_PIPE" \
     "ratio (target >= 0.50)" "$(ratio "$RUN_I" "$HOST_PIPE")"
 printf '%-52s %8s\n' "runtimectl exec C cat FILE" "$EXEC_OUT" "host: cat | cat (reference)" "$HOST_PIPE" \
     "ratio (target >= 0.50)" "$(ratio "$EXEC_OUT" "$HOST_PIPE")"
+printf '%-52s %8s\n' "podman run -i --rm busybox cat" "$PD_RUN_I" "podman exec C cat FILE" "$PD_EXEC_OUT"
 summary_row "run -i cat throughput (MB/s)" "$RUN_I" "host: cat piped to cat" "$HOST_PIPE" ">= 0.50x"
 summary_row "exec output throughput (MB/s)" "$EXEC_OUT" "host: cat piped to cat" "$HOST_PIPE" ">= 0.50x"
 summary_row "exec C true (ms)" "$EXEC_MS" "runc exec" "$RUNC_MS" "<= 1.0x"
+summary_row "run -i cat throughput (MB/s)" "$RUN_I" "podman run -i cat" "$PD_RUN_I" ""
+summary_row "exec output throughput (MB/s)" "$EXEC_OUT" "podman exec cat" "$PD_EXEC_OUT" ""
+summary_row "exec C true (ms)" "$EXEC_MS" "podman exec" "$PD_EXEC_MS" ""
 printf '\nexec latency (median of %s runs, ms)\n' "$RUNS"
 printf '%-52s %8s\n' "runtimectl exec C true" "$EXEC_MS" "runc exec C true (reference)" "$RUNC_MS" \
-    "ratio (target <= 1.00)" "$(ratio "$EXEC_MS" "$RUNC_MS")"
+    "ratio (target <= 1.00)" "$(ratio "$EXEC_MS" "$RUNC_MS")" "podman exec C true" "$PD_EXEC_MS"
+if [ -n "$PD_WHY" ]; then printf 'podman: %s\n' "$PD_WHY"; fi
