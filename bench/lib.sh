@@ -138,6 +138,7 @@ podman_init() {
         say "installing podman (and iptables, which netavark needs)"
         apt_install podman iptables || { PD_WHY="podman could not be installed (apt-get install podman iptables failed)"; return 1; }
     fi
+    # shellcheck disable=SC2034 # for the caller
     PD_VER=$(podman --version 2>/dev/null | awk '{print $NF}')
     local p
     for p in /run/containers /var/lib/containers /dev/shm/libpod_lock; do
@@ -163,6 +164,7 @@ CONF
     PD_CMD="timeout $PD_TIMEOUT nsenter --net=/run/netns/$PNS env CONTAINERS_CONF=$PCONF"
     PD_CMD+=" podman --root $PDIR/root --runroot $PDIR/run --storage-driver overlay"
     PD_NETNS_BEFORE=$(ls /run/netns 2>/dev/null || true)
+    # shellcheck disable=SC2034 # for the caller
     ip netns add "$PNS" || { PD_WHY="cannot create netns $PNS"; return 1; }
     ip -n "$PNS" link set lo up
     PD_OK=1
@@ -338,6 +340,7 @@ bench_daemon() {
     TMP=$(mktemp -d /tmp/rtbench.XXXXXX)
     NS=rtbench-$$
     SOCK=$TMP/runtimed.sock
+    # shellcheck disable=SC2034 # for the caller
     HOSTENV="RUNTIMED_HOST=unix://$SOCK"
     DPID=""
     on_exit bench_cleanup
