@@ -33,6 +33,7 @@ NODE_TTL=${NODE_TTL:-15}
 RESTORE_HALTED=${RESTORE_HALTED:-1}
 FAILED=()
 HALTED=""
+TMPD=""   # the power-off watchers' output, removed by cleanup
 
 bold() { if [ -t 1 ]; then printf '\033[1m%s\033[0m\n' "$*"; else printf '%s\n' "$*"; fi; }
 step() { echo; bold "## $*"; }
@@ -80,6 +81,8 @@ cleanup() {
     [ -z "$HALTED" ] || [ "$RESTORE_HALTED" = 1 ] && on "$NODE_C" "runtimectl rm -f c3" >/dev/null
     on "$NODE_A" "runtimectl network rm net1 net2"
     on "$NODE_A" "runtimectl network ls"
+    for job in $(jobs -p); do kill "$job" 2>/dev/null; done   # watchers left by a failure
+    [ -n "$TMPD" ] && rm -rf "$TMPD"
     exit "$rc"
 }
 
@@ -225,7 +228,8 @@ else
     watch=${watch//ADDR/$NODE_C_ADDR}
     watch=${watch//VNI/$VNI}
     watch=${watch//CIP/$C3_IP}
-    tmpd=$(mktemp -d "${TMPDIR:-/tmp}/demo-watch.XXXXXX")
+    TMPD=$(mktemp -d "${TMPDIR:-/tmp}/demo-watch.XXXXXX")
+    tmpd=$TMPD
     on_quiet "$NODE_A" "$watch" >"$tmpd/a" & wa=$!
     on_quiet "$NODE_B" "$watch" >"$tmpd/b" & wb=$!
     for _ in $(seq 60); do

@@ -119,6 +119,8 @@ done
 mkdir -p "$CACHE"
 RUN=$(mktemp -d "$CACHE/netns-run.XXXXXX")
 export NETNS_RUN=$RUN
+mkdir -p "$RUN/tmp"
+export TMPDIR=$RUN/tmp
 ip netns add "$UL"
 ip -n "$UL" link set lo up
 ip -n "$UL" link add br0 type bridge

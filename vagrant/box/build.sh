@@ -95,7 +95,7 @@ OUT=${1:-$CACHE/runtimed-debian12.box}
 [ "$(id -u)" = 0 ] || { echo "box/build.sh must run as root (debootstrap, loop device, chroot)" >&2; exit 1; }
 STAMP=$OUT.sha256
 want=$(sha256sum "$SELF" | cut -d' ' -f1)
-if [ -z "${REBUILD:-}" ] && [ -f "$OUT" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
+if [ -z "${REBUILD:-}" ] && [ -f "$OUT" ] && [ -f "$OUT.vmlinuz" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$want" ]; then
     echo "box/build.sh: $OUT is up to date (REBUILD=1 to build it again)"
     exit 0
 fi
@@ -131,6 +131,8 @@ if [ -z "${BOX_BUILD_INNER:-}" ]; then
     write_metadata "$WORK/box"
     tar -C "$WORK/box" -cf "$OUT.part" metadata.json Vagrantfile box.img
     mv -f "$OUT.part" "$OUT"
+    # Its kernel, for run-here.sh to probe KVM with (box/accel.sh).
+    cp "$WORK/vmlinuz" "$OUT.vmlinuz"
     echo "$want" >"$STAMP"
     echo "box/build.sh: built $OUT ($(du -h "$OUT" | cut -f1)) in $(($(date +%s) - start)) s"
     exit 0
