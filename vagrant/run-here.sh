@@ -212,11 +212,12 @@ export RUNTIMED_VAGRANT_HALT_TIMEOUT=0 RESTORE_HALTED=0
 unset VAGRANT_CWD VAGRANT_VAGRANTFILE
 # A fresh sysfs shows the namespace's interfaces (libvirt reads bridges
 # there); /etc/libvirt, /var and /run are the run directory's.
-# (nsenter itself, not in_ns: $! must be libvirtd's pid, and nsenter, env
-# and unshare exec, with no fork, into it. TMPDIR is in the run directory,
-# which libvirtd's mount namespace hides.)
+# (nsenter itself, not in_ns: $! must be libvirtd's pid, and setsid,
+# nsenter, env and unshare exec, with no fork, into it. setsid: a Ctrl-C
+# on the terminal must not end libvirtd before the teardown has used it.
+# TMPDIR is in the run directory, which libvirtd's mount namespace hides.)
 # shellcheck disable=SC2016  # (expanded by the inner bash)
-nsenter --net="/run/netns/$NS" env -u TMPDIR unshare --mount --propagation private bash -c '
+setsid nsenter --net="/run/netns/$NS" env -u TMPDIR unshare --mount --propagation private bash -c '
     set -e
     R=$1
     mount -t sysfs sysfs /sys
