@@ -136,7 +136,7 @@ ls -l "$BIN/runtimed" "$BIN/runtimectl"
 done_step ok
 
 # ---- 3. box -------------------------------------------------------------------------------
-begin "box build (cached)"
+begin "box build (box/build.sh)"
 "$HERE/box/build.sh" "$BOX_FILE"
 done_step ok
 
