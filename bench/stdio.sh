@@ -3,7 +3,8 @@
 # the same run:
 #   - throughput (MB/s) of SIZE_MB random bytes piped through
 #     `runtimectl run -i --rm busybox cat`, beside the same bytes piped
-#     through `cat` on the host;
+#     through `cat` on the host (and, for information, the same run with
+#     the daemon relaying the bytes instead of the shim taking our stdio);
 #   - throughput of streamed exec output (`runtimectl exec C cat FILE`, the
 #     file inside the container), beside the same host pipe;
 #   - latency of `runtimectl exec C true`, beside `runc exec` into a runc
@@ -52,6 +53,9 @@ head -c "$((SIZE_MB * 1000000))" /dev/urandom >"$DATA"
 say "piping $SIZE_MB MB"
 HOST_PIPE=$(mb_per_s "cat '$DATA' | cat > /dev/null")
 RUN_I=$(mb_per_s "cat '$DATA' | env RUNTIMED_HOST=unix://$SOCK $RTC run -i --rm --network none busybox cat > /dev/null")
+# The same through the daemon's relay, the path of a remote or non-root
+# client, and of a terminal.
+RUN_I_RELAY=$(mb_per_s "cat '$DATA' | env RUNTIMECTL_DIRECT_STDIO=0 RUNTIMED_HOST=unix://$SOCK $RTC run -i --rm --network none busybox cat > /dev/null")
 
 rtc_at "$SOCK" run -d --name streamer --network none busybox sleep 3600 >/dev/null
 rtc_at "$SOCK" exec -i streamer sh -c 'cat > /tmp/data.bin' <"$DATA"
@@ -89,6 +93,7 @@ ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys
 printf '\nstdio throughput (%s MB, best of 3, MB/s)\n' "$SIZE_MB"
 printf '%-52s %8s\n' "runtimectl run -i --rm busybox cat" "$RUN_I" "host: cat | cat (reference)" "$HOST_PIPE" \
     "ratio (target >= 0.50)" "$(ratio "$RUN_I" "$HOST_PIPE")"
+printf '%-52s %8s\n' "the same, relayed by the daemon (RUNTIMECTL_DIRECT_STDIO=0)" "$RUN_I_RELAY"
 printf '%-52s %8s\n' "runtimectl exec C cat FILE" "$EXEC_OUT" "host: cat | cat (reference)" "$HOST_PIPE" \
     "ratio (target >= 0.50)" "$(ratio "$EXEC_OUT" "$HOST_PIPE")"
 printf '%-52s %8s\n' "podman run -i --rm busybox cat" "$PD_RUN_I" "podman exec C cat FILE" "$PD_EXEC_OUT"

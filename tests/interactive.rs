@@ -217,3 +217,91 @@ fn exec_it_gives_a_shell_on_a_terminal() {
     assert_eq!(term.wait(T), 3);
     assert_eq!(d.inspect("box")["State"]["Running"], true, "the container runs on");
 }
+
+/// Bytes read by process `pid` so far (`rchar` of /proc/PID/io).
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).expect("/proc/PID/io");
+    io.lines().find_map(|l| l.strip_prefix("rchar: ")).and_then(|v| v.parse().ok()).expect("rchar")
+}
+
+/// A local `run` without a terminal hands the container's shim its own
+/// stdio (the direct path); RUNTIMECTL_DIRECT_STDIO=0 keeps the daemon's
+/// relay. Both give the same bytes, streams and exit code.
+#[test]
+fn direct_and_relayed_stdio_agree() {
+    use std::io::{BufRead, Read, Seek, Write};
+    let d = Daemon::start();
+    let hi = d.dir.join("hi.txt");
+    std::fs::write(&hi, "hi\n").unwrap();
+    for direct in ["1", "0"] {
+        // Output goes on where the file's offset is, after what it holds;
+        // each stream stays apart; the code is the container's.
+        let (out, err) = (d.dir.join(format!("out-{direct}")), d.dir.join(format!("err-{direct}")));
+        std::fs::write(&out, "before\n").unwrap();
+        let mut out_file = std::fs::OpenOptions::new().write(true).open(&out).unwrap();
+        out_file.seek(std::io::SeekFrom::End(0)).unwrap();
+        let status = d
+            .ctl_cmd(&["run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", "cat; echo err >&2; exit 3"])
+            .env("RUNTIMECTL_DIRECT_STDIO", direct)
+            .stdin(file(&hi))
+            .stdout(Stdio::from(out_file))
+            .stderr(file_w(&err))
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(3), "direct={direct}");
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "before\nhi\n", "direct={direct}");
+        assert_eq!(std::fs::read_to_string(&err).unwrap(), "err\n", "direct={direct}");
+
+        // With the direct path the client reads none of the 10 MB itself.
+        let script = "head -c 10000000 > /dev/null; echo got; cat";
+        let mut child = d
+            .ctl_cmd(&["run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", script])
+            .env("RUNTIMECTL_DIRECT_STDIO", direct)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let feeder = std::thread::spawn(move || {
+            stdin.write_all(&vec![b'x'; 10_000_000]).unwrap();
+            stdin
+        });
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert_eq!(line, "got\n");
+        let read = bytes_read(child.id());
+        match direct {
+            "1" => assert!(read < 1_000_000, "the client read {read} bytes itself"),
+            _ => assert!(read >= 10_000_000, "the relaying client read only {read} bytes"),
+        }
+        stdin_done(feeder.join().unwrap());
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+
+        // A reader that leaves early ends the client by SIGPIPE, as it
+        // would end docker's; the container runs on to its end.
+        let mut child = d
+            .ctl_cmd(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "head -c 20000000 /dev/zero; exit 4"])
+            .env("RUNTIMECTL_DIRECT_STDIO", direct)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut head = [0u8; 10];
+        child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGPIPE), "direct={direct}");
+    }
+    let deadline = std::time::Instant::now() + T;
+    while !d.ok(&["ps", "-aq"]).trim().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "--rm left containers: {}", d.ok(&["ps", "-a"]));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Ends the container's input.
+fn stdin_done(stdin: std::process::ChildStdin) {
+    drop(stdin);
+}

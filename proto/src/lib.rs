@@ -1,4 +1,8 @@
-//! The `runtime.v1` gRPC API shared by `runtimed` and `runtimectl`.
+//! The `runtime.v1` gRPC API shared by `runtimed` and `runtimectl`, and the
+//! framed protocol of a shim's control socket (which a local client may
+//! speak directly, see `frame::Frame::AttachFds`).
+
+pub mod frame;
 
 /// Generated messages and services of package `runtime.v1`.
 pub mod v1 {

@@ -1,6 +1,7 @@
 //! One function per command; each returns the process exit code.
 
 mod container;
+mod direct;
 mod image;
 mod network;
 mod pull;

@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
 use super::container::config;
+use super::direct;
 use super::terminal::{self, DetachKeys, RawMode};
 use crate::cli::{AttachArgs, ExecArgs, RunArgs, StartArgs};
 use crate::client::Client;
@@ -171,13 +172,14 @@ pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
         detach: a.detach,
         size: attach.size(),
         input: None,
+        direct_stdio: false,
     };
     let classify = |r: pb::RunContainerResponse| match r.event {
         Some(E::Id(id)) => Event::Id(id),
         Some(E::Stdout(d)) => Event::Stdout(d),
         Some(E::Stderr(d)) => Event::Stderr(d),
         Some(E::ExitCode(code)) => Event::Exit(code),
-        None => Event::Other,
+        Some(E::StdioSocket(_)) | None => Event::Other,
     };
     if a.detach {
         let requests = tokio_stream::once(first);
@@ -189,12 +191,69 @@ pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
         }
         return Ok(0);
     }
+    // With a terminal, Ctrl-C is a byte for the container, not a signal here.
+    let proxy = a.sig_proxy && !c.tty;
+    if !c.tty && direct::eligible(attach.stdin) {
+        let first = pb::RunContainerRequest { direct_stdio: true, ..first };
+        return run_direct(client, first, attach.stdin, proxy, &a.keys.detach_keys).await;
+    }
     let wrap = |i| pb::RunContainerRequest { input: Some(i), ..Default::default() };
     let (input, requests) = open_input(first, &attach, wrap)?;
     let stream = client.containers().run_container(requests).await?.into_inner();
-    // With a terminal, Ctrl-C is a byte for the container, not a signal here.
-    let proxy = a.sig_proxy && !c.tty;
     Ok(pump(client, stream, classify, &input, None, proxy).await?.unwrap_or(0))
+}
+
+/// A foreground `run` whose stdio the container's shim takes over
+/// (`direct`): the daemon's stream carries the id, the shim's socket and
+/// the exit code; the shim's connection says when the output is complete.
+async fn run_direct(
+    client: &Client,
+    first: pb::RunContainerRequest,
+    stdin: bool,
+    proxy: bool,
+    keys: &str,
+) -> Result<i32> {
+    use pb::run_container_response::Event as E;
+    let ended = || CliError::new("the daemon ended the stream before the process exited");
+    let mut stream = client.containers().run_container(tokio_stream::once(first)).await?.into_inner();
+    let (mut id, mut sock) = (None, None);
+    while sock.is_none() {
+        match stream.next().await.transpose()?.and_then(|r| r.event) {
+            Some(E::Id(i)) => id = Some(i),
+            Some(E::StdioSocket(path)) => sock = Some(path),
+            _ => return Err(ended()),
+        }
+    }
+    let (Some(id), Some(sock)) = (id, sock) else { return Err(ended()) };
+    let mut link = match direct::ShimLink::connect(&sock, stdin) {
+        Ok(link) => link,
+        // Not allowed to reach the shim: the daemon relays instead.
+        Err(_) => return attach_to(client, id, stdin, proxy, false, keys).await,
+    };
+    direct::die_with_our_readers();
+    let mut proxy = proxy.then(|| SigProxy::new(id)).transpose()?;
+    // The shim's code once our output is all written; the daemon's once
+    // the run is handled (`--rm` included), which is the one we return.
+    let mut shim: Option<Option<i32>> = None;
+    loop {
+        tokio::select! {
+            code = link.exit_code(), if shim.is_none() => shim = Some(code),
+            msg = stream.next() => {
+                let daemon = match msg {
+                    Some(Ok(pb::RunContainerResponse { event: Some(E::ExitCode(code)) })) => Some(code),
+                    Some(Ok(_)) => continue,
+                    // The daemon went away: the shim still knows the code.
+                    Some(Err(_)) | None => None,
+                };
+                let shim = match shim {
+                    Some(code) => code,
+                    None => link.exit_code().await,
+                };
+                return daemon.or(shim).ok_or_else(ended);
+            }
+            Some((sig, id)) = next_signal(&mut proxy) => forward_signal(client, id, sig),
+        }
+    }
 }
 
 /// `start`: each container in turn; with `-a`, one, attached.

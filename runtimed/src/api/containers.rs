@@ -14,7 +14,7 @@ use super::convert::{container_info, endpoint_info, spec_from_config};
 use super::detach::to_completion;
 use super::stdio::{self, Output};
 use crate::container::logs::{LogLine, Stream as LogStream};
-use crate::container::{Attached, ContainerRecord, ExecOptions, ExecSession, Manager};
+use crate::container::{Attached, ContainerRecord, ExecOptions, ExecSession, Manager, RunEnd};
 use crate::network::NetworkMode;
 use crate::shim::frame::Attach;
 
@@ -59,6 +59,26 @@ fn log_entry(line: &LogLine) -> pb::LogEntry {
     pb::LogEntry { stream: stream as i32, data: line.log.clone().into(), time: line.time }
 }
 
+/// How a `run` went on once its container was created.
+enum Started {
+    Detached,
+    /// The client hands the shim at this socket its own stdio.
+    Direct(std::path::PathBuf, RunEnd),
+    Attached(Attached),
+}
+
+/// The rest of a direct-stdio run: the shim's socket, then the exit code
+/// once the run is over and handled (`--rm` included).
+fn direct_run(sock: std::path::PathBuf, end: RunEnd) -> GrpcStream<pb::RunContainerResponse> {
+    use pb::run_container_response::Event;
+    let socket = pb::RunContainerResponse { event: Some(Event::StdioSocket(sock.to_string_lossy().into_owned())) };
+    let exit = async move {
+        let event = end.exit_code().await.map(Event::ExitCode).map_err(Status::from)?;
+        Ok(pb::RunContainerResponse { event: Some(event) })
+    };
+    Box::pin(futures::stream::once(async move { Ok(socket) }).chain(futures::stream::once(exit)))
+}
+
 #[tonic::async_trait]
 impl Containers for ContainersApi {
     async fn create_container(
@@ -92,13 +112,15 @@ impl Containers for ContainersApi {
         let first = input.message().await?.ok_or_else(|| Status::invalid_argument("empty request stream"))?;
         let (image, spec) = spec_from_config(first.config)?;
         let (size, detach) = (stdio::size(first.size), first.detach);
+        let direct = first.direct_stdio && !detach && !spec.tty;
         let attach = Attach { stdin: spec.open_stdin, stdout: true, stderr: true };
         let m = self.m.clone();
-        let (id, attached) = to_completion(async move {
+        let (id, started) = to_completion(async move {
             let rec = m.create(&first.name, &image, spec).await?;
-            let started = match detach {
-                true => m.start(&rec.id).await.map(|_| None),
-                false => m.attach(&rec.id, attach, size, true).await.map(Some),
+            let started = match (detach, direct) {
+                (true, _) => m.start(&rec.id).await.map(|_| Started::Detached),
+                (false, true) => m.start_direct(&rec.id).await.map(|(sock, end)| Started::Direct(sock, end)),
+                (false, false) => m.attach(&rec.id, attach, size, true).await.map(Started::Attached),
             };
             match started {
                 Ok(attached) => Ok((rec.id, attached)),
@@ -113,7 +135,11 @@ impl Containers for ContainersApi {
         })
         .await?;
         let first = futures::stream::once(async move { Ok(pb::RunContainerResponse { event: Some(Event::Id(id)) }) });
-        let Some(Attached { conn, end, .. }) = attached else { return Ok(Response::new(Box::pin(first))) };
+        let Attached { conn, end, .. } = match started {
+            Started::Detached => return Ok(Response::new(Box::pin(first))),
+            Started::Direct(sock, end) => return Ok(Response::new(Box::pin(first.chain(direct_run(sock, end))))),
+            Started::Attached(attached) => attached,
+        };
         let wrap = |out| {
             let event = match out {
                 Output::Stdout(d) => Event::Stdout(d),

@@ -9,6 +9,7 @@ use super::manager::{Manager, RunState};
 use super::shim_client::ShimConn;
 use crate::error::{Error, Result};
 use crate::shim::frame::Attach;
+use crate::shim::CONTROL_SOCKET;
 
 /// A client attached to a container's current run.
 pub struct Attached {
@@ -63,5 +64,15 @@ impl Manager {
         })?;
         conn.attach(attach, size).await.map_err(|e| Error::io("attach to the shim", e))?;
         Ok(Attached { conn, end: RunEnd { state, starts } })
+    }
+
+    /// Starts a container for a local client that hands the shim its own
+    /// stdio (`Frame::AttachFds`): the output is held until it does. The
+    /// shim's control socket, and the end of this run.
+    pub async fn start_direct(&self, reference: &str) -> Result<(std::path::PathBuf, RunEnd)> {
+        let rec = self.start_held(reference, true).await?;
+        let state = self.slot(&rec).state.subscribe();
+        let starts = state.borrow().starts;
+        Ok((self.paths(&rec.id).dir.join(CONTROL_SOCKET), RunEnd { state, starts }))
     }
 }

@@ -20,7 +20,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use attach::Attached;
+pub use attach::{Attached, RunEnd};
 pub use cgroup::check_visible as check_cgroups_visible;
 pub use exec::{ExecOptions, ExecSession};
 pub use manager::Manager;

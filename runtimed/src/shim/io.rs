@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 use super::frame::{Attach, Frame};
 use super::protocol::Stream;
 use super::queue::Queue;
+use super::raw::RawIo;
 use crate::util::pidfd_open;
 
 /// After the process exits, how long to keep draining output that other
@@ -66,16 +67,41 @@ struct Client {
     outbuf: Queue,
     attach: Option<Attach>,
     gone: bool,
+    /// Descriptors handed over before an `AttachFds`.
+    fds: Vec<OwnedFd>,
+    /// The client's own stdio, after an `AttachFds`.
+    raw: Option<RawIo>,
 }
 
 impl Client {
     fn new(sock: UnixStream) -> Option<Client> {
         sock.set_nonblocking(true).ok()?;
-        Some(Client { sock, inbuf: Queue::default(), outbuf: Queue::default(), attach: None, gone: false })
+        Some(Client {
+            sock,
+            inbuf: Queue::default(),
+            outbuf: Queue::default(),
+            attach: None,
+            gone: false,
+            fds: Vec::new(),
+            raw: None,
+        })
     }
 
     fn wants(&self, stream: Stream) -> bool {
         self.attach.is_some_and(|a| if stream == Stream::Stderr { a.stderr } else { a.stdout })
+    }
+
+    /// Output queued for this client, not yet taken.
+    fn queued(&self) -> usize {
+        self.outbuf.len() + self.raw.as_ref().map_or(0, RawIo::pending)
+    }
+
+    /// Sends output: into the client's own descriptor, or framed.
+    fn output(&mut self, stderr: bool, header: &[u8], data: &[u8]) {
+        match self.raw.as_mut() {
+            Some(raw) => raw.sink(stderr).into_iter().for_each(|s| s.send(data)),
+            None => self.send_output(header, data),
+        }
     }
 
     /// Queues a frame.
@@ -129,6 +155,10 @@ impl Client {
 enum Source {
     Listener,
     Client(usize),
+    /// A client's own stdin.
+    RawIn(usize),
+    /// A client's own stdout (false) or stderr (true), writable.
+    RawOut(usize, bool),
     Out,
     Err,
     Input,
@@ -224,7 +254,7 @@ impl Loop<'_> {
         if self.hold_until.take().is_some() && self.exit.is_some() {
             self.drain_until = Some(Instant::now() + DRAIN_GRACE);
         }
-        !self.clients.iter().any(|c| c.attach.is_some() && c.outbuf.len() > OUT_CAP)
+        !self.clients.iter().any(|c| c.attach.is_some() && c.queued() > OUT_CAP)
     }
 
     fn timeout(&self) -> Duration {
@@ -261,6 +291,15 @@ impl Loop<'_> {
                 flags |= PollFlags::POLLOUT;
             }
             want.push((c.sock.as_fd(), flags, Source::Client(i)));
+            let Some(raw) = c.raw.as_ref() else { continue };
+            if read_clients && self.input.is_some() {
+                want.extend(raw.input.as_ref().map(|f| (f.as_fd(), PollFlags::POLLIN, Source::RawIn(i))));
+            }
+            for (stderr, sink) in [(false, raw.out.as_ref()), (true, raw.err.as_ref())] {
+                if let Some(sink) = sink.filter(|s| s.pending() > 0) {
+                    want.push((sink.fd(), PollFlags::POLLOUT, Source::RawOut(i, stderr)));
+                }
+            }
         }
         let mut fds: Vec<PollFd> = want.iter().map(|(fd, flags, _)| PollFd::new(*fd, *flags)).collect();
         let what: Vec<Source> = want.iter().map(|w| w.2).collect();
@@ -289,6 +328,12 @@ impl Loop<'_> {
                 Source::Pid => {}
                 Source::Listener => self.accept(),
                 Source::Client(i) => self.on_client(i),
+                Source::RawIn(i) => self.on_raw_input(i, buf),
+                Source::RawOut(i, stderr) => {
+                    if let Some(s) = self.clients[i].raw.as_mut().and_then(|r| r.sink(stderr)) {
+                        s.flush();
+                    }
+                }
             }
         }
         self.clients.retain(|c| !c.gone);
@@ -312,7 +357,7 @@ impl Loop<'_> {
         (self.log)(stream, data);
         let header = Frame::output_header(stream == Stream::Stderr, n);
         for c in self.clients.iter_mut().filter(|c| c.wants(stream)) {
-            c.send_output(&header, data);
+            c.output(stream == Stream::Stderr, &header, data);
         }
     }
 
@@ -348,7 +393,12 @@ impl Loop<'_> {
     fn on_client(&mut self, i: usize) {
         let c = &mut self.clients[i];
         c.flush();
-        match c.inbuf.read_from(c.sock.as_fd(), CHUNK) {
+        // Descriptors come only with an attach.
+        let read = match c.attach {
+            None => c.inbuf.recv_from(c.sock.as_fd(), CHUNK, &mut c.fds),
+            Some(_) => c.inbuf.read_from(c.sock.as_fd(), CHUNK),
+        };
+        match read {
             Ok(0) => c.gone = true,
             Ok(_) => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
@@ -401,6 +451,7 @@ impl Loop<'_> {
         let writes_stdin = self.clients[i].attach.is_some_and(|a| a.stdin) && self.input.is_some();
         match frame {
             Frame::Attach(a) => self.clients[i].attach = Some(a),
+            Frame::AttachFds(a) => self.adopt(i, a),
             Frame::Stdin(data) => self.on_stdin(i, &data),
             Frame::CloseStdin if writes_stdin => {
                 self.close_stdin = true;
@@ -412,6 +463,52 @@ impl Loop<'_> {
                 self.clients[i].send(&Frame::Done(answer));
             }
             _ => {}
+        }
+    }
+
+    /// Takes over client `i`'s own stdio; a client whose descriptors do
+    /// not fit is dropped, and sees its connection end without an exit code.
+    fn adopt(&mut self, i: usize, attach: Attach) {
+        let c = &mut self.clients[i];
+        match RawIo::adopt(attach, std::mem::take(&mut c.fds)) {
+            Ok(raw) => {
+                c.raw = Some(raw);
+                c.attach = Some(attach);
+            }
+            Err(e) => {
+                tracing::warn!("refusing a client's stdio: {e}");
+                c.gone = true;
+            }
+        }
+    }
+
+    /// Client `i`'s stdin is readable: its bytes go to the process's stdin,
+    /// and its end closes the process's stdin as a `CloseStdin` would.
+    fn on_raw_input(&mut self, i: usize, buf: &mut [u8]) {
+        let Some(fd) = self.clients[i].raw.as_ref().and_then(|r| r.input.as_ref()) else { return };
+        // Pipe to pipe, the pages move without a copy; what is queued
+        // before goes first, and a full stdin falls back to the queue.
+        let to = self.input.as_ref().filter(|_| self.stdin_buf.is_empty() && !self.tty);
+        let spliced = to.map(|to| splice(fd.as_fd(), to.as_fd()));
+        let got = match spliced {
+            Some(Ok(n)) => Ok(n),
+            Some(Err(nix::errno::Errno::EAGAIN)) | Some(Err(nix::errno::Errno::EINVAL)) | None => {
+                nix::unistd::read(fd.as_raw_fd(), buf).inspect(|&n| self.on_stdin(i, &buf[..n]))
+            }
+            Some(Err(e)) => Err(e),
+        };
+        match got {
+            Ok(0) | Err(nix::errno::Errno::EIO | nix::errno::Errno::EBADF) => {
+                self.clients[i].raw.as_mut().map(|r| r.input.take());
+                self.close_stdin = true;
+                self.maybe_close_stdin();
+            }
+            // The process closed its stdin.
+            Err(nix::errno::Errno::EPIPE) => {
+                self.input = None;
+                self.stdin_buf.clear();
+            }
+            Ok(_) | Err(_) => {}
         }
     }
 
@@ -442,6 +539,7 @@ impl Loop<'_> {
 
     /// Sends the exit code to attached clients and lets them read it.
     fn say_goodbye(&mut self, code: i32) {
+        self.drain_raw();
         for c in self.clients.iter_mut().filter(|c| c.attach.is_some()) {
             Frame::Exit(code).encode_into(c.outbuf.buf_mut());
         }
@@ -462,6 +560,40 @@ impl Loop<'_> {
             }
         }
     }
+}
+
+impl Loop<'_> {
+    /// Writes what clients' own descriptors still wait for, before their
+    /// exit code tells them the output is complete. A reader that takes
+    /// nothing for `FLUSH_LIMIT` is given up on; a slow one is waited for.
+    fn drain_raw(&mut self) {
+        let mut deadline = Instant::now() + FLUSH_LIMIT;
+        loop {
+            let raws = self.clients.iter().filter_map(|c| c.raw.as_ref());
+            let mut fds: Vec<PollFd> = raws
+                .flat_map(RawIo::sinks)
+                .filter(|s| s.pending() > 0)
+                .map(|s| PollFd::new(s.fd(), PollFlags::POLLOUT))
+                .collect();
+            let now = Instant::now();
+            if fds.is_empty() || now >= deadline {
+                return;
+            }
+            let _ = poll(&mut fds, PollTimeout::try_from(deadline - now).unwrap_or(PollTimeout::ZERO));
+            drop(fds);
+            let raws = self.clients.iter_mut().filter_map(|c| c.raw.as_mut());
+            if raws.flat_map(RawIo::sinks_mut).fold(false, |moved, s| s.flush() | moved) {
+                deadline = Instant::now() + FLUSH_LIMIT;
+            }
+        }
+    }
+}
+
+/// Moves up to `CHUNK` bytes from one pipe to another without blocking.
+fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<usize> {
+    use nix::fcntl::SpliceFFlags;
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    nix::fcntl::splice(from, None, to, None, CHUNK * 4, flags)
 }
 
 fn set_nonblocking(fd: BorrowedFd<'_>) {

@@ -5,17 +5,18 @@
 //! and runs Rust code in the child. Both commands fork away from the daemon
 //! (so the process survives a daemon crash), start the process, report its
 //! pid on stdout, and then serve its stdio (`io`): `run` copies the output
-//! into the JSON log and to clients attached on its control socket, and
+//! into the container's log and to clients attached on its control socket, and
 //! records the exit in an exit file; `exec` serves the one client on the
 //! socket it was given as stdin.
 
-pub mod frame;
+pub use runtime_proto::frame;
 mod io;
 pub mod log;
 mod mounts;
 pub use mounts::prepare_drop_dir;
 pub mod protocol;
 mod queue;
+mod raw;
 mod setup;
 mod signals;
 

@@ -19,10 +19,32 @@ pub struct Attach {
     pub stderr: bool,
 }
 
+impl Attach {
+    fn bits(self) -> u8 {
+        u8::from(self.stdin) | u8::from(self.stdout) << 1 | u8::from(self.stderr) << 2
+    }
+
+    fn from_bits(b: u8) -> Attach {
+        Attach { stdin: b & 1 != 0, stdout: b & 2 != 0, stderr: b & 4 != 0 }
+    }
+
+    /// How many descriptors an `AttachFds` with these streams carries.
+    pub fn fd_count(self) -> usize {
+        [self.stdin, self.stdout, self.stderr].into_iter().filter(|&on| on).count()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     // Client to shim.
     Attach(Attach),
+    /// Like `Attach`, for a client on the same host that hands the shim its
+    /// own stdio: the descriptors of the streams it asks for (stdin,
+    /// stdout, stderr, in that order) travel with this frame as
+    /// `SCM_RIGHTS`. The shim then reads and writes them directly, and this
+    /// connection only carries the exit code, sent once all output is
+    /// written.
+    AttachFds(Attach),
     Stdin(Bytes),
     /// The client's input ended: the container's stdin gets EOF.
     CloseStdin,
@@ -59,6 +81,7 @@ impl Frame {
             Frame::CloseStdin => 3,
             Frame::Resize { .. } => 4,
             Frame::Signal(_) => 5,
+            Frame::AttachFds(_) => 6,
             Frame::Stdout(_) => 10,
             Frame::Stderr(_) => 11,
             Frame::Exit(_) => 12,
@@ -72,7 +95,7 @@ impl Frame {
         out.push(self.tag());
         out.extend_from_slice(&[0; 4]);
         match self {
-            Frame::Attach(a) => out.push(u8::from(a.stdin) | u8::from(a.stdout) << 1 | u8::from(a.stderr) << 2),
+            Frame::Attach(a) | Frame::AttachFds(a) => out.push(a.bits()),
             Frame::Stdin(d) | Frame::Stdout(d) | Frame::Stderr(d) => out.extend_from_slice(d),
             Frame::CloseStdin => {}
             Frame::Resize { rows, cols } => {
@@ -136,9 +159,8 @@ impl Frame {
     pub fn decode(tag: u8, p: &[u8]) -> Result<Frame, FrameError> {
         let int = || p.try_into().map(i32::from_be_bytes).map_err(|_| FrameError::Malformed(tag));
         Ok(match tag {
-            1 if p.len() == 1 => {
-                Frame::Attach(Attach { stdin: p[0] & 1 != 0, stdout: p[0] & 2 != 0, stderr: p[0] & 4 != 0 })
-            }
+            1 if p.len() == 1 => Frame::Attach(Attach::from_bits(p[0])),
+            6 if p.len() == 1 => Frame::AttachFds(Attach::from_bits(p[0])),
             STDIN => Frame::Stdin(Bytes::copy_from_slice(p)),
             3 => Frame::CloseStdin,
             4 if p.len() == 4 => {
@@ -149,7 +171,7 @@ impl Frame {
             11 => Frame::Stderr(Bytes::copy_from_slice(p)),
             12 => Frame::Exit(int()?),
             13 => Frame::Done(String::from_utf8_lossy(p).into_owned()),
-            1 | 4 => return Err(FrameError::Malformed(tag)),
+            1 | 4 | 6 => return Err(FrameError::Malformed(tag)),
             _ => return Err(FrameError::UnknownTag(tag)),
         })
     }
@@ -191,6 +213,7 @@ mod tests {
     fn frames_round_trip_one_by_one() {
         let frames = vec![
             Frame::Attach(Attach { stdin: true, stdout: true, stderr: false }),
+            Frame::AttachFds(Attach { stdin: false, stdout: true, stderr: true }),
             Frame::Stdin(Bytes::from_static(&[0, 255, 10])),
             Frame::CloseStdin,
             Frame::Resize { rows: 40, cols: 132 },
