@@ -225,13 +225,17 @@ async fn run_direct(
         }
     }
     let (Some(id), Some(sock)) = (id, sock) else { return Err(ended()) };
+    // Signals are ours to forward before the first output can appear.
+    let mut sig_proxy = proxy.then(|| SigProxy::new(id.clone())).transpose()?;
     let mut link = match direct::ShimLink::connect(&sock, stdin) {
         Ok(link) => link,
         // Not allowed to reach the shim: the daemon relays instead.
-        Err(_) => return attach_to(client, id, stdin, proxy, false, keys).await,
+        Err(_) => {
+            drop(sig_proxy);
+            return attach_to(client, id, stdin, proxy, false, keys).await;
+        }
     };
     direct::die_with_our_readers();
-    let mut proxy = proxy.then(|| SigProxy::new(id)).transpose()?;
     // The shim's code once our output is all written; the daemon's once
     // the run is handled (`--rm` included), which is the one we return.
     let mut shim: Option<Option<i32>> = None;
@@ -251,7 +255,7 @@ async fn run_direct(
                 };
                 return daemon.or(shim).ok_or_else(ended);
             }
-            Some((sig, id)) = next_signal(&mut proxy) => forward_signal(client, id, sig),
+            Some((sig, id)) = next_signal(&mut sig_proxy) => forward_signal(client, id, sig),
         }
     }
 }

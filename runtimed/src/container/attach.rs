@@ -70,7 +70,10 @@ impl Manager {
     /// stdio (`Frame::AttachFds`): the output is held until it does. The
     /// shim's control socket, and the end of this run.
     pub async fn start_direct(&self, reference: &str) -> Result<(std::path::PathBuf, RunEnd)> {
-        let rec = self.start_held(reference, true).await?;
+        let rec = self.resolve(reference)?;
+        // The client attaches, then the container starts, as with `attach`.
+        self.inner.events.emit("attach", &rec.id, &rec.name, &[]);
+        let rec = self.start_held(&rec.id, true).await?;
         let state = self.slot(&rec).state.subscribe();
         let starts = state.borrow().starts;
         Ok((self.paths(&rec.id).dir.join(CONTROL_SOCKET), RunEnd { state, starts }))
