@@ -93,7 +93,7 @@ ratio() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) / float(sys
 printf '\nstdio throughput (%s MB, best of 3, MB/s)\n' "$SIZE_MB"
 printf '%-52s %8s\n' "runtimectl run -i --rm busybox cat" "$RUN_I" "host: cat | cat (reference)" "$HOST_PIPE" \
     "ratio (target >= 0.50)" "$(ratio "$RUN_I" "$HOST_PIPE")"
-printf '%-52s %8s\n' "the same, relayed by the daemon (RUNTIMECTL_DIRECT_STDIO=0)" "$RUN_I_RELAY"
+printf '%-52s %8s\n' "the same, relayed by the daemon (DIRECT_STDIO=0)" "$RUN_I_RELAY"
 printf '%-52s %8s\n' "runtimectl exec C cat FILE" "$EXEC_OUT" "host: cat | cat (reference)" "$HOST_PIPE" \
     "ratio (target >= 0.50)" "$(ratio "$EXEC_OUT" "$HOST_PIPE")"
 printf '%-52s %8s\n' "podman run -i --rm busybox cat" "$PD_RUN_I" "podman exec C cat FILE" "$PD_EXEC_OUT"
