@@ -283,22 +283,29 @@ fn direct_and_relayed_stdio_agree() {
 
         // A reader that leaves early ends the client by SIGPIPE, as it
         // would end docker's; the container runs on to its end.
-        let mut child = d
-            .ctl_cmd(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "head -c 20000000 /dev/zero; exit 4"])
-            .env("RUNTIMECTL_DIRECT_STDIO", direct)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = run_sh_piped(&d, "head -c 20000000 /dev/zero; exit 4", direct);
         let mut head = [0u8; 10];
         child.stdout.take().unwrap().read_exact(&mut head).unwrap();
         let status = child.wait().unwrap();
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGPIPE), "direct={direct}");
+        // A reader that took all the output and left before the end costs
+        // nothing: no write was lost, and the code is the container's.
+        let mut child = run_sh_piped(&d, "echo hi; sleep 1; exit 5", direct);
+        let mut hi = [0u8; 3];
+        child.stdout.take().unwrap().read_exact(&mut hi).unwrap();
+        assert_eq!((child.wait().unwrap().code(), &hi), (Some(5), b"hi\n"), "direct={direct}");
     }
     let deadline = std::time::Instant::now() + T;
     while !d.ok(&["ps", "-aq"]).trim().is_empty() {
         assert!(std::time::Instant::now() < deadline, "--rm left containers: {}", d.ok(&["ps", "-a"]));
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// `run --rm busybox sh -c SCRIPT` with its stdout piped to us.
+fn run_sh_piped(d: &Daemon, script: &str, direct: &str) -> std::process::Child {
+    let mut cmd = d.ctl_cmd(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", script]);
+    cmd.env("RUNTIMECTL_DIRECT_STDIO", direct).stdout(Stdio::piped()).spawn().unwrap()
 }
 
 /// Ends the container's input.

@@ -61,6 +61,10 @@ pub enum Frame {
     Exit(i32),
     /// Answer to a Signal: empty when delivered, else why not.
     Done(String),
+    /// An output descriptor handed over with `AttachFds` lost its reader
+    /// while output was due: the client ends as that write would have
+    /// ended it, by SIGPIPE.
+    OutputGone,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -86,6 +90,7 @@ impl Frame {
             Frame::Stderr(_) => 11,
             Frame::Exit(_) => 12,
             Frame::Done(_) => 13,
+            Frame::OutputGone => 14,
         }
     }
 
@@ -97,7 +102,7 @@ impl Frame {
         match self {
             Frame::Attach(a) | Frame::AttachFds(a) => out.push(a.bits()),
             Frame::Stdin(d) | Frame::Stdout(d) | Frame::Stderr(d) => out.extend_from_slice(d),
-            Frame::CloseStdin => {}
+            Frame::CloseStdin | Frame::OutputGone => {}
             Frame::Resize { rows, cols } => {
                 out.extend_from_slice(&rows.to_be_bytes());
                 out.extend_from_slice(&cols.to_be_bytes());
@@ -171,6 +176,7 @@ impl Frame {
             11 => Frame::Stderr(Bytes::copy_from_slice(p)),
             12 => Frame::Exit(int()?),
             13 => Frame::Done(String::from_utf8_lossy(p).into_owned()),
+            14 => Frame::OutputGone,
             1 | 4 | 6 => return Err(FrameError::Malformed(tag)),
             _ => return Err(FrameError::UnknownTag(tag)),
         })
@@ -222,6 +228,7 @@ mod tests {
             Frame::Stderr(Bytes::new()),
             Frame::Exit(-1),
             Frame::Done("no such process".into()),
+            Frame::OutputGone,
         ];
         let mut buf = Vec::new();
         for f in &frames {

@@ -39,24 +39,6 @@ fn handable(fd: RawFd) -> bool {
     }
 }
 
-/// While the shim writes our output, a reader of our stdout or stderr
-/// that goes away ends this client by SIGPIPE, as the write would if the
-/// bytes came through us (and as docker's client ends).
-pub fn die_with_our_readers() {
-    std::thread::spawn(|| {
-        let mut fds = [1, 2].map(|fd| libc::pollfd { fd, events: 0, revents: 0 });
-        // Asking for no event, only a pipe whose reader is gone wakes this
-        // (POLLERR); a file or /dev/null never does.
-        // SAFETY: poll reads and writes the two pollfds given.
-        while unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {}
-        if fds.iter().any(|f| f.revents & libc::POLLERR != 0) {
-            // SAFETY: raise is async-signal-safe; SIGPIPE's default
-            // action (set in main) ends the process.
-            unsafe { libc::raise(libc::SIGPIPE) };
-        }
-    });
-}
-
 /// A connection to the shim that holds this client's stdio.
 pub struct ShimLink {
     sock: tokio::net::UnixStream,
@@ -76,11 +58,19 @@ impl ShimLink {
 
     /// The exit code the shim sends once all output is written; `None` if
     /// the shim closed the connection without one (it refused our stdio,
-    /// or it was killed).
+    /// or it was killed). A reader of our output that left while output
+    /// was due ends this client by SIGPIPE, as the write would have if the
+    /// bytes came through us (and as docker's client ends).
     pub async fn exit_code(&mut self) -> Option<i32> {
         loop {
             match Frame::parse(&self.buf) {
                 Ok(Some((Frame::Exit(code), _))) => return Some(code),
+                Ok(Some((Frame::OutputGone, _))) => {
+                    // SAFETY: raise is async-signal-safe; SIGPIPE's default
+                    // action (set in main) ends the process.
+                    unsafe { libc::raise(libc::SIGPIPE) };
+                    return None;
+                }
                 Ok(Some((_, used))) => {
                     self.buf.drain(..used);
                     continue;

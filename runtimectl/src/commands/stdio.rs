@@ -235,7 +235,6 @@ async fn run_direct(
             return attach_to(client, id, stdin, proxy, false, keys).await;
         }
     };
-    direct::die_with_our_readers();
     // The shim's code once our output is all written; the daemon's once
     // the run is handled (`--rm` included), which is the one we return.
     let mut shim: Option<Option<i32>> = None;

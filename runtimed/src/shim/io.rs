@@ -99,8 +99,18 @@ impl Client {
     /// Sends output: into the client's own descriptor, or framed.
     fn output(&mut self, stderr: bool, header: &[u8], data: &[u8]) {
         match self.raw.as_mut() {
-            Some(raw) => raw.sink(stderr).into_iter().for_each(|s| s.send(data)),
+            Some(raw) => {
+                raw.sink(stderr).into_iter().for_each(|s| s.send(data));
+                self.tell_broken();
+            }
             None => self.send_output(header, data),
+        }
+    }
+
+    /// Tells the client that one of its handed-over outputs lost its reader.
+    fn tell_broken(&mut self) {
+        if self.raw.as_mut().is_some_and(RawIo::newly_broken) {
+            self.send(&Frame::OutputGone);
         }
     }
 
@@ -330,9 +340,11 @@ impl Loop<'_> {
                 Source::Client(i) => self.on_client(i),
                 Source::RawIn(i) => self.on_raw_input(i, buf),
                 Source::RawOut(i, stderr) => {
-                    if let Some(s) = self.clients[i].raw.as_mut().and_then(|r| r.sink(stderr)) {
+                    let c = &mut self.clients[i];
+                    if let Some(s) = c.raw.as_mut().and_then(|r| r.sink(stderr)) {
                         s.flush();
                     }
+                    c.tell_broken();
                 }
             }
         }
@@ -585,6 +597,7 @@ impl Loop<'_> {
             if raws.flat_map(RawIo::sinks_mut).fold(false, |moved, s| s.flush() | moved) {
                 deadline = Instant::now() + FLUSH_LIMIT;
             }
+            self.clients.iter_mut().for_each(Client::tell_broken);
         }
     }
 }

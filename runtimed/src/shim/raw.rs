@@ -21,18 +21,26 @@ const PIPE_SIZE: libc::c_int = 1 << 20;
 pub struct Sink {
     fd: OwnedFd,
     queue: Queue,
-    /// Its reader is gone (EPIPE): later output is dropped, as a client
-    /// writing to a closed pipe would drop it.
+    /// Its reader is gone (EPIPE): later output is dropped.
     broken: bool,
+    /// The client was told (`Frame::OutputGone`).
+    told: bool,
 }
 
 impl Sink {
     pub fn new(fd: OwnedFd) -> Sink {
-        Sink { fd, queue: Queue::default(), broken: false }
+        Sink { fd, queue: Queue::default(), broken: false, told: false }
     }
 
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// True once, when output was lost to a reader that left.
+    pub fn newly_broken(&mut self) -> bool {
+        let news = self.broken && !self.told;
+        self.told |= news;
+        news
     }
 
     /// Bytes not yet written.
@@ -129,6 +137,11 @@ impl RawIo {
         self.out.iter().chain(self.err.iter())
     }
 
+    /// True once per stream whose reader left while output was due.
+    pub fn newly_broken(&mut self) -> bool {
+        self.sinks_mut().fold(false, |any, s| s.newly_broken() | any)
+    }
+
     pub fn sinks_mut(&mut self) -> impl Iterator<Item = &mut Sink> {
         self.out.iter_mut().chain(self.err.iter_mut())
     }
@@ -217,6 +230,8 @@ mod tests {
         assert_eq!(sink.pending(), 0);
         sink.send(b"more");
         assert_eq!(sink.pending(), 0);
+        assert!(raw.newly_broken(), "the client is told once");
+        assert!(!raw.newly_broken());
     }
 
     #[test]
