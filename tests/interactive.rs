@@ -229,57 +229,27 @@ fn bytes_read(pid: u32) -> u64 {
 /// relay. Both give the same bytes, streams and exit code.
 #[test]
 fn direct_and_relayed_stdio_agree() {
-    use std::io::{BufRead, Read, Seek, Write};
+    use std::io::Read;
     let d = Daemon::start();
     let hi = d.dir.join("hi.txt");
     std::fs::write(&hi, "hi\n").unwrap();
+    d.ok(&["run", "-d", "--name", "web", "--network", "none", "busybox", "sleep", "300"]);
     for direct in ["1", "0"] {
-        // Output goes on where the file's offset is, after what it holds;
-        // each stream stays apart; the code is the container's.
-        let (out, err) = (d.dir.join(format!("out-{direct}")), d.dir.join(format!("err-{direct}")));
-        std::fs::write(&out, "before\n").unwrap();
-        let mut out_file = std::fs::OpenOptions::new().write(true).open(&out).unwrap();
-        out_file.seek(std::io::SeekFrom::End(0)).unwrap();
-        let status = d
-            .ctl_cmd(&["run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", "cat; echo err >&2; exit 3"])
-            .env("RUNTIMECTL_DIRECT_STDIO", direct)
-            .stdin(file(&hi))
-            .stdout(Stdio::from(out_file))
-            .stderr(file_w(&err))
-            .status()
-            .unwrap();
-        assert_eq!(status.code(), Some(3), "direct={direct}");
-        assert_eq!(std::fs::read_to_string(&out).unwrap(), "before\nhi\n", "direct={direct}");
-        assert_eq!(std::fs::read_to_string(&err).unwrap(), "err\n", "direct={direct}");
+        let script = "cat; echo err >&2; exit 3";
+        let run = ["run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", script];
+        streams_stay_apart(&d, &run, direct, &hi);
+        streams_stay_apart(&d, &["exec", "-i", "web", "sh", "-c", script], direct, &hi);
 
         // With the direct path the client reads none of the 10 MB itself.
         let script = "head -c 10000000 > /dev/null; echo got; cat";
-        let mut child = d
-            .ctl_cmd(&["run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", script])
-            .env("RUNTIMECTL_DIRECT_STDIO", direct)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let feeder = std::thread::spawn(move || {
-            stdin.write_all(&vec![b'x'; 10_000_000]).unwrap();
-            stdin
-        });
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert_eq!(line, "got\n");
-        let read = bytes_read(child.id());
-        match direct {
-            "1" => assert!(read < 1_000_000, "the client read {read} bytes itself"),
-            _ => assert!(read >= 10_000_000, "the relaying client read only {read} bytes"),
+        let run = ["run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", script];
+        for args in [&run[..], &["exec", "-i", "web", "sh", "-c", script]] {
+            let read = client_reads(&d, args, direct);
+            match direct {
+                "1" => assert!(read < 1_000_000, "{}: the client read {read} bytes itself", args[0]),
+                _ => assert!(read >= 10_000_000, "{}: the relaying client read only {read} bytes", args[0]),
+            }
         }
-        stdin_done(feeder.join().unwrap());
-        let mut rest = String::new();
-        stdout.read_to_string(&mut rest).unwrap();
-        assert_eq!(child.wait().unwrap().code(), Some(0));
 
         // A reader that leaves early ends the client by SIGPIPE, as it
         // would end docker's; the container runs on to its end.
@@ -295,6 +265,7 @@ fn direct_and_relayed_stdio_agree() {
         child.stdout.take().unwrap().read_exact(&mut hi).unwrap();
         assert_eq!((child.wait().unwrap().code(), &hi), (Some(5), b"hi\n"), "direct={direct}");
     }
+    d.ok(&["rm", "-f", "web"]);
     let deadline = std::time::Instant::now() + T;
     while !d.ok(&["ps", "-aq"]).trim().is_empty() {
         assert!(std::time::Instant::now() < deadline, "--rm left containers: {}", d.ok(&["ps", "-a"]));
@@ -302,13 +273,60 @@ fn direct_and_relayed_stdio_agree() {
     }
 }
 
+/// `runtimectl ARGS` (which runs `cat; echo err >&2; exit 3`) with `hi` on
+/// stdin: the output goes on where the file's offset is, after what it
+/// holds; each stream stays apart; the code is the process's.
+fn streams_stay_apart(d: &Daemon, args: &[&str], direct: &str, hi: &std::path::Path) {
+    use std::io::Seek;
+    let what = format!("{} direct={direct}", args[0]);
+    let (out, err) = (d.dir.join(format!("out-{direct}")), d.dir.join(format!("err-{direct}")));
+    std::fs::write(&out, "before\n").unwrap();
+    let mut out_file = std::fs::OpenOptions::new().write(true).open(&out).unwrap();
+    out_file.seek(std::io::SeekFrom::End(0)).unwrap();
+    let status = d
+        .ctl_cmd(args)
+        .env("RUNTIMECTL_DIRECT_STDIO", direct)
+        .stdin(file(hi))
+        .stdout(Stdio::from(out_file))
+        .stderr(file_w(&err))
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{what}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "before\nhi\n", "{what}");
+    assert_eq!(std::fs::read_to_string(&err).unwrap(), "err\n", "{what}");
+}
+
+/// How many bytes the client running ARGS (`...; echo got; cat`) has read
+/// itself once the process has taken 10 MB of its stdin and says so.
+fn client_reads(d: &Daemon, args: &[&str], direct: &str) -> u64 {
+    use std::io::{BufRead, Read, Write};
+    let mut child = d
+        .ctl_cmd(args)
+        .env("RUNTIMECTL_DIRECT_STDIO", direct)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        stdin.write_all(&vec![b'x'; 10_000_000]).unwrap();
+        stdin
+    });
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert_eq!(line, "got\n");
+    let read = bytes_read(child.id());
+    drop(feeder.join().unwrap());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    read
+}
+
 /// `run --rm busybox sh -c SCRIPT` with its stdout piped to us.
 fn run_sh_piped(d: &Daemon, script: &str, direct: &str) -> std::process::Child {
     let mut cmd = d.ctl_cmd(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", script]);
     cmd.env("RUNTIMECTL_DIRECT_STDIO", direct).stdout(Stdio::piped()).spawn().unwrap()
-}
-
-/// Ends the container's input.
-fn stdin_done(stdin: std::process::ChildStdin) {
-    drop(stdin);
 }

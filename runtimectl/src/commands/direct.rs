@@ -1,13 +1,15 @@
-//! The direct stdio path of a foreground `run` without a terminal: this
-//! client hands the container's shim its own stdin, stdout and stderr
-//! (`Frame::AttachFds`), so piped bytes go between them and the shim
-//! without passing through this process or the daemon. The daemon still
-//! starts the container and reports its exit code (after `--rm`).
+//! The direct stdio path of a foreground `run` or `exec` without a
+//! terminal: this client hands the process's shim its own stdin, stdout
+//! and stderr (`Frame::AttachFds`), so piped bytes go between them and the
+//! shim without passing through this process or the daemon. The daemon
+//! still starts the process and reports its exit code (after `--rm`).
 //!
 //! Used when the descriptors are pipes, files or /dev/null (a terminal
 //! goes through the daemon, for detach keys and resizes), unless
-//! `RUNTIMECTL_DIRECT_STDIO=0`. A client that cannot reach the shim (not
-//! root, another mount namespace) attaches through the daemon instead.
+//! `RUNTIMECTL_DIRECT_STDIO=0`. A `run` client that cannot reach the shim
+//! (not root, another mount namespace) attaches through the daemon
+//! instead; `exec`, which cannot attach later, asks for the direct path
+//! only as root.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
@@ -23,6 +25,12 @@ pub fn eligible(stdin: bool) -> bool {
     }
     let fds: &[RawFd] = if stdin { &[0, 1, 2] } else { &[1, 2] };
     fds.iter().all(|&fd| handable(fd))
+}
+
+/// The shims' sockets are root's: another user's client is relayed.
+pub fn may_reach_shims() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
 }
 
 fn handable(fd: RawFd) -> bool {

@@ -114,6 +114,8 @@ fn forward_resizes<Req: Send + 'static>(tx: mpsc::Sender<Req>, wrap: fn(pb::Stre
 /// One response, whatever the RPC.
 enum Event {
     Id(String),
+    /// The shim's socket, for a direct-stdio client.
+    Socket(String),
     Stdout(Bytes),
     Stderr(Bytes),
     Exit(i32),
@@ -143,7 +145,7 @@ async fn pump<Resp, Req>(
             Event::Stdout(data) => write_fd(1, &data),
             Event::Stderr(data) => write_fd(2, &data),
             Event::Exit(code) => return Ok(Some(code)),
-            Event::Id(_) | Event::Other => {}
+            Event::Id(_) | Event::Socket(_) | Event::Other => {}
         }
     }
     if input.detached.load(Ordering::SeqCst) {
@@ -204,8 +206,8 @@ pub async fn run(client: &Client, a: RunArgs) -> Result<i32> {
 }
 
 /// A foreground `run` whose stdio the container's shim takes over
-/// (`direct`): the daemon's stream carries the id, the shim's socket and
-/// the exit code; the shim's connection says when the output is complete.
+/// (`direct`); a client that cannot reach the shim attaches through the
+/// daemon instead.
 async fn run_direct(
     client: &Client,
     first: pb::RunContainerRequest,
@@ -214,36 +216,52 @@ async fn run_direct(
     keys: &str,
 ) -> Result<i32> {
     use pb::run_container_response::Event as E;
+    let stream = client.containers().run_container(tokio_stream::once(first)).await?.into_inner();
+    let classify = |r: pb::RunContainerResponse| match r.event {
+        Some(E::Id(id)) => Event::Id(id),
+        Some(E::StdioSocket(path)) => Event::Socket(path),
+        Some(E::ExitCode(code)) => Event::Exit(code),
+        _ => Event::Other,
+    };
+    match direct_stream(client, stream, classify, stdin, proxy).await? {
+        Ok(code) => Ok(code),
+        Err(id) => attach_to(client, id, stdin, proxy, false, keys).await,
+    }
+}
+
+/// A stream whose process's stdio the shim takes over (`direct`): the
+/// daemon's stream carries the id, the shim's socket and the exit code;
+/// the shim's connection says when the output is complete. `Err(id)` when
+/// the shim cannot be reached (before anything ran on our stdio).
+async fn direct_stream<Resp>(
+    client: &Client,
+    mut stream: tonic::Streaming<Resp>,
+    classify: fn(Resp) -> Event,
+    stdin: bool,
+    proxy: bool,
+) -> Result<std::result::Result<i32, String>> {
     let ended = || CliError::new("the daemon ended the stream before the process exited");
-    let mut stream = client.containers().run_container(tokio_stream::once(first)).await?.into_inner();
     let (mut id, mut sock) = (None, None);
     while sock.is_none() {
-        match stream.next().await.transpose()?.and_then(|r| r.event) {
-            Some(E::Id(i)) => id = Some(i),
-            Some(E::StdioSocket(path)) => sock = Some(path),
+        match stream.next().await.transpose()?.map(classify) {
+            Some(Event::Id(i)) => id = Some(i),
+            Some(Event::Socket(path)) => sock = Some(path),
             _ => return Err(ended()),
         }
     }
     let (Some(id), Some(sock)) = (id, sock) else { return Err(ended()) };
     // Signals are ours to forward before the first output can appear.
     let mut sig_proxy = proxy.then(|| SigProxy::new(id.clone())).transpose()?;
-    let mut link = match direct::ShimLink::connect(&sock, stdin) {
-        Ok(link) => link,
-        // Not allowed to reach the shim: the daemon relays instead.
-        Err(_) => {
-            drop(sig_proxy);
-            return attach_to(client, id, stdin, proxy, false, keys).await;
-        }
-    };
+    let Ok(mut link) = direct::ShimLink::connect(&sock, stdin) else { return Ok(Err(id)) };
     // The shim's code once our output is all written; the daemon's once
-    // the run is handled (`--rm` included), which is the one we return.
+    // the process is handled (`--rm` included), which is the one we return.
     let mut shim: Option<Option<i32>> = None;
     loop {
         tokio::select! {
             code = link.exit_code(), if shim.is_none() => shim = Some(code),
             msg = stream.next() => {
-                let daemon = match msg {
-                    Some(Ok(pb::RunContainerResponse { event: Some(E::ExitCode(code)) })) => Some(code),
+                let daemon = match msg.map(|m| m.map(classify)) {
+                    Some(Ok(Event::Exit(code))) => Some(code),
                     Some(Ok(_)) => continue,
                     // The daemon went away: the shim still knows the code.
                     Some(Err(_)) | None => None,
@@ -252,7 +270,7 @@ async fn run_direct(
                     Some(code) => code,
                     None => link.exit_code().await,
                 };
-                return daemon.or(shim).ok_or_else(ended);
+                return daemon.or(shim).map(Ok).ok_or_else(ended);
             }
             Some((sig, id)) = next_signal(&mut sig_proxy) => forward_signal(client, id, sig),
         }
@@ -329,9 +347,11 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
         privileged: a.privileged,
         size: attach.size(),
         input: None,
+        direct_stdio: false,
     };
     let classify = |r: pb::ExecContainerResponse| match r.event {
         Some(E::ExecId(id)) => Event::Id(id),
+        Some(E::StdioSocket(path)) => Event::Socket(path),
         Some(E::Stdout(d)) => Event::Stdout(d),
         Some(E::Stderr(d)) => Event::Stderr(d),
         Some(E::ExitCode(code)) => Event::Exit(code),
@@ -343,6 +363,14 @@ pub async fn exec(client: &Client, a: ExecArgs) -> Result<i32> {
             msg?;
         }
         return Ok(0);
+    }
+    // An exec has no relay to fall back on once started: only a client
+    // that can reach the shim's socket (root) asks for the direct path.
+    if !a.tty && direct::eligible(attach.stdin) && direct::may_reach_shims() {
+        let first = pb::ExecContainerRequest { direct_stdio: true, ..first };
+        let stream = client.containers().exec_container(tokio_stream::once(first)).await?.into_inner();
+        let unreachable = |_| CliError::new("cannot reach the exec's shim; try RUNTIMECTL_DIRECT_STDIO=0");
+        return direct_stream(client, stream, classify, attach.stdin, false).await?.map_err(unreachable);
     }
     let wrap = |i| pb::ExecContainerRequest { input: Some(i), ..Default::default() };
     let (input, requests) = open_input(first, &attach, wrap)?;

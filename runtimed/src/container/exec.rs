@@ -43,12 +43,17 @@ pub struct ExecOptions {
     pub detach: bool,
     pub privileged: bool,
     pub size: Option<(u16, u16)>,
+    /// The client hands the shim its own stdio (`Frame::AttachFds`) on
+    /// the exec's control socket; the output is held until it does.
+    pub direct: bool,
 }
 
 pub struct ExecSession {
     pub exec_id: String,
-    /// The process's stdio; none when detached.
+    /// The process's stdio; none when detached or direct.
     pub conn: Option<ShimConn>,
+    /// The exec's control socket, for a direct client.
+    pub socket: PathBuf,
 }
 
 impl Manager {
@@ -93,6 +98,11 @@ impl Manager {
         let started = shim_client::exec(&self.inner.exe, &lc_root, &paths, &req).await;
         let _ = std::fs::remove_file(&file);
         let (_, mut conn) = started?;
+        // A direct client attaches on the control socket instead; the shim
+        // holds the output for it.
+        if o.direct {
+            conn = None;
+        }
         if let Some(conn) = conn.as_mut() {
             let attach = Attach { stdin: o.stdin, stdout: true, stderr: true };
             conn.attach(attach, o.size).await.map_err(|e| Error::io("attach to the exec shim", e))?;
@@ -106,8 +116,8 @@ impl Manager {
         let (tx, _) = watch::channel(None);
         let entry = ExecEntry { container: rec.id.clone(), exit: tx.clone() };
         self.inner.execs.lock().expect("execs lock").insert(exec_id.clone(), entry);
-        tokio::spawn(watch_exec(paths, exec_id.clone(), tx));
-        Ok(ExecSession { exec_id, conn })
+        tokio::spawn(watch_exec(paths.clone(), exec_id.clone(), tx));
+        Ok(ExecSession { socket: paths.dir.join(&control), exec_id, conn })
     }
 
     fn exec_entry(&self, exec_id: &str) -> Result<(String, watch::Receiver<Option<i32>>)> {
