@@ -59,17 +59,14 @@ fn log_entry(line: &LogLine) -> pb::LogEntry {
     pb::LogEntry { stream: stream as i32, data: line.log.clone().into(), time: line.time }
 }
 
-impl ContainersApi {
-    /// The rest of a direct-stdio exec: the shim's socket, then the exit
-    /// code once the process has exited.
-    fn direct_exec(&self, sock: std::path::PathBuf, exec_id: String) -> GrpcStream<pb::ExecContainerResponse> {
-        use pb::exec_container_response::Event;
-        let socket = Event::StdioSocket(sock.to_string_lossy().into_owned());
-        let m = self.m.clone();
-        let exit = async move { m.wait_exec(&exec_id).await.map(Event::ExitCode).map_err(Status::from) };
-        let events = futures::stream::once(async move { Ok(socket) }).chain(futures::stream::once(exit));
-        Box::pin(events.map(|e| e.map(|event| pb::ExecContainerResponse { event: Some(event) })))
-    }
+/// The rest of a direct-stdio exec: the shim's socket, then the exit code
+/// once the process has exited.
+fn direct_exec(m: Manager, sock: std::path::PathBuf, exec_id: String) -> GrpcStream<pb::ExecContainerResponse> {
+    use pb::exec_container_response::Event;
+    let socket = Event::StdioSocket(sock.to_string_lossy().into_owned());
+    let exit = async move { m.wait_exec(&exec_id).await.map(Event::ExitCode).map_err(Status::from) };
+    let events = futures::stream::once(async move { Ok(socket) }).chain(futures::stream::once(exit));
+    Box::pin(events.map(|e| e.map(|event| pb::ExecContainerResponse { event: Some(event) })))
 }
 
 /// How a `run` went on once its container was created.
@@ -285,7 +282,7 @@ impl Containers for ContainersApi {
         let first =
             futures::stream::once(async move { Ok(pb::ExecContainerResponse { event: Some(Event::ExecId(id)) }) });
         if opts.direct {
-            return Ok(Response::new(Box::pin(first.chain(self.direct_exec(socket, exec_id)))));
+            return Ok(Response::new(Box::pin(first.chain(direct_exec(self.m.clone(), socket, exec_id)))));
         }
         let Some(conn) = conn else { return Ok(Response::new(Box::pin(first))) };
         let wrap = |out| {

@@ -602,7 +602,8 @@ impl Loop<'_> {
     }
 }
 
-/// Moves up to `CHUNK` bytes from one pipe to another without blocking.
+/// Moves up to 1 MiB (a full pipe) from one pipe to another without
+/// blocking.
 fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> nix::Result<usize> {
     use nix::fcntl::SpliceFFlags;
     let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
