@@ -23,8 +23,16 @@ pub fn eligible(stdin: bool) -> bool {
     if std::env::var("RUNTIMECTL_DIRECT_STDIO").is_ok_and(|v| v == "0") {
         return false;
     }
-    let fds: &[RawFd] = if stdin { &[0, 1, 2] } else { &[1, 2] };
-    fds.iter().all(|&fd| handable(fd))
+    our_fds(stdin).iter().all(|&fd| handable(fd))
+}
+
+/// The descriptors handed over, in `Attach` order.
+fn our_fds(stdin: bool) -> &'static [RawFd] {
+    if stdin {
+        &[0, 1, 2]
+    } else {
+        &[1, 2]
+    }
 }
 
 /// The shims' sockets are root's: another user's client is relayed.
@@ -58,8 +66,7 @@ impl ShimLink {
     pub fn connect(path: &str, stdin: bool) -> std::io::Result<ShimLink> {
         let sock = connect_long(std::path::Path::new(path))?;
         let attach = Attach { stdin, stdout: true, stderr: true };
-        let fds: Vec<RawFd> = if stdin { vec![0, 1, 2] } else { vec![1, 2] };
-        send_with_fds(sock.as_fd(), &Frame::AttachFds(attach).encode(), &fds)?;
+        send_with_fds(sock.as_fd(), &Frame::AttachFds(attach).encode(), our_fds(stdin))?;
         sock.set_nonblocking(true)?;
         Ok(ShimLink { sock: tokio::net::UnixStream::from_std(sock)?, buf: Vec::new() })
     }

@@ -405,11 +405,11 @@ impl Loop<'_> {
     fn on_client(&mut self, i: usize) {
         let c = &mut self.clients[i];
         c.flush();
-        // Descriptors come only with an attach.
-        let read = match c.attach {
-            None => c.inbuf.recv_from(c.sock.as_fd(), CHUNK, &mut c.fds),
-            Some(_) => c.inbuf.read_from(c.sock.as_fd(), CHUNK),
-        };
+        let read = c.inbuf.recv_from(c.sock.as_fd(), CHUNK, &mut c.fds);
+        // Descriptors count only with an attach: later ones are closed.
+        if c.attach.is_some() {
+            c.fds.clear();
+        }
         match read {
             Ok(0) => c.gone = true,
             Ok(_) => {}

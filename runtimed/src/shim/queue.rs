@@ -38,24 +38,9 @@ impl Queue {
         self.buf_mut().extend_from_slice(data);
     }
 
-    /// Reads once from `fd` straight into the queue, at most `max` bytes.
-    pub fn read_from(&mut self, fd: BorrowedFd<'_>, max: usize) -> std::io::Result<usize> {
-        let buf = self.buf_mut();
-        buf.reserve(max);
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: read(2) writes at most `spare.len()` bytes into the
-        // vector's unused capacity; only those it wrote are then counted.
-        let n = unsafe { libc::read(fd.as_raw_fd(), spare.as_mut_ptr().cast(), spare.len().min(max)) };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: the first n bytes of the spare capacity were written.
-        unsafe { buf.set_len(buf.len() + n as usize) };
-        Ok(n as usize)
-    }
-
-    /// Like `read_from` on a unix socket, also taking the descriptors
-    /// that came with the bytes (`SCM_RIGHTS`, at most `MAX_FDS`) into `fds`.
+    /// Reads once from a unix socket straight into the queue, at most `max`
+    /// bytes, taking the descriptors that came with them (`SCM_RIGHTS`, at
+    /// most `MAX_FDS`) into `fds`.
     pub fn recv_from(&mut self, sock: BorrowedFd<'_>, max: usize, fds: &mut Vec<OwnedFd>) -> std::io::Result<usize> {
         let buf = self.buf_mut();
         buf.reserve(max);

@@ -67,8 +67,7 @@ impl Sink {
         let mut wrote = false;
         while !self.queue.is_empty() && !self.broken {
             let Some(n) = write_some(self.fd.as_fd(), self.queue.as_slice()) else {
-                self.broken = true;
-                self.queue.clear();
+                self.break_off();
                 break;
             };
             if n == 0 {
@@ -82,14 +81,16 @@ impl Sink {
 
     /// Writes what the descriptor takes now; a broken one drops the rest.
     fn write(&mut self, data: &[u8]) -> usize {
-        match write_some(self.fd.as_fd(), data) {
-            Some(n) => n,
-            None => {
-                self.broken = true;
-                self.queue.clear();
-                0
-            }
-        }
+        write_some(self.fd.as_fd(), data).unwrap_or_else(|| {
+            self.break_off();
+            0
+        })
+    }
+
+    /// The reader is gone: what is queued and all later output is dropped.
+    fn break_off(&mut self) {
+        self.broken = true;
+        self.queue.clear();
     }
 }
 
