@@ -332,6 +332,29 @@ median_ms() {
     fi
 }
 
+# interleaved_ms COMMAND...: the median wall time in ms of each COMMAND (a
+# string), one line each, in order. They take turns, one run each per round
+# (WARMUP rounds, then RUNS), so a change of the machine's load falls on all
+# of them alike: the ratios between them are what to trust. Each round
+# starts one further along, so none of them always follows the same one
+# (and the work a container's removal leaves to the kernel).
+interleaved_ms() {
+    local cmds=("$@") n=$# i k r t0 t1 times=()
+    for ((r = 0; r < WARMUP + RUNS; r++)); do
+        for ((k = 0; k < n; k++)); do
+            i=$(((r + k) % n))
+            t0=$EPOCHREALTIME
+            ${cmds[$i]} >/dev/null
+            t1=$EPOCHREALTIME
+            ((r < WARMUP)) || times[i]+="${t0/./} ${t1/./}"$'\n'
+        done
+    done
+    for i in "${!cmds[@]}"; do
+        printf '%s' "${times[$i]}" | awk '{print ($2 - $1) / 1000}' | sort -n \
+            | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f\n", m}'
+    done
+}
+
 # bench_daemon: an isolated runtimed for this benchmark, ready: TMP (its
 # files), NS (its netns and cgroup parent), SOCK, HOSTENV (for `env`) and
 # DPID. On exit, bench_cleanup removes everything, calling the script's

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Start-latency benchmark (not a test): median wall time of
-#   (a) `runtimectl run --rm busybox true` through runtimed, and
-#   (b) bare `runc run` of an equivalent busybox bundle (the reference),
-# both measured with hyperfine (falls back to a plain timing loop without it).
-# runtimed runs in its own netns, dirs, socket and cgroup parent, so it does
-# not collide with a system daemon; everything is cleaned up on exit.
+#   `runtimectl run --rm busybox true` through runtimed with --network none,
+#   --network host and the default bridge, beside
+#   bare `runc run` of an equivalent busybox bundle (the reference),
+# taking turns run by run (interleaved_ms), so that the machine's load
+# falls on all four alike. runtimed runs in its own netns, dirs, socket and
+# cgroup parent, so it does not collide with a system daemon; everything is
+# cleaned up on exit.
 # Usage (as root, from anywhere in a clone):  sudo bench/start-latency.sh
 # Env: RUNS (default 40), WARMUP (default 3).
 set -euo pipefail
@@ -32,10 +34,18 @@ RUNC="runc --root $TMP/runc-state run -b $BUNDLE bench"
 for _ in 1 2; do $RUNC </dev/null; done
 
 # --- measure --------------------------------------------------------------------
-A=$(median_ms runtimectl "env $HOSTENV $RTC run --rm busybox true")
-B=$(median_ms runc "$RUNC")
+export LC_ALL=C   # EPOCHREALTIME with a '.'
+RUN="env $HOSTENV $RTC run --rm"
+read -r -d '' NONE HOST BRIDGE RUNC_MS < <(interleaved_ms "$RUN --network none busybox true" \
+    "$RUN --network host busybox true" "$RUN busybox true" "$RUNC" && printf '\0') || true
 
-printf '\nstart latency (median of %s runs, ms)\n' "$RUNS"
-printf '%-36s %6s\n' "runtimectl run --rm busybox true" "$A" "runc run (bare, same bundle)" "$B"
-printf '%-36s %6s\n' "ratio runtimectl/runc" "$(python3 -c "print('%.2f' % ($A/$B))")"
-summary_row "run --rm busybox true, default bridge (ms)" "$A" "runc run, same bundle" "$B" "none <= 1.0x runc"
+printf '\nstart latency (median of %s interleaved runs, ms)\n' "$RUNS"
+printf '%-44s %6s\n' "runtimectl run --rm --network none ... true" "$NONE" \
+    "runtimectl run --rm --network host ... true" "$HOST" \
+    "runtimectl run --rm ... true (default bridge)" "$BRIDGE" \
+    "runc run (bare, same bundle)" "$RUNC_MS"
+printf '%-44s %6s\n' "ratio none/runc" "$(python3 -c "print('%.2f' % ($NONE/$RUNC_MS))")" \
+    "bridge - none (ms)" "$(python3 -c "print('%.1f' % ($BRIDGE-$NONE))")"
+summary_row "run --rm busybox true, --network none (ms)" "$NONE" "runc run, same bundle" "$RUNC_MS" "<= 1.0x runc"
+summary_row "run --rm busybox true, --network host (ms)" "$HOST" "runc run, same bundle" "$RUNC_MS" ""
+summary_row "run --rm busybox true, default bridge (ms)" "$BRIDGE" "--network none" "$NONE" "<= none + 5 ms"
