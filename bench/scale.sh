@@ -6,7 +6,8 @@
 #     at that scale are: mount table, namespaces, processes);
 #   - `ps` latency;
 #   - the daemon's restart to ready (SIGTERM, start, first answer);
-#   - the host's mount count.
+#   - the host's mount count;
+#   - `run --rm` (none) and bare runc with N host mounts that are not ours.
 # runtimed runs in its own netns, dirs, socket and cgroup parent; all is
 # removed on exit. Usage (as root):  bench/scale.sh
 # Env: N (default 1000), RUNS (default 15), WARMUP (default 2).
@@ -45,9 +46,8 @@ restart() {
 ROWS=()
 figures() {
     local none bridge ps runc
-    none=$(median_ms "none-$1" "env $HOSTENV $RTC run --rm --network none busybox true")
-    runc=$(median_ms "runc-$1" "$RUNC")
-    bridge=$(median_ms "bridge-$1" "env $HOSTENV $RTC run --rm busybox true")
+    read -r -d '' none runc bridge < <(interleaved_ms "env $HOSTENV $RTC run --rm --network none busybox true" \
+        "$RUNC" "env $HOSTENV $RTC run --rm busybox true" && printf '\0') || true
     ps=$(median_ms "ps-$1" "env $HOSTENV $RTC ps")
     restart
     [ "$1" = "0 running" ] && NONE_0=$none
@@ -57,8 +57,23 @@ figures() {
         "$(wc -l </proc/self/mountinfo)")")
 }
 
+# host_mounts: N bind mounts that are not ours (a busy host's: another
+# runtime's, a kubelet's), `run --rm` (none) and bare runc beside each
+# other with them there, then they go.
+host_mounts() {
+    local dir=$TMP/host-mounts i
+    mkdir -p "$dir"
+    touch "$dir/src"
+    for i in $(seq "$N"); do touch "$dir/m$i" && mount --bind "$dir/src" "$dir/m$i"; done
+    read -r -d '' MNT_NONE MNT_RUNC < <(interleaved_ms "env $HOSTENV $RTC run --rm --network none busybox true" \
+        "$RUNC" && printf '\0') || true
+    for i in $(seq "$N"); do umount "$dir/m$i"; done
+}
+
 say "figures with none running"
 figures "0 running"
+say "figures with $N host mounts that are not ours"
+host_mounts
 say "starting $N containers"
 for i in $(seq "$N"); do
     rtc_at "$SOCK" run -d --network none --name "s$i" busybox sleep 36000 >/dev/null
@@ -66,10 +81,13 @@ for i in $(seq "$N"); do
 done
 figures "$N running"
 
-printf '\nscale (ms; medians of %s runs; load %s)\n' "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '\nscale (ms; medians of %s runs, the three runs interleaved; load %s)\n' "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-26s %10s %10s %10s %8s %12s %8s\n' "" "run none" "run bridge" "runc run" "ps" "restart" "mounts"
 printf '%s\n' "${ROWS[@]}"
+printf '%-26s %10s %10s %10s\n' "0 running, $N host mounts" "$MNT_NONE" "" "$MNT_RUNC"
 summary_row "run --rm none, $N running (ms)" "$NONE_N" "with 0 running" "$NONE_0" "<= 1.1x"
 summary_row "runc run (reference), $N running (ms)" "$RUNC_N" "with 0 running" "$RUNC_0" ""
+summary_row "run --rm none, $N host mounts not ours (ms)" "$MNT_NONE" "with 0 running" "$NONE_0" ""
+summary_row "runc run (reference), $N host mounts (ms)" "$MNT_RUNC" "with 0 running" "$RUNC_0" ""
 summary_row "ps, $N running (ms)" "$PS_N" "" "" "< 30 ms"
 summary_row "restart to ready, $N running (ms)" "$RESTART_N" "" "" "< 1000 ms"

@@ -141,6 +141,7 @@ fn run(a: RunArgs) -> ExitCode {
         Ok(n) => tracing::debug!("left {n} other mounts out of the shim's mount namespace"),
         Err(e) => return send(&mut ready, &Ready::Failed { kind: FailKind::Other, message: e }),
     }
+    mounts::read_cgroup_mounts_once();
     let control = match listen(&a.io.sock_dir, CONTROL_SOCKET) {
         Ok(l) => l,
         Err(e) => return send(&mut ready, &Ready::Failed { kind: FailKind::Other, message: e }),
@@ -267,6 +268,7 @@ fn exec(a: ExecArgs) -> ExitCode {
         Ok(l) => l,
         Err(e) => return send(&mut ready, &Ready::Failed { kind: FailKind::Other, message: e }),
     };
+    mounts::read_cgroup_mounts_once();
     let started = start_io(&a.io, |stdio, console| {
         let tty = console.is_some();
         let pid = builder(&a.id, &a.lc_root, stdio, console)?

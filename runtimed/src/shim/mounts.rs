@@ -34,6 +34,20 @@ pub fn slim(drop_under: &[PathBuf], keep: &[PathBuf]) -> Result<usize, String> {
     detach_one_by_one(drop_under, keep)
 }
 
+/// Reads the cgroup v1 mount points once, before libcontainer forks.
+/// libcgroups (patched, third_party/libcgroups) keeps them for the
+/// process and its children: the intermediate and init processes and the
+/// removal no longer read the whole mount table, each once per
+/// controller this host lacks (ten full reads per start, a host with a
+/// thousand mounts of its own made a start twice as slow). Nothing to read
+/// on a cgroup v2 host; an error here is libcontainer's to report.
+pub fn read_cgroup_mounts_once() {
+    use libcgroups::common::{get_cgroup_setup, CgroupSetup};
+    if matches!(get_cgroup_setup(), Ok(CgroupSetup::Legacy | CgroupSetup::Hybrid)) {
+        let _ = libcgroups::v1::util::list_subsystem_mount_points();
+    }
+}
+
 /// The slow way, for directories that are not mounts of their own (an
 /// older daemon's): every mount below them, one `umount2` each.
 fn detach_one_by_one(drop_under: &[PathBuf], keep: &[PathBuf]) -> Result<usize, String> {
