@@ -114,6 +114,35 @@ fn a_daemon_killed_at_any_step_leaves_nothing_orphaned() {
     }
 }
 
+/// The options of the overlay a running container's root is.
+fn root_mount(d: &Daemon, name: &str) -> String {
+    let pid = d.inspect(name)["State"]["Pid"].as_i64().unwrap();
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    info.lines().find(|l| l.split(' ').nth(4) == Some("/")).unwrap().to_string()
+}
+
+/// A `--rm` container's layer goes with it, so its overlay is volatile:
+/// the kernel does not sync the host's disk when it ends. A volatile layer
+/// is marked against a second mount; a daemon killed once the layer was
+/// mounted still starts the container after its restart.
+#[test]
+fn a_disposable_layer_is_volatile_and_mounts_again_after_a_crash() {
+    let mut d = Daemon::start();
+    d.stop();
+    d.spawn_crashing_at("start:mounted");
+    let out = d.ctl(&["run", "-d", "--rm", "--name", "victim", "busybox", "sleep", "600"]);
+    assert!(d.wait_exited(Duration::from_secs(20)), "the daemon did not crash: {out:?}");
+    d.spawn();
+    d.ok(&["start", "victim"]);
+    let root = root_mount(&d, "victim");
+    assert!(root.contains("volatile"), "{root}");
+    d.ok(&["run", "-d", "--name", "kept", "busybox", "sleep", "600"]);
+    let root = root_mount(&d, "kept");
+    assert!(root.contains(" - overlay ") && !root.contains("volatile"), "{root}");
+    d.ok(&["rm", "-f", "victim", "kept"]);
+    assert!(d.leftovers().is_empty(), "leftovers {:?}", d.leftovers());
+}
+
 #[test]
 fn a_client_killed_mid_request_leaves_a_whole_container_or_none() {
     let d = Daemon::start();

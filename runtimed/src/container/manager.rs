@@ -338,7 +338,7 @@ impl Manager {
     async fn launch(&self, rec: &ContainerRecord, paths: &ContainerPaths, hold: bool) -> Result<shim_client::Started> {
         let image = self.image_of(rec)?;
         rootfs::prepare(paths)?;
-        rootfs::mount_overlay(paths, &self.inner.images.lowerdirs(&image))?;
+        rootfs::mount_overlay(paths, &self.inner.images.lowerdirs(&image), rec.spec.auto_remove)?;
         failpoint::hit("start:mounted");
         // A joiner uses the owner's namespace, hostname and /etc files.
         let (netns_path, hostname, files) = match &rec.spec.network {
