@@ -237,14 +237,14 @@ fn direct_and_relayed_stdio_agree() {
     for direct in ["1", "0"] {
         let script = "cat; echo err >&2; exit 3";
         let run = ["run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", script];
-        streams_stay_apart(&d, &run, direct, &hi);
-        streams_stay_apart(&d, &["exec", "-i", "web", "sh", "-c", script], direct, &hi);
+        streams_stay_apart(d.ctl_cmd(&run), direct, &d, &hi);
+        streams_stay_apart(d.ctl_cmd(&["exec", "-i", "web", "sh", "-c", script]), direct, &d, &hi);
 
         // With the direct path the client reads none of the 10 MB itself.
         let script = "head -c 10000000 > /dev/null; echo got; cat";
         let run = ["run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", script];
         for args in [&run[..], &["exec", "-i", "web", "sh", "-c", script]] {
-            let read = client_reads(&d, args, direct);
+            let read = client_reads(d.ctl_cmd(args), direct);
             match direct {
                 "1" => assert!(read < 1_000_000, "{}: the client read {read} bytes itself", args[0]),
                 _ => assert!(read >= 10_000_000, "{}: the relaying client read only {read} bytes", args[0]),
@@ -266,6 +266,11 @@ fn direct_and_relayed_stdio_agree() {
         assert_eq!((child.wait().unwrap().code(), &hi), (Some(5), b"hi\n"), "direct={direct}");
     }
     d.ok(&["rm", "-f", "web"]);
+    all_gone(&d);
+}
+
+/// Waits for the containers' `--rm` to be done; fails if one is left.
+fn all_gone(d: &Daemon) {
     let deadline = std::time::Instant::now() + T;
     while !d.ok(&["ps", "-aq"]).trim().is_empty() {
         assert!(std::time::Instant::now() < deadline, "--rm left containers: {}", d.ok(&["ps", "-a"]));
@@ -273,18 +278,48 @@ fn direct_and_relayed_stdio_agree() {
     }
 }
 
-/// `runtimectl ARGS` (which runs `cat; echo err >&2; exit 3`) with `hi` on
-/// stdin: the output goes on where the file's offset is, after what it
-/// holds; each stream stays apart; the code is the process's.
-fn streams_stay_apart(d: &Daemon, args: &[&str], direct: &str, hi: &std::path::Path) {
+/// A client (`runtimectl ARGS`) in a mount namespace of its own, where the
+/// daemon's containers directory, and so every shim's socket, is hidden:
+/// a client in a container that was given only the daemon's socket.
+fn hiding_shims(d: &Daemon, args: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["-m", "--propagation", "private", "sh", "-c", r#"mount -t tmpfs none "$0" && exec "$@""#])
+        .arg(d.root().join("containers"))
+        .arg(d.ctl_cmd(&[]).get_program())
+        .args(args)
+        .env("RUNTIMED_HOST", d.host())
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A client that cannot reach the shim's socket asks for the direct path
+/// and then attaches through the daemon instead: the same bytes, streams
+/// and exit code, and the client reads its input itself.
+#[test]
+fn a_client_that_cannot_reach_the_shim_attaches_instead() {
+    let d = Daemon::start();
+    let hi = d.dir.join("hi.txt");
+    std::fs::write(&hi, "hi\n").unwrap();
+    let run = ["run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", "cat; echo err >&2; exit 3"];
+    streams_stay_apart(hiding_shims(&d, &run), "1", &d, &hi);
+    let run =
+        ["run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", "head -c 10000000 >/dev/null; echo got"];
+    let read = client_reads(hiding_shims(&d, &run), "1");
+    assert!(read >= 10_000_000, "the client read only {read} bytes: it was not relayed");
+    all_gone(&d);
+}
+
+/// CLIENT (which runs `cat; echo err >&2; exit 3`) with `hi` on stdin: the
+/// output goes on where the file's offset is, after what it holds; each
+/// stream stays apart; the code is the process's.
+fn streams_stay_apart(mut client: Command, direct: &str, d: &Daemon, hi: &std::path::Path) {
     use std::io::Seek;
-    let what = format!("{} direct={direct}", args[0]);
+    let what = format!("{client:?}");
     let (out, err) = (d.dir.join(format!("out-{direct}")), d.dir.join(format!("err-{direct}")));
     std::fs::write(&out, "before\n").unwrap();
     let mut out_file = std::fs::OpenOptions::new().write(true).open(&out).unwrap();
     out_file.seek(std::io::SeekFrom::End(0)).unwrap();
-    let status = d
-        .ctl_cmd(args)
+    let status = client
         .env("RUNTIMECTL_DIRECT_STDIO", direct)
         .stdin(file(hi))
         .stdout(Stdio::from(out_file))
@@ -296,12 +331,11 @@ fn streams_stay_apart(d: &Daemon, args: &[&str], direct: &str, hi: &std::path::P
     assert_eq!(std::fs::read_to_string(&err).unwrap(), "err\n", "{what}");
 }
 
-/// How many bytes the client running ARGS (`...; echo got; cat`) has read
-/// itself once the process has taken 10 MB of its stdin and says so.
-fn client_reads(d: &Daemon, args: &[&str], direct: &str) -> u64 {
+/// How many bytes CLIENT (running `...; echo got; cat`) has read itself
+/// once the process has taken 10 MB of its stdin and says so.
+fn client_reads(mut client: Command, direct: &str) -> u64 {
     use std::io::{BufRead, Read, Write};
-    let mut child = d
-        .ctl_cmd(args)
+    let mut child = client
         .env("RUNTIMECTL_DIRECT_STDIO", direct)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
