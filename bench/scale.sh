@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Scale benchmark (not a test): how runtimed behaves with N running
 # containers. Prints, each beside the same figure with none running:
-#   - `run --rm busybox true` latency, --network none and bridge, and bare
-#     `runc run` of the same kind of container (what the kernel's own costs
-#     at that scale are: mount table, namespaces, processes);
+#   - `run --rm busybox true` latency, --network none and bridge, bare
+#     `runc run` of the same kind of container, and the kernel's floor
+#     under both (bench/kernel-floor.sh: the namespaces, cgroups and mounts
+#     of one container made by hand, what any runtime pays at that scale);
 #   - `ps` latency;
 #   - the daemon's restart to ready (SIGTERM, start, first answer);
 #   - the host's mount count;
@@ -24,12 +25,16 @@ bench_init
 install_missing runc=runc hyperfine=hyperfine /bin/busybox=busybox-static
 build_release -q -p runtimed -p runtimectl
 
-extra_cleanup() { runc --root "$TMP/runc-state" delete -f bench >/dev/null 2>&1; }
+extra_cleanup() {
+    runc --root "$TMP/runc-state" delete -f bench >/dev/null 2>&1
+    rm_cgroups "rtbench-floor-$$"
+}
 bench_daemon
 BUNDLE=$TMP/bundle
 runc_bundle "$BUNDLE" true
 # A foreground `runc run` deletes the container on exit: the id is reusable.
 RUNC="runc --root $TMP/runc-state run -b $BUNDLE bench"
+FLOOR="sh bench/kernel-floor.sh $BUNDLE/rootfs rtbench-floor-$$"
 
 # restart: stops the daemon, starts it again; RESTART_MS = the ms until it
 # answers `ps`. (Not in a $(...): the daemon would keep its stdout open.)
@@ -45,15 +50,16 @@ restart() {
 # figures LABEL: adds a row of figures for the containers running now.
 ROWS=()
 figures() {
-    local none bridge ps runc
-    read -r -d '' none runc bridge < <(interleaved_ms "env $HOSTENV $RTC run --rm --network none busybox true" \
-        "$RUNC" "env $HOSTENV $RTC run --rm busybox true" && printf '\0') || true
+    local none bridge ps runc floor
+    read -r -d '' none runc bridge floor < <(interleaved_ms "env $HOSTENV $RTC run --rm --network none busybox true" \
+        "$RUNC" "env $HOSTENV $RTC run --rm busybox true" "$FLOOR" && printf '\0') || true
     ps=$(median_ms "ps-$1" "env $HOSTENV $RTC ps")
     restart
     [ "$1" = "0 running" ] && NONE_0=$none
     [ "$1" = "0 running" ] && RUNC_0=$runc
-    NONE_N=$none RUNC_N=$runc PS_N=$ps RESTART_N=$RESTART_MS
-    ROWS+=("$(printf '%-26s %10s %10s %10s %8s %12s %8s' "$1" "$none" "$bridge" "$runc" "$ps" "$RESTART_MS" \
+    [ "$1" = "0 running" ] && FLOOR_0=$floor
+    NONE_N=$none RUNC_N=$runc FLOOR_N=$floor PS_N=$ps RESTART_N=$RESTART_MS
+    ROWS+=("$(printf '%-26s %10s %10s %10s %10s %8s %12s %8s' "$1" "$none" "$bridge" "$runc" "$floor" "$ps" "$RESTART_MS" \
         "$(wc -l </proc/self/mountinfo)")")
 }
 
@@ -65,8 +71,8 @@ host_mounts() {
     mkdir -p "$dir"
     touch "$dir/src"
     for i in $(seq "$N"); do touch "$dir/m$i" && mount --bind "$dir/src" "$dir/m$i"; done
-    read -r -d '' MNT_NONE MNT_RUNC < <(interleaved_ms "env $HOSTENV $RTC run --rm --network none busybox true" \
-        "$RUNC" && printf '\0') || true
+    read -r -d '' MNT_NONE MNT_RUNC MNT_FLOOR < <(interleaved_ms "env $HOSTENV $RTC run --rm --network none busybox true" \
+        "$RUNC" "$FLOOR" && printf '\0') || true
     for i in $(seq "$N"); do umount "$dir/m$i"; done
 }
 
@@ -82,12 +88,14 @@ done
 figures "$N running"
 
 printf '\nscale (ms; medians of %s runs, the three runs interleaved; load %s)\n' "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-26s %10s %10s %10s %8s %12s %8s\n' "" "run none" "run bridge" "runc run" "ps" "restart" "mounts"
+printf '%-26s %10s %10s %10s %10s %8s %12s %8s\n' "" "run none" "run bridge" "runc run" "floor" "ps" "restart" "mounts"
 printf '%s\n' "${ROWS[@]}"
-printf '%-26s %10s %10s %10s\n' "0 running, $N host mounts" "$MNT_NONE" "" "$MNT_RUNC"
+printf '%-26s %10s %10s %10s %10s\n' "0 running, $N host mounts" "$MNT_NONE" "" "$MNT_RUNC" "$MNT_FLOOR"
 summary_row "run --rm none, $N running (ms)" "$NONE_N" "with 0 running" "$NONE_0" "<= 1.1x"
 summary_row "runc run (reference), $N running (ms)" "$RUNC_N" "with 0 running" "$RUNC_0" ""
+summary_row "kernel floor (reference), $N running (ms)" "$FLOOR_N" "with 0 running" "$FLOOR_0" ""
 summary_row "run --rm none, $N host mounts not ours (ms)" "$MNT_NONE" "with 0 running" "$NONE_0" ""
 summary_row "runc run (reference), $N host mounts (ms)" "$MNT_RUNC" "with 0 running" "$RUNC_0" ""
+summary_row "kernel floor (reference), $N host mounts (ms)" "$MNT_FLOOR" "with 0 running" "$FLOOR_0" ""
 summary_row "ps, $N running (ms)" "$PS_N" "" "" "< 30 ms"
 summary_row "restart to ready, $N running (ms)" "$RESTART_N" "" "" "< 1000 ms"
