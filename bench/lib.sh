@@ -356,11 +356,18 @@ interleaved_ms() {
 }
 
 # bench_daemon: an isolated runtimed for this benchmark, ready: TMP (its
-# files), NS (its netns and cgroup parent), SOCK, HOSTENV (for `env`) and
-# DPID. On exit, bench_cleanup removes everything, calling the script's
-# own `extra_cleanup` first if it defines one.
+# files), NS (its netns and cgroup parent), SOCK, HOSTENV (for `env`),
+# RUNC_STATE (bare runc's --root) and DPID. The layout is the defaults':
+# the root dir on the disk (as /var/lib/runtimed), the run dir and runc's
+# state on a tmpfs (as /run/runtimed and /run/runc). BENCH_TMP (default
+# /tmp) names the disk. On exit, bench_cleanup removes everything, calling
+# the script's own `extra_cleanup` first if it defines one.
 bench_daemon() {
-    TMP=$(mktemp -d /tmp/rtbench.XXXXXX)
+    TMP=$(mktemp -d "${BENCH_TMP:-/tmp}/rtbench.XXXXXX")
+    mkdir "$TMP/run"
+    mount -t tmpfs -o mode=0711 tmpfs "$TMP/run"
+    # shellcheck disable=SC2034 # for the caller
+    RUNC_STATE=$TMP/run/runc
     NS=rtbench-$$
     SOCK=$TMP/runtimed.sock
     # shellcheck disable=SC2034 # for the caller

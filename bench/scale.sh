@@ -27,14 +27,14 @@ install_missing runc=runc hyperfine=hyperfine /bin/busybox=busybox-static
 build_release -q -p runtimed -p runtimectl
 
 extra_cleanup() {
-    runc --root "$TMP/runc-state" delete -f bench >/dev/null 2>&1
+    runc --root "$RUNC_STATE" delete -f bench >/dev/null 2>&1
     rm_cgroups "rtbench-floor-$$"
 }
 bench_daemon
 BUNDLE=$TMP/bundle
 runc_bundle "$BUNDLE" true
 # A foreground `runc run` deletes the container on exit: the id is reusable.
-RUNC="runc --root $TMP/runc-state run -b $BUNDLE bench"
+RUNC="runc --root $RUNC_STATE run -b $BUNDLE bench"
 # The system's python, whose start is quick (pyenv's shim takes 0.15 s).
 PY3=/usr/bin/python3
 [ -x $PY3 ] || PY3=python3

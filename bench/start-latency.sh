@@ -20,7 +20,7 @@ bench_init
 install_missing runc=runc hyperfine=hyperfine /bin/busybox=busybox-static
 build_release -q -p runtimed -p runtimectl
 
-extra_cleanup() { runc --root "$TMP/runc-state" delete -f bench >/dev/null 2>&1; }
+extra_cleanup() { runc --root "$RUNC_STATE" delete -f bench >/dev/null 2>&1; }
 
 # --- runtimed, isolated -------------------------------------------------------
 bench_daemon
@@ -29,7 +29,7 @@ for _ in 1 2; do env "$HOSTENV" "$RTC" run --rm busybox true; done   # warm-up /
 # --- runc bundle from the host's static busybox ------------------------------
 BUNDLE=$TMP/bundle
 runc_bundle "$BUNDLE" true
-RUNC="runc --root $TMP/runc-state run -b $BUNDLE bench"
+RUNC="runc --root $RUNC_STATE run -b $BUNDLE bench"
 # A foreground `runc run` deletes the container on exit, so a fixed id is reusable.
 for _ in 1 2; do $RUNC </dev/null; done
 

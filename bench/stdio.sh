@@ -30,7 +30,7 @@ build_release -q -p runtimed -p runtimectl
 
 RUNC_ID=bench-exec-$$
 extra_cleanup() {
-    runc --root "$TMP/runc-state" delete -f "$RUNC_ID" >/dev/null 2>&1
+    runc --root "$RUNC_STATE" delete -f "$RUNC_ID" >/dev/null 2>&1
     podman_cleanup
 }
 bench_daemon
@@ -64,10 +64,10 @@ EXEC_OUT=$(mb_per_s "env RUNTIMED_HOST=unix://$SOCK $RTC exec streamer cat /tmp/
 # --- exec latency beside runc exec ----------------------------------------------
 BUNDLE=$TMP/bundle
 runc_bundle "$BUNDLE" sleep 3600
-runc --root "$TMP/runc-state" run -d -b "$BUNDLE" "$RUNC_ID" </dev/null >/dev/null 2>&1
+runc --root "$RUNC_STATE" run -d -b "$BUNDLE" "$RUNC_ID" </dev/null >/dev/null 2>&1
 say "timing exec"
 EXEC_MS=$(median_ms exec "env RUNTIMED_HOST=unix://$SOCK $RTC exec streamer true")
-RUNC_MS=$(median_ms runc-exec "runc --root $TMP/runc-state exec $RUNC_ID true")
+RUNC_MS=$(median_ms runc-exec "runc --root $RUNC_STATE exec $RUNC_ID true")
 
 # --- podman, the same figures -----------------------------------------------------
 PD_RUN_I=- PD_EXEC_OUT=- PD_EXEC_MS=- PD_WHY=""
