@@ -21,7 +21,8 @@ CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x4000000, 0x8000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
 MS_BIND, MS_REC, MS_PRIVATE = 0x1000, 0x4000, 1 << 18
 MNT_DETACH = 2
-SYS_PIVOT_ROOT = 155  # x86_64
+# pivot_root has no libc wrapper; its number is per architecture.
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
 
 libc = ctypes.CDLL(None, use_errno=True)
 
@@ -85,6 +86,8 @@ def child(rootfs, cgroups, slim):
 
 def main():
     rootfs, name, slim = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if SYS_PIVOT_ROOT is None:
+        sys.exit(f"kernel-floor.py: no pivot_root number for {os.uname().machine}")
     cgroups = cgroup_dirs(name)
     make_cgroups(cgroups)
     check(libc.unshare(CLONE_NEWPID), "unshare")  # the child is its pid 1

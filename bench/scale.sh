@@ -91,7 +91,7 @@ for i in $(seq "$N"); do
 done
 figures "$N running"
 
-printf '\nscale (ms; medians of %s runs, the three runs interleaved; load %s)\n' "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '\nscale (ms; medians of %s runs, the commands interleaved; load %s)\n' "$RUNS" "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-26s %10s %10s %10s %10s %8s %12s %8s\n' "" "run none" "run bridge" "runc run" "floor" "ps" "restart" "mounts"
 printf '%s\n' "${ROWS[@]}"
 printf '%-26s %10s %10s %10s %10s\n' "0 running, $N host mounts" "$MNT_NONE" "" "$MNT_RUNC" "$MNT_FLOOR"
