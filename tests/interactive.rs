@@ -279,12 +279,12 @@ fn all_gone(d: &Daemon) {
 }
 
 /// A client (`runtimectl ARGS`) in a mount namespace of its own, where the
-/// daemon's containers directory, and so every shim's socket, is hidden:
+/// daemon's bundles directory, and so every shim's socket, is hidden:
 /// a client in a container that was given only the daemon's socket.
 fn hiding_shims(d: &Daemon, args: &[&str]) -> Command {
     let mut cmd = Command::new("unshare");
     cmd.args(["-m", "--propagation", "private", "sh", "-c", r#"mount -t tmpfs none "$0" && exec "$@""#])
-        .arg(d.root().join("containers"))
+        .arg(d.bundles_dir())
         .arg(d.ctl_cmd(&[]).get_program())
         .args(args)
         .env("RUNTIMED_HOST", d.host())

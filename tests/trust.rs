@@ -59,12 +59,14 @@ fn host_users_reach_no_container_state() {
     assert_eq!(mode(&setuid) & 0o4000, 0o4000, "the layer holds a setuid file");
     let out = as_nobody(&[setuid.to_str().unwrap(), "id", "-u"]);
     assert!(!out.status.success(), "nobody ran the setuid file: {out:?}");
-    for secret in ["config.json", "container.log"] {
-        let out = as_nobody(&["cat", dir.join(secret).to_str().unwrap()]);
-        assert!(!out.status.success(), "nobody read {secret}: {out:?}");
-        assert_eq!(mode(&dir.join(secret)), 0o600, "{secret}");
+    let bundle = d.bundles_dir().join(&id);
+    for secret in [bundle.join("config.json"), dir.join("container.log")] {
+        let out = as_nobody(&["cat", secret.to_str().unwrap()]);
+        assert!(!out.status.success(), "nobody read {}: {out:?}", secret.display());
+        assert_eq!(mode(&secret), 0o600, "{}", secret.display());
     }
-    for private in [d.root(), d.root().join("containers"), d.root().join("images"), dir.clone()] {
+    let private_dirs = [d.root(), d.root().join("containers"), d.root().join("images"), dir.clone()];
+    for private in private_dirs.into_iter().chain([d.bundles_dir(), bundle]) {
         assert_eq!(mode(&private), 0o700, "{}", private.display());
     }
     assert_eq!(mode(&d.run_dir()), 0o711);
@@ -91,17 +93,42 @@ fn host_users_reach_no_container_state() {
 fn an_old_open_state_tree_is_made_private_at_start() {
     let mut d = Daemon::start();
     d.ok(&["create", "--name", "c", "busybox", "true"]);
-    let dir = d.root().join("containers").join(id_of(&d, "c"));
+    let id = id_of(&d, "c");
+    let (dir, bundle) = (d.root().join("containers").join(&id), d.bundles_dir().join(&id));
     d.stop();
     use std::os::unix::fs::PermissionsExt;
-    for (path, m) in [(d.root(), 0o755), (dir.clone(), 0o755), (dir.join("config.json"), 0o644)] {
-        if path.exists() {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
-        }
+    std::fs::create_dir_all(&bundle).unwrap();
+    std::fs::write(bundle.join("config.json"), "{}").unwrap();
+    for (path, m) in
+        [(d.root(), 0o755), (dir.clone(), 0o755), (bundle.clone(), 0o755), (bundle.join("config.json"), 0o644)]
+    {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(m)).unwrap();
     }
     d.spawn();
-    assert_eq!(mode(&d.root()), 0o700);
-    assert_eq!(mode(&dir), 0o700);
+    for path in [d.root(), dir, bundle.clone()] {
+        assert_eq!(mode(&path), 0o700, "{}", path.display());
+    }
+    assert_eq!(mode(&bundle.join("config.json")), 0o600);
+}
+
+/// An older daemon kept the bundle (spec, rootfs mount point, /etc files,
+/// sockets) in the container's directory on the disk: such a container
+/// still starts, runs and goes without a trace.
+#[test]
+fn a_container_with_its_bundle_in_the_old_place_still_runs() {
+    let mut d = Daemon::start();
+    d.ok(&["create", "--name", "old", "busybox", "sh", "-c", "cat /etc/hostname; echo ran"]);
+    let id = id_of(&d, "old");
+    let dir = d.root().join("containers").join(&id);
+    d.stop();
+    let _ = std::fs::remove_dir_all(d.bundles_dir().join(&id));
+    std::fs::write(dir.join("config.json"), "{}").unwrap();
+    d.spawn();
+    let out = d.ok(&["start", "-a", "old"]);
+    assert_eq!(out, format!("{}\nran\n", &id[..12]));
+    assert!(dir.join("hostname").is_file() && !d.bundles_dir().join(&id).exists(), "the bundle stayed where it was");
+    d.ok(&["rm", "old"]);
+    assert!(d.leftovers().is_empty(), "{:?}", d.leftovers());
 }
 
 #[test]

@@ -62,6 +62,12 @@ impl DaemonConfig {
     pub fn netns_dir(&self) -> PathBuf {
         self.run_dir.join("netns")
     }
+    /// Each container's bundle: what is made again at every start (spec,
+    /// rootfs mount point, /etc files, sockets, the shim's log), on the run
+    /// dir's tmpfs as containerd keeps its bundles.
+    pub fn bundles_dir(&self) -> PathBuf {
+        self.run_dir.join("containers")
+    }
     /// libcontainer's state root (one directory per running container).
     pub fn libcontainer_root(&self) -> PathBuf {
         self.run_dir.join("libcontainer")

@@ -14,17 +14,18 @@ const PRIVATE_DIR: u32 = 0o700;
 /// The run dir holds the API socket, whose own mode decides who connects:
 /// others may pass through but not list it.
 const PASSAGE_DIR: u32 = 0o711;
-/// Files of a container directory that carry secrets.
+/// Files of a container directory or bundle that carry secrets.
 const SECRET_FILES: [&str; 4] = ["config.json", "container.log", "shim.log", "exit.json"];
 
 /// Creates the state directories with private modes and repairs old ones.
 pub fn secure(cfg: &DaemonConfig) -> std::io::Result<()> {
     dir_with_mode(&cfg.root, PRIVATE_DIR)?;
     dir_with_mode(&cfg.run_dir, PASSAGE_DIR)?;
-    for dir in [cfg.store_dir(), cfg.images_dir(), cfg.containers_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
-        dir_with_mode(&dir, PRIVATE_DIR)?;
+    let containers = [cfg.containers_dir(), cfg.bundles_dir()];
+    for dir in [cfg.store_dir(), cfg.images_dir(), cfg.netns_dir(), cfg.libcontainer_root()].iter().chain(&containers) {
+        dir_with_mode(dir, PRIVATE_DIR)?;
     }
-    for entry in std::fs::read_dir(cfg.containers_dir())?.flatten() {
+    for entry in containers.iter().flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten()) {
         repair_container_dir(&entry.path())?;
     }
     Ok(())

@@ -205,23 +205,34 @@ impl Daemon {
         out.stdout
     }
 
+    /// Where the daemon keeps each container's bundle (spec, rootfs mount
+    /// point, /etc files, shim sockets).
+    pub fn bundles_dir(&self) -> PathBuf {
+        self.run_dir().join("containers")
+    }
+
     /// Container ids known to the daemon.
     pub fn container_ids(&self) -> Vec<String> {
         self.ok(&["ps", "-aq"]).lines().map(String::from).collect()
     }
 
-    /// Resources the daemon should have removed: container directories,
-    /// namespaces, libcontainer state, mounts and cgroups.
+    /// Resources the daemon should have removed: container directories and
+    /// bundles, namespaces, libcontainer state, mounts and cgroups.
     pub fn leftovers(&self) -> Vec<String> {
         let mut found = Vec::new();
-        for dir in [self.root().join("containers"), self.run_dir().join("netns"), self.run_dir().join("libcontainer")] {
+        for dir in [
+            self.root().join("containers"),
+            self.bundles_dir(),
+            self.run_dir().join("netns"),
+            self.run_dir().join("libcontainer"),
+        ] {
             for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 found.push(entry.path().display().to_string());
             }
         }
         // The daemon binds the two directories shims detach onto themselves
         // (shim/mounts.rs): those mounts are its own, not a container's.
-        let own = [self.root().join("containers"), self.run_dir().join("netns")];
+        let own = [self.bundles_dir(), self.run_dir().join("netns")];
         found.extend(self.mounts().into_iter().filter(|m| !own.iter().any(|o| Path::new(m) == o)));
         found.extend(self.cgroups().into_iter().map(|p| p.display().to_string()));
         found

@@ -76,6 +76,6 @@ impl Manager {
         let rec = self.start_held(&rec.id, true).await?;
         let state = self.slot(&rec).state.subscribe();
         let starts = state.borrow().starts;
-        Ok((self.paths(&rec.id).dir.join(CONTROL_SOCKET), RunEnd { state, starts }))
+        Ok((self.paths(&rec.id).bundle().join(CONTROL_SOCKET), RunEnd { state, starts }))
     }
 }

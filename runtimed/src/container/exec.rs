@@ -23,13 +23,13 @@ pub(super) struct ExecEntry {
     exit: watch::Sender<Option<i32>>,
 }
 
-/// The exec's control socket in its container's directory.
+/// The exec's control socket in its container's bundle.
 fn control_name(exec_id: &str) -> String {
     format!("exec-{}.sock", crate::ids::short_id(exec_id))
 }
 
 fn exit_file(paths: &ContainerPaths, exec_id: &str) -> std::path::PathBuf {
-    paths.dir.join(format!("exec-{}.exit", crate::ids::short_id(exec_id)))
+    paths.bundle().join(format!("exec-{}.exit", crate::ids::short_id(exec_id)))
 }
 
 #[derive(Default)]
@@ -82,7 +82,7 @@ impl Manager {
             },
         )?;
         let exec_id = random_id();
-        let file = paths.dir.join(format!("exec-{}.json", crate::ids::short_id(&exec_id)));
+        let file = paths.bundle().join(format!("exec-{}.json", crate::ids::short_id(&exec_id)));
         let data = serde_json::to_vec(&process).map_err(Error::internal)?;
         crate::util::write_atomic(&file, &data).map_err(|e| Error::io("write exec process", e))?;
         let (control, exit) = (control_name(&exec_id), exit_file(&paths, &exec_id));
@@ -117,7 +117,7 @@ impl Manager {
         let entry = ExecEntry { container: rec.id.clone(), exit: tx.clone() };
         self.inner.execs.lock().expect("execs lock").insert(exec_id.clone(), entry);
         tokio::spawn(watch_exec(paths.clone(), exec_id.clone(), tx));
-        Ok(ExecSession { socket: paths.dir.join(&control), exec_id, conn })
+        Ok(ExecSession { socket: paths.bundle().join(&control), exec_id, conn })
     }
 
     fn exec_entry(&self, exec_id: &str) -> Result<(String, watch::Receiver<Option<i32>>)> {

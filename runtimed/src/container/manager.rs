@@ -78,10 +78,10 @@ impl Manager {
         networks: Networks,
     ) -> Result<Self> {
         let exe = std::env::current_exe().ctx(|| "find own executable".into())?;
-        for dir in [cfg.containers_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
+        for dir in [cfg.containers_dir(), cfg.bundles_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
             std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         }
-        for dir in [cfg.containers_dir(), cfg.netns_dir()] {
+        for dir in [cfg.bundles_dir(), cfg.netns_dir()] {
             // Without it, shims take the slow way; containers still run.
             if let Err(e) = crate::shim::prepare_drop_dir(&dir) {
                 tracing::warn!("{e}");
@@ -117,7 +117,7 @@ impl Manager {
     }
 
     pub fn paths(&self, id: &str) -> ContainerPaths {
-        ContainerPaths::new(&self.inner.cfg.containers_dir(), &self.inner.cfg.netns_dir(), id)
+        ContainerPaths::new(&self.inner.cfg, id)
     }
 
     pub(super) fn slot(&self, rec: &ContainerRecord) -> Arc<Slot> {
@@ -377,7 +377,7 @@ impl Manager {
         let io = shim_client::IoOptions { stdin: rec.spec.open_stdin, tty: rec.spec.tty, hold };
         let lc_root = self.inner.cfg.libcontainer_root();
         let mounts = shim_client::MountScope {
-            drop_under: vec![self.inner.cfg.containers_dir(), self.inner.cfg.netns_dir()],
+            drop_under: vec![self.inner.cfg.bundles_dir(), self.inner.cfg.netns_dir()],
             keep: [Some(paths.rootfs()), netns_path].into_iter().flatten().collect(),
         };
         let started = shim_client::start(&self.inner.exe, &lc_root, &rec.id, paths, io, &mounts).await?;

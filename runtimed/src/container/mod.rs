@@ -20,6 +20,8 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+use crate::config::DaemonConfig;
+
 pub use attach::{Attached, RunEnd};
 pub use cgroup::check_visible as check_cgroups_visible;
 pub use exec::{ExecOptions, ExecSession};
@@ -30,14 +32,26 @@ pub use crate::records::container::{ContainerRecord, ContainerSpec, State};
 /// Where a container's files live; all derived from its id.
 #[derive(Debug, Clone)]
 pub struct ContainerPaths {
-    /// `<root>/containers/<id>`: the writable layer, bundle and logs.
+    /// `<root>/containers/<id>`: what outlives a reboot (the writable
+    /// layer, the log, the exit status).
     pub dir: PathBuf,
+    /// `<run-dir>/containers/<id>`: the OCI bundle and what else each
+    /// start makes again. A file made and deleted per container on a disk
+    /// costs more than on a tmpfs, much more on an ext4 without a journal,
+    /// which rescans every recently freed inode for each new one.
+    bundle: PathBuf,
     pub netns: PathBuf,
 }
 
 impl ContainerPaths {
-    pub fn new(containers_dir: &Path, netns_dir: &Path, id: &str) -> Self {
-        ContainerPaths { dir: containers_dir.join(id), netns: netns_dir.join(id) }
+    pub fn new(cfg: &DaemonConfig, id: &str) -> Self {
+        let dir = cfg.containers_dir().join(id);
+        // A container an older daemon made keeps its bundle in `dir`.
+        let bundle = match dir.join("config.json").exists() {
+            true => dir.clone(),
+            false => cfg.bundles_dir().join(id),
+        };
+        ContainerPaths { dir, bundle, netns: cfg.netns_dir().join(id) }
     }
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
@@ -46,11 +60,12 @@ impl ContainerPaths {
         self.dir.join("work")
     }
     pub fn rootfs(&self) -> PathBuf {
-        self.dir.join("rootfs")
+        self.bundle.join("rootfs")
     }
-    /// The OCI bundle is the container directory (`config.json` + `rootfs`).
+    /// The OCI bundle (`config.json` + `rootfs`), which also holds the
+    /// shims' control sockets and the execs' files.
     pub fn bundle(&self) -> &Path {
-        &self.dir
+        &self.bundle
     }
     pub fn log(&self) -> PathBuf {
         self.dir.join("container.log")
@@ -59,10 +74,10 @@ impl ContainerPaths {
         self.dir.join("exit.json")
     }
     pub fn shim_log(&self) -> PathBuf {
-        self.dir.join("shim.log")
+        self.bundle.join("shim.log")
     }
     /// Generated /etc/hosts, /etc/hostname and /etc/resolv.conf.
     pub fn etc_file(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
+        self.bundle.join(name)
     }
 }

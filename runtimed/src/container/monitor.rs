@@ -155,14 +155,14 @@ impl Manager {
     async fn remove_orphans(&self, known: &HashSet<String>) {
         let cfg = &self.inner.cfg;
         let mut found = cgroup::ids(&cfg.cgroup_parent);
-        for dir in [cfg.containers_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
+        for dir in [cfg.containers_dir(), cfg.bundles_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
             let entries = std::fs::read_dir(&dir).into_iter().flatten().flatten();
             found.extend(entries.map(|e| e.file_name().to_string_lossy().into_owned()));
         }
         for id in found.difference(known) {
             tracing::warn!(id, "removing the leftovers of a container the store does not know");
             self.clear_runtime(id).await;
-            teardown(&ContainerPaths::new(&cfg.containers_dir(), &cfg.netns_dir(), id));
+            teardown(&ContainerPaths::new(cfg, id));
         }
     }
 

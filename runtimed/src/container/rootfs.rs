@@ -11,11 +11,13 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use super::ContainerPaths;
 use crate::error::{Error, IoContext, Result};
 
-/// Creates the writable layer's directories (idempotent). The container
-/// directory is owner-only: the layer may hold setuid files the container
-/// made, which no host user may reach.
+/// Creates the writable layer's and the bundle's directories (idempotent).
+/// Both are owner-only: the layer may hold setuid files the container
+/// made, and the bundle its environment, which no host user may reach.
 pub fn prepare(paths: &ContainerPaths) -> Result<()> {
-    crate::util::dir_with_mode(&paths.dir, 0o700).ctx(|| format!("create {}", paths.dir.display()))?;
+    for dir in [&paths.dir, paths.bundle()] {
+        crate::util::dir_with_mode(dir, 0o700).ctx(|| format!("create {}", dir.display()))?;
+    }
     for dir in [paths.upper(), paths.work(), paths.rootfs()] {
         std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
     }
@@ -73,14 +75,18 @@ pub fn unmount(paths: &ContainerPaths) -> Result<()> {
     umount2(&target, MntFlags::MNT_DETACH).map_err(|e| Error::internal(format!("unmount {}: {e}", target.display())))
 }
 
-/// Removes the whole container directory (layer, bundle, logs).
+/// Removes the container's directories (layer, bundle, logs).
 pub fn remove_all(paths: &ContainerPaths) -> Result<()> {
     unmount(paths)?;
-    match std::fs::remove_dir_all(&paths.dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(format!("remove {}", paths.dir.display()), e)),
+    for dir in [paths.bundle(), &paths.dir] {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(format!("remove {}", dir.display()), e))
+            }
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 /// A directory is a mount point when its device differs from its parent's

@@ -83,7 +83,7 @@ pub async fn start(
     for keep in &mounts.keep {
         cmd.arg("--keep-mount").arg(keep);
     }
-    io_args(&mut cmd, io, &paths.dir);
+    io_args(&mut cmd, io, paths.bundle());
     launch(cmd, Stdio::null(), paths).await
 }
 
@@ -145,7 +145,7 @@ pub async fn exec(
         .args(["--control", req.control])
         .arg("--exit-file")
         .arg(req.exit_file);
-    io_args(&mut cmd, req.io, &paths.dir);
+    io_args(&mut cmd, req.io, paths.bundle());
     if req.detach {
         cmd.arg("--detach");
         return Ok((launch(cmd, Stdio::null(), paths).await?, None));
@@ -191,9 +191,9 @@ impl ShimConn {
         ShimConn::connect_to(paths, CONTROL_SOCKET).await
     }
 
-    /// Connects to the control socket `name` in the container's directory.
+    /// Connects to the control socket `name` in the container's bundle.
     pub async fn connect_to(paths: &ContainerPaths, name: &str) -> std::io::Result<ShimConn> {
-        let path = SocketPath::new(&paths.dir, name)?;
+        let path = SocketPath::new(paths.bundle(), name)?;
         Ok(ShimConn::new(UnixStream::connect(&path.path).await?))
     }
 
