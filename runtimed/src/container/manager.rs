@@ -78,9 +78,7 @@ impl Manager {
         networks: Networks,
     ) -> Result<Self> {
         let exe = std::env::current_exe().ctx(|| "find own executable".into())?;
-        for dir in [cfg.containers_dir(), cfg.bundles_dir(), cfg.netns_dir(), cfg.libcontainer_root()] {
-            std::fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
-        }
+        // `private::secure` made the state directories, with their modes.
         for dir in [cfg.bundles_dir(), cfg.netns_dir()] {
             // Without it, shims take the slow way; containers still run.
             if let Err(e) = crate::shim::prepare_drop_dir(&dir) {
