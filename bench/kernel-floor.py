@@ -16,6 +16,7 @@ import ctypes
 import os
 import sys
 import time
+import traceback
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x4000000, 0x8000000
 CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
@@ -95,6 +96,8 @@ def main():
     if pid == 0:
         try:
             child(rootfs, cgroups, slim)
+        except BaseException:  # imported already: after pivot_root no import works
+            traceback.print_exc()
         finally:
             os._exit(127)
     _, status = os.waitpid(pid, 0)

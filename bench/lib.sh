@@ -337,14 +337,15 @@ median_ms() {
 # (WARMUP rounds, then RUNS), so a change of the machine's load falls on all
 # of them alike: the ratios between them are what to trust. Each round
 # starts one further along, so none of them always follows the same one
-# (and the work a container's removal leaves to the kernel).
+# (and the work a container's removal leaves to the kernel). A command that
+# fails stops the whole benchmark: the time of a failure is no figure.
 interleaved_ms() {
     local cmds=("$@") n=$# i k r t0 t1 times=()
     for ((r = 0; r < WARMUP + RUNS; r++)); do
         for ((k = 0; k < n; k++)); do
             i=$(((r + k) % n))
             t0=$EPOCHREALTIME
-            ${cmds[$i]} >/dev/null
+            ${cmds[$i]} >/dev/null || bench_abort "failed ($?): ${cmds[$i]}"
             t1=$EPOCHREALTIME
             ((r < WARMUP)) || times[i]+="${t0/./} ${t1/./}"$'\n'
         done
@@ -353,6 +354,15 @@ interleaved_ms() {
         printf '%s' "${times[$i]}" | awk '{print ($2 - $1) / 1000}' | sort -n \
             | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f\n", m}'
     done
+}
+
+# bench_abort MESSAGE: stops the benchmark from anywhere, a $(...) or a
+# <(...) included (its exit would end only that subshell): the main shell
+# gets a TERM, which on_exit turns into an exit with cleanup.
+bench_abort() {
+    echo "bench: $*" >&2
+    kill -TERM $$
+    exit 1
 }
 
 # bench_daemon: an isolated runtimed for this benchmark, ready: TMP (its

@@ -38,7 +38,8 @@ RUNC="runc --root $RUNC_STATE run -b $BUNDLE bench"
 # The system's python, whose start is quick (pyenv's shim takes 0.15 s).
 PY3=/usr/bin/python3
 [ -x $PY3 ] || PY3=python3
-FLOOR="$PY3 bench/kernel-floor.py $BUNDLE/rootfs rtbench-floor-$$ $TMP/root/containers $TMP/run/netns"
+# The dirs the shim detaches: the bundles (rootfs mounts) and the netns.
+FLOOR="$PY3 bench/kernel-floor.py $BUNDLE/rootfs rtbench-floor-$$ $TMP/run/containers $TMP/run/netns"
 
 # restart: stops the daemon, starts it again; RESTART_MS = the ms until it
 # answers `ps`. (Not in a $(...): the daemon would keep its stdout open.)
