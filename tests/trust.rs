@@ -131,6 +131,30 @@ fn a_container_with_its_bundle_in_the_old_place_still_runs() {
     assert!(d.leftovers().is_empty(), "{:?}", d.leftovers());
 }
 
+/// On a host whose /run is shared (systemd's), a mount in the run dir is
+/// copied to every peer and slave of /run: each netns would be mounted
+/// twice on the host (once out of sight) and held alive by any namespace
+/// that copied it. The daemon's directories for them are private mounts.
+#[test]
+fn a_shared_run_dir_gets_one_mount_per_namespace_and_shares_none() {
+    let mut d = Daemon::start();
+    d.restart_with_shared_run_dir();
+    d.ok(&["run", "-d", "--name", "c", "busybox", "sleep", "100"]);
+    let netns = d.run_dir().join("netns");
+    let ns = netns.join(id_of(&d, "c"));
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let at = |p: &std::path::Path| {
+        info.lines().filter(|l| l.split(' ').nth(4) == Some(p.to_str().unwrap())).collect::<Vec<_>>()
+    };
+    assert_eq!(at(&ns).len(), 1, "one mount of the container's netns:\n{info}");
+    let dir = at(&netns);
+    assert_eq!(dir.len(), 1, "the netns dir is a mount of its own:\n{info}");
+    assert!(!dir[0].contains(" shared:") && !dir[0].contains(" master:"), "the netns dir is private: {}", dir[0]);
+    d.ok(&["rm", "-f", "c"]);
+    let run = d.run_dir().display().to_string();
+    assert_eq!(d.leftovers().into_iter().filter(|m| *m != run).collect::<Vec<_>>(), Vec::<String>::new());
+}
+
 #[test]
 fn passwd_in_the_container_cannot_hang_or_redirect_the_daemon() {
     let d = Daemon::start();

@@ -192,6 +192,17 @@ impl Daemon {
         self.spawn();
     }
 
+    /// Restarts the daemon with its run dir on a fresh tmpfs that is a
+    /// shared mount, as /run is on a systemd host (before any container).
+    pub fn restart_with_shared_run_dir(&mut self) {
+        self.stop();
+        crate::sh(&format!(
+            "umount {0}/containers {0}/netns && mount -t tmpfs tmpfs {0} && mount --make-shared {0}",
+            self.run_dir().display()
+        ));
+        self.spawn();
+    }
+
     /// `runtimectl inspect NAME`, parsed: the container's JSON object.
     pub fn inspect(&self, name: &str) -> serde_json::Value {
         let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).expect("inspect prints JSON");

@@ -131,14 +131,25 @@ fn move_tree(fd: &OwnedFd, path: &Path) -> Option<()> {
 /// bind onto itself), so a shim can detach all it holds in one call. Done
 /// only while nothing is mounted below it; an older daemon's containers
 /// keep the slow way until their mounts are gone.
+///
+/// The mount is private. On a host whose /run is shared (systemd's), a bind
+/// joins the peer group of its source: every netns or rootfs mount made in
+/// `dir` would be copied onto the shadowed directory below the bind (two
+/// host mounts per mount) and into every namespace that is a slave of /run
+/// (systemd's sandboxed services), where a netns held by such a copy lives
+/// on after its container.
 pub fn prepare_drop_dir(dir: &Path) -> Result<(), String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("read mountinfo: {e}"))?;
     let points = mount_points(&info);
-    if points.iter().any(|p| p.starts_with(dir)) {
+    if points.iter().any(|p| p.starts_with(dir) && p != dir) {
         return Ok(());
     }
-    mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .map_err(|e| format!("bind {} onto itself: {e}", dir.display()))
+    if is_mount_root(dir) != Some(true) {
+        mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| format!("bind {} onto itself: {e}", dir.display()))?;
+    }
+    mount(None::<&str>, dir, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(|e| format!("make {} a private mount: {e}", dir.display()))
 }
 
 /// The mount points of a mountinfo text (field 5, octal escapes undone).
