@@ -387,3 +387,50 @@ fn security_opt_turns_the_syscall_filter_off_and_refuses_the_rest() {
     assert!(out.stderr.contains("unsupported security option \"apparmor=unconfined\""), "{out:?}");
     assert!(d.container_ids().is_empty(), "nothing created");
 }
+
+/// The mounts under the daemon's dirs in the mount namespace of the shim
+/// of container `name` (the parent of its first process).
+fn shim_mounts(d: &Daemon, name: &str) -> Vec<String> {
+    let pid = d.inspect(name)["State"]["Pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:")).unwrap().trim().to_string();
+    let info = std::fs::read_to_string(format!("/proc/{ppid}/mountinfo")).unwrap();
+    let dir = d.dir.display().to_string();
+    info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with(&dir)).map(String::from).collect()
+}
+
+/// A shim's mount namespace is a copy of the daemon's template, which has
+/// none of the containers' mounts (each start would copy them all): it
+/// holds its own container's rootfs and netns, nothing of the others', and
+/// so does a shim started after the daemon made a new template at restart.
+#[test]
+fn a_shim_holds_its_own_containers_mounts_and_no_others() {
+    let mut d = Daemon::start();
+    let expect = |d: &Daemon, name: &str| {
+        let id = d.inspect(name)["Id"].as_str().unwrap().to_string();
+        let rootfs = d.bundles_dir().join(&id).join("rootfs").display().to_string();
+        let netns = d.run_dir().join("netns").join(&id).display().to_string();
+        let mut want = vec![rootfs, netns];
+        want.sort();
+        let mut got = shim_mounts(d, name);
+        got.sort();
+        assert_eq!(got, want, "{name}'s shim");
+    };
+    for name in ["a", "b", "c"] {
+        d.ok(&["run", "-d", "--name", name, "busybox", "sleep", "600"]);
+    }
+    d.stop();
+    d.spawn();
+    d.ok(&["run", "-d", "--network", "none", "--name", "d", "busybox", "sleep", "600"]);
+    for name in ["a", "b", "c", "d"] {
+        expect(&d, name);
+    }
+    // The template is there, and no shim fell back to the host's namespace.
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let template = d.mount_template().display().to_string();
+    let at = info.lines().filter(|l| l.split(' ').nth(4) == Some(template.as_str())).collect::<Vec<_>>();
+    assert!(at.len() == 1 && at[0].contains(" - nsfs "), "one mount namespace at {template}: {at:?}");
+    assert!(!d.log().contains("detaching the other containers' mounts instead"), "{}", d.log());
+    d.ok(&["rm", "-f", "a", "b", "c", "d"]);
+    assert_eq!(d.leftovers(), Vec::<String>::new());
+}

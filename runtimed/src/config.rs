@@ -68,6 +68,10 @@ impl DaemonConfig {
     pub fn bundles_dir(&self) -> PathBuf {
         self.run_dir.join("containers")
     }
+    /// The mount namespace shims are copied from (`shim::template`).
+    pub fn mount_template(&self) -> PathBuf {
+        self.run_dir.join("mount-template")
+    }
     /// libcontainer's state root (one directory per running container).
     pub fn libcontainer_root(&self) -> PathBuf {
         self.run_dir.join("libcontainer")

@@ -40,7 +40,7 @@ struct Cli {
 enum Command {
     /// Internal: the per-container supervisor started by the daemon.
     #[command(hide = true)]
-    Shim(shim::ShimArgs),
+    Shim(Box<shim::ShimArgs>),
     /// Internal: holds the daemon's DNS sockets across its restarts.
     #[command(hide = true)]
     Keeper(keeper::KeeperArgs),
@@ -50,13 +50,20 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     match cli.command {
         // No tokio here: the shim must stay single-threaded.
-        Some(Command::Shim(args)) => shim::main(args),
+        Some(Command::Shim(args)) => shim::main(*args),
         Some(Command::Keeper(args)) => keeper::main(args),
         None => run_daemon(cli.config),
     }
 }
 
-fn run_daemon(config: DaemonConfig) -> std::process::ExitCode {
+fn run_daemon(mut config: DaemonConfig) -> std::process::ExitCode {
+    // Absolute: shims work in other mount namespaces, from their root, and
+    // the mount table names mounts by absolute path.
+    for path in [&mut config.root, &mut config.run_dir, &mut config.socket] {
+        if let Ok(abs) = std::path::absolute(&*path) {
+            *path = abs;
+        }
+    }
     if let Err(err) = init_tracing(&config.log_level) {
         eprintln!("runtimed: invalid log filter: {err}");
         return std::process::ExitCode::from(2);

@@ -197,7 +197,7 @@ impl Daemon {
     pub fn restart_with_shared_run_dir(&mut self) {
         self.stop();
         crate::sh(&format!(
-            "umount {0}/containers {0}/netns && mount -t tmpfs tmpfs {0} && mount --make-shared {0}",
+            "umount {0}/containers {0}/netns {0}/mount-template && mount -t tmpfs tmpfs {0} && mount --make-shared {0}",
             self.run_dir().display()
         ));
         self.spawn();
@@ -218,6 +218,9 @@ impl Daemon {
 
     /// Where the daemon keeps each container's bundle (spec, rootfs mount
     /// point, /etc files, shim sockets).
+    pub fn mount_template(&self) -> PathBuf {
+        self.run_dir().join("mount-template")
+    }
     pub fn bundles_dir(&self) -> PathBuf {
         self.run_dir().join("containers")
     }
@@ -242,8 +245,9 @@ impl Daemon {
             }
         }
         // The daemon binds the two directories shims detach onto themselves
-        // (shim/mounts.rs): those mounts are its own, not a container's.
-        let own = [self.bundles_dir(), self.run_dir().join("netns")];
+        // (shim/mounts.rs), and its mount template to a file
+        // (shim/template.rs): those mounts are its own, not a container's.
+        let own = [self.bundles_dir(), self.run_dir().join("netns"), self.mount_template()];
         found.extend(self.mounts().into_iter().filter(|m| !own.iter().any(|o| Path::new(m) == o)));
         found.extend(self.cgroups().into_iter().map(|p| p.display().to_string()));
         found

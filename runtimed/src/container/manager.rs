@@ -67,6 +67,31 @@ pub(super) struct Inner {
     pub networks: Networks,
     pub slots: Mutex<HashMap<String, Arc<Slot>>>,
     pub execs: Mutex<HashMap<String, super::exec::ExecEntry>>,
+    /// Where shims copy their mount namespace from; None: from the host's.
+    pub mount_template: Option<PathBuf>,
+}
+
+/// Readies what gives shims a mount namespace without the other
+/// containers' mounts (`shim::mounts`, `shim::template`); the template's
+/// path if it was made. Without these, shims take a slower way and
+/// containers still run.
+fn prepare_shim_mounts(cfg: &DaemonConfig) -> Option<PathBuf> {
+    let drop_under = [cfg.bundles_dir(), cfg.netns_dir()];
+    let mut prepared = true;
+    for dir in &drop_under {
+        if let Err(e) = crate::shim::prepare_drop_dir(dir) {
+            tracing::warn!("{e}");
+            prepared = false;
+        }
+    }
+    let file = cfg.mount_template();
+    match prepared.then(|| crate::shim::template::create(&file, &drop_under))? {
+        Ok(()) => Some(file),
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    }
 }
 
 impl Manager {
@@ -79,12 +104,7 @@ impl Manager {
     ) -> Result<Self> {
         let exe = std::env::current_exe().ctx(|| "find own executable".into())?;
         // `private::secure` made the state directories, with their modes.
-        for dir in [cfg.bundles_dir(), cfg.netns_dir()] {
-            // Without it, shims take the slow way; containers still run.
-            if let Err(e) = crate::shim::prepare_drop_dir(&dir) {
-                tracing::warn!("{e}");
-            }
-        }
+        let mount_template = prepare_shim_mounts(&cfg);
         let inner = Inner {
             cfg,
             exe,
@@ -94,6 +114,7 @@ impl Manager {
             networks,
             slots: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
+            mount_template,
         };
         Ok(Manager { inner: Arc::new(inner) })
     }
@@ -377,6 +398,7 @@ impl Manager {
         let mounts = shim_client::MountScope {
             drop_under: vec![self.inner.cfg.bundles_dir(), self.inner.cfg.netns_dir()],
             keep: [Some(paths.rootfs()), netns_path].into_iter().flatten().collect(),
+            template: self.inner.mount_template.clone(),
         };
         let started = shim_client::start(&self.inner.exe, &lc_root, &rec.id, paths, io, &mounts).await?;
         failpoint::hit("start:shim");

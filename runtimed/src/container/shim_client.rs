@@ -55,6 +55,8 @@ fn io_args(cmd: &mut Command, io: IoOptions, sock_dir: &Path) {
 pub struct MountScope {
     pub drop_under: Vec<std::path::PathBuf>,
     pub keep: Vec<std::path::PathBuf>,
+    /// The daemon's mount template (`shim::template`), if it made one.
+    pub template: Option<std::path::PathBuf>,
 }
 
 pub async fn start(
@@ -82,6 +84,9 @@ pub async fn start(
     }
     for keep in &mounts.keep {
         cmd.arg("--keep-mount").arg(keep);
+    }
+    if let Some(file) = &mounts.template {
+        cmd.arg("--mount-template").arg(file);
     }
     io_args(&mut cmd, io, paths.bundle());
     launch(cmd, Stdio::null(), paths).await

@@ -19,6 +19,7 @@ mod queue;
 mod raw;
 mod setup;
 mod signals;
+pub mod template;
 
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -80,6 +81,10 @@ struct RunArgs {
     /// namespace).
     #[arg(long = "keep-mount")]
     keep_mounts: Vec<PathBuf>,
+    /// A mount namespace without those mounts, to copy instead of the
+    /// host's (`template`).
+    #[arg(long)]
+    mount_template: Option<PathBuf>,
     #[command(flatten)]
     io: IoArgs,
 }
@@ -137,7 +142,7 @@ fn run(a: RunArgs) -> ExitCode {
         Ok(None) => return ExitCode::SUCCESS,
         Err(e) => return report(&Ready::Failed { kind: FailKind::Other, message: e.to_string() }),
     };
-    match mounts::slim(&a.drop_mounts_under, &a.keep_mounts) {
+    match mounts::slim(&a.drop_mounts_under, &a.keep_mounts, a.mount_template.as_deref()) {
         Ok(n) => tracing::debug!("left {n} other mounts out of the shim's mount namespace"),
         Err(e) => return send(&mut ready, &Ready::Failed { kind: FailKind::Other, message: e }),
     }

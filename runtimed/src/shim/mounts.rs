@@ -13,12 +13,20 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 
 /// Moves the shim into a new mount namespace (private: nothing done here
-/// reaches the host, nor the host's changes here) and detaches every mount
-/// below the `drop_under` directories except the `keep` mounts. Returns
-/// how many directories or mounts were detached.
-pub fn slim(drop_under: &[PathBuf], keep: &[PathBuf]) -> Result<usize, String> {
+/// reaches the host, nor the host's changes here) without the mounts below
+/// the `drop_under` directories except the `keep` mounts: a copy of the
+/// `template` ([`super::template`]) if there is one, else a copy of the
+/// host's with them detached. Returns how many directories or mounts were
+/// detached.
+pub fn slim(drop_under: &[PathBuf], keep: &[PathBuf], template: Option<&Path>) -> Result<usize, String> {
     if drop_under.is_empty() {
         return Ok(0);
+    }
+    if let Some(file) = template {
+        match super::template::enter(file, keep) {
+            Ok(()) => return Ok(0),
+            Err(e) => tracing::warn!("{e}; detaching the other containers' mounts instead"),
+        }
     }
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare mount namespace: {e}"))?;
     // Private, not slave: the host's later mounts (other containers')
@@ -89,7 +97,7 @@ fn detach_whole(drop_under: &[PathBuf], keep: &[PathBuf]) -> Option<usize> {
 
 /// Whether `path` is the root of a mount (statx's STATX_ATTR_MOUNT_ROOT,
 /// Linux 5.8); None when the kernel cannot tell.
-fn is_mount_root(path: &Path) -> Option<bool> {
+pub(super) fn is_mount_root(path: &Path) -> Option<bool> {
     let c = CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: statx fills the zeroed struct we own; the path is NUL-terminated.
     let mut st: libc::statx = unsafe { std::mem::zeroed() };
@@ -99,7 +107,7 @@ fn is_mount_root(path: &Path) -> Option<bool> {
 }
 
 /// A detached copy of the mounts at and below `path` (open_tree(2)).
-fn clone_tree(path: &Path) -> Option<OwnedFd> {
+pub(super) fn clone_tree(path: &Path) -> Option<OwnedFd> {
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     let c = CString::new(path.as_os_str().as_bytes()).ok()?;
     let flags = OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_RECURSIVE as libc::c_uint;
@@ -110,7 +118,7 @@ fn clone_tree(path: &Path) -> Option<OwnedFd> {
 }
 
 /// Attaches the detached tree `fd` at `path` (move_mount(2)).
-fn move_tree(fd: &OwnedFd, path: &Path) -> Option<()> {
+pub(super) fn move_tree(fd: &OwnedFd, path: &Path) -> Option<()> {
     const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
     let (empty, to) = (CString::default(), CString::new(path.as_os_str().as_bytes()).ok()?);
     // SAFETY: a plain syscall on NUL-terminated paths and an fd we own.
