@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""kernel-floor.py ROOTFS CGROUP [DIR...]: one container's worth of kernel
-work and nothing else, the floor under a runtime's start.
+"""kernel-floor.py ROOTFS CGROUP [DIR... | --template FILE]: one
+container's worth of kernel work and nothing else, the floor under a
+runtime's start.
 
 No runtime, no daemon, no config, and no helper binary that reads the mount
 table: system calls only. The namespaces a container gets (mount, network,
@@ -8,9 +9,12 @@ pid, ipc, uts), a cgroup directory in every hierarchy with the process moved
 in, the mounts a container has (proc, sysfs, a tmpfs /dev with devpts, shm
 and mqueue), pivot_root into ROOTFS (a busybox_rootfs), exec `true`, then
 the cgroups go. Each DIR is detached from the new mount namespace at once,
-with every mount below it, as runtimed's shim detaches the other
-containers' mounts. bench/scale.sh times it with 0 and N containers
-running: what it gains at scale is the kernel's, which no runtime avoids.
+with every mount below it, as runtimed's shim detached the other
+containers' mounts before it had a template; with --template, the mount
+namespace is a copy of FILE's (runtimed's run/mount-template, which has
+none of them), as the shim's is now. bench/scale.sh times it with 0 and N
+containers running: what it gains at scale is the kernel's, which no
+runtime avoids.
 """
 import ctypes
 import os
@@ -56,10 +60,14 @@ def make_cgroups(dirs):
                     dst.write(src.read())
 
 
-def child(rootfs, cgroups, slim):
+def child(rootfs, cgroups, slim, template):
     """Pid 1 of the new namespaces: into the cgroups, mounts, pivot, exec.
     The other namespaces are made here, as a runtime's init makes them:
     the parent keeps the host's root to remove the cgroups from."""
+    if template:
+        fd = os.open(template, os.O_RDONLY | os.O_CLOEXEC)
+        check(libc.setns(fd, CLONE_NEWNS), f"setns {template}")
+        os.close(fd)
     check(libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     for d in slim:
@@ -86,7 +94,9 @@ def child(rootfs, cgroups, slim):
 
 
 def main():
-    rootfs, name, slim = sys.argv[1], sys.argv[2], sys.argv[3:]
+    rootfs, name, slim, template = sys.argv[1], sys.argv[2], sys.argv[3:], None
+    if slim[:1] == ["--template"]:
+        slim, template = [], slim[1]
     if SYS_PIVOT_ROOT is None:
         sys.exit(f"kernel-floor.py: no pivot_root number for {os.uname().machine}")
     cgroups = cgroup_dirs(name)
@@ -95,7 +105,7 @@ def main():
     pid = os.fork()
     if pid == 0:
         try:
-            child(rootfs, cgroups, slim)
+            child(rootfs, cgroups, slim, template)
         except BaseException:  # imported already: after pivot_root no import works
             traceback.print_exc()
         finally:

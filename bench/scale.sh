@@ -4,8 +4,8 @@
 #   - `run --rm busybox true` latency, --network none and bridge, bare
 #     `runc run` of the same kind of container, and the kernel's floor
 #     (bench/kernel-floor.py: the namespaces, cgroups and mounts of one
-#     container made by hand, the other containers' mounts detached as
-#     our shim does: what a runtime cannot avoid at that scale);
+#     container made by hand, its mount namespace copied from the daemon's
+#     template as our shim's is: what a runtime cannot avoid at that scale);
 #   - `ps` latency;
 #   - the daemon's restart to ready (SIGTERM, start, first answer);
 #   - the host's mount count;
@@ -38,8 +38,8 @@ RUNC="runc --root $RUNC_STATE run -b $BUNDLE bench"
 # The system's python, whose start is quick (pyenv's shim takes 0.15 s).
 PY3=/usr/bin/python3
 [ -x $PY3 ] || PY3=python3
-# The dirs the shim detaches: the bundles (rootfs mounts) and the netns.
-FLOOR="$PY3 bench/kernel-floor.py $BUNDLE/rootfs rtbench-floor-$$ $TMP/run/containers $TMP/run/netns"
+# The floor copies the daemon's mount template, as the shim does.
+FLOOR="$PY3 bench/kernel-floor.py $BUNDLE/rootfs rtbench-floor-$$ --template $TMP/run/mount-template"
 
 # restart: stops the daemon, starts it again; RESTART_MS = the ms until it
 # answers `ps`. (Not in a $(...): the daemon would keep its stdout open.)
@@ -70,15 +70,19 @@ figures() {
 
 # host_mounts: N bind mounts that are not ours (a busy host's: another
 # runtime's, a kubelet's), `run --rm` (none) and bare runc beside each
-# other with them there, then they go.
+# other with them there, then they go. The daemon restarts after they are
+# made, as it would have started on such a host: its mount template (a
+# copy of the host's mounts when it starts) then holds them.
 host_mounts() {
     local dir=$TMP/host-mounts i
     mkdir -p "$dir"
     touch "$dir/src"
     for i in $(seq "$N"); do touch "$dir/m$i" && mount --bind "$dir/src" "$dir/m$i"; done
+    restart
     read -r -d '' MNT_NONE MNT_RUNC MNT_FLOOR < <(interleaved_ms "env $HOSTENV $RTC run --rm --network none busybox true" \
         "$RUNC" "$FLOOR" && printf '\0') || true
     for i in $(seq "$N"); do umount "$dir/m$i"; done
+    restart
 }
 
 say "figures with none running"
