@@ -400,9 +400,11 @@ fn shim_mounts(d: &Daemon, name: &str) -> Vec<String> {
 }
 
 /// A shim's mount namespace is a copy of the daemon's template, which has
-/// none of the containers' mounts (each start would copy them all): it
-/// holds its own container's rootfs and netns, nothing of the others', and
-/// so does a shim started after the daemon made a new template at restart.
+/// none of the containers' mounts and none of the host's that a start does
+/// not use (each start would copy them all): it holds its own container's
+/// rootfs and netns, nothing of the others', and so does a shim started
+/// after the daemon made a new template at restart, with a host mount
+/// there that is not the daemon's.
 #[test]
 fn a_shim_holds_its_own_containers_mounts_and_no_others() {
     let mut d = Daemon::start();
@@ -420,8 +422,13 @@ fn a_shim_holds_its_own_containers_mounts_and_no_others() {
         d.ok(&["run", "-d", "--name", name, "busybox", "sleep", "600"]);
     }
     d.stop();
+    // Under the test's dir, so that the harness unmounts it whatever happens.
+    let foreign = d.dir.join("foreign");
+    std::fs::create_dir(&foreign).unwrap();
+    integration_tests::sh(&format!("mount -t tmpfs tmpfs {}", foreign.display()));
     d.spawn();
     d.ok(&["run", "-d", "--network", "none", "--name", "d", "busybox", "sleep", "600"]);
+    assert!(d.mounts().contains(&foreign.display().to_string()), "the host has {}", foreign.display());
     for name in ["a", "b", "c", "d"] {
         expect(&d, name);
     }
@@ -432,5 +439,6 @@ fn a_shim_holds_its_own_containers_mounts_and_no_others() {
     assert!(at.len() == 1 && at[0].contains(" - nsfs "), "one mount namespace at {template}: {at:?}");
     assert!(!d.log().contains("detaching the other containers' mounts instead"), "{}", d.log());
     d.ok(&["rm", "-f", "a", "b", "c", "d"]);
+    integration_tests::sh(&format!("umount {}", foreign.display()));
     assert_eq!(d.leftovers(), Vec::<String>::new());
 }

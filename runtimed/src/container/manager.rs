@@ -85,8 +85,15 @@ fn prepare_shim_mounts(cfg: &DaemonConfig) -> Option<PathBuf> {
         }
     }
     let file = cfg.mount_template();
-    match prepared.then(|| crate::shim::template::create(&file, &drop_under))? {
-        Ok(()) => Some(file),
+    let scope = crate::shim::template::Scope {
+        needed: vec![cfg.root.clone(), cfg.run_dir.clone()],
+        drop_under: drop_under.to_vec(),
+    };
+    match prepared.then(|| crate::shim::template::create(&file, &scope))? {
+        Ok(left_out) => {
+            tracing::debug!("the shims' mount template leaves out {left_out} host mounts");
+            Some(file)
+        }
         Err(e) => {
             tracing::warn!("{e}");
             None

@@ -161,7 +161,7 @@ pub fn prepare_drop_dir(dir: &Path) -> Result<(), String> {
 }
 
 /// The mount points of a mountinfo text (field 5, octal escapes undone).
-fn mount_points(info: &str) -> Vec<PathBuf> {
+pub(super) fn mount_points(info: &str) -> Vec<PathBuf> {
     info.lines().filter_map(|l| l.split(' ').nth(4)).map(unescape).collect()
 }
 
