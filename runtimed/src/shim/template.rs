@@ -56,7 +56,7 @@ impl Scope {
 /// thread then binds it to `file`, which keeps it alive. Returns how many
 /// host mounts it left out (each with the mounts below it).
 pub fn create(file: &Path, scope: &Scope) -> Result<usize, String> {
-    let _ = umount2(file, MntFlags::MNT_DETACH);
+    let _ = umount2(file, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
     OpenOptions::new()
         .write(true)
         .create(true)
