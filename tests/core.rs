@@ -477,3 +477,26 @@ fn a_shim_without_the_template_falls_back_to_the_hosts_mounts() {
     d.ok(&["rm", "-f", "a", "b"]);
     assert_eq!(d.leftovers(), Vec::<String>::new());
 }
+
+/// A root dir reached through a symlink, on a filesystem of its own (as
+/// /var/lib/runtimed linked to a data disk): the shims' mount template
+/// keeps the mount it is really on, so containers log and exit as usual.
+#[test]
+fn a_root_dir_behind_a_symlink_on_another_mount_works() {
+    let mut d = Daemon::start();
+    d.stop();
+    let (data, root) = (d.dir.join("data"), d.root());
+    integration_tests::sh(&format!(
+        "mkdir {0} && mount -t tmpfs tmpfs {0} && mkdir {0}/root && rm -rf {1} && ln -s {0}/root {1}",
+        data.display(),
+        root.display()
+    ));
+    d.spawn();
+    let out = d.ctl(&["run", "--name", "c", "busybox", "sh", "-c", "echo hi; exit 3"]);
+    assert_eq!((out.code, out.stdout.as_str()), (3, "hi\n"), "{out:?}");
+    assert_eq!(d.ok(&["logs", "c"]), "hi\n");
+    d.ok(&["run", "-d", "--name", "s", "busybox", "sleep", "600"]);
+    assert_eq!(d.ok(&["exec", "s", "echo", "ok"]).trim(), "ok");
+    d.ok(&["rm", "-f", "c", "s"]);
+    assert!(std::fs::read_dir(data.join("root/containers")).unwrap().next().is_none(), "no container dir left");
+}

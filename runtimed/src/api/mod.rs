@@ -33,10 +33,15 @@ const CONNECTION_WINDOW: u32 = 8 << 20;
 /// Largest HTTP/2 frame we take: a stdin chunk in one frame, not sixteen.
 const MAX_FRAME: u32 = 1 << 20;
 
-pub async fn serve(cfg: DaemonConfig) -> anyhow::Result<()> {
+pub async fn serve(mut cfg: DaemonConfig) -> anyhow::Result<()> {
     crate::container::check_cgroups_visible().map_err(anyhow::Error::msg)?;
     let listener = bind(&cfg.socket).await?;
     crate::private::secure(&cfg).with_context(|| format!("make {} private to root", cfg.root.display()))?;
+    // Through any symlink: the mount table names mounts by their real
+    // path, and the shims' mount template keeps those the dirs are on.
+    for dir in [&mut cfg.root, &mut cfg.run_dir] {
+        *dir = dir.canonicalize().with_context(|| format!("resolve {}", dir.display()))?;
+    }
     let store = Store::open(&cfg.store_dir()).context("open the state store")?;
     let images = ImageStore::new(cfg.images_dir(), store.clone(), cfg.insecure_registries.clone())?;
     images.ensure_busybox().await.context("build the default image")?;
