@@ -56,14 +56,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run_daemon(mut config: DaemonConfig) -> std::process::ExitCode {
-    // Absolute: shims work in other mount namespaces, from their root, and
-    // the mount table names mounts by absolute path.
-    for path in [&mut config.root, &mut config.run_dir, &mut config.socket] {
-        if let Ok(abs) = std::path::absolute(&*path) {
-            *path = abs;
-        }
-    }
+fn run_daemon(config: DaemonConfig) -> std::process::ExitCode {
     if let Err(err) = init_tracing(&config.log_level) {
         eprintln!("runtimed: invalid log filter: {err}");
         return std::process::ExitCode::from(2);

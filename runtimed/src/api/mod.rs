@@ -37,8 +37,9 @@ pub async fn serve(mut cfg: DaemonConfig) -> anyhow::Result<()> {
     crate::container::check_cgroups_visible().map_err(anyhow::Error::msg)?;
     let listener = bind(&cfg.socket).await?;
     crate::private::secure(&cfg).with_context(|| format!("make {} private to root", cfg.root.display()))?;
-    // Through any symlink: the mount table names mounts by their real
-    // path, and the shims' mount template keeps those the dirs are on.
+    // Absolute and through any symlink: the mount table names mounts by
+    // their real path, the shims' mount template keeps those the dirs are
+    // on, and a shim works from the template's root.
     for dir in [&mut cfg.root, &mut cfg.run_dir] {
         *dir = dir.canonicalize().with_context(|| format!("resolve {}", dir.display()))?;
     }

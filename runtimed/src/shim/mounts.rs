@@ -17,14 +17,17 @@ use nix::sched::{unshare, CloneFlags};
 /// the `drop_under` directories except the `keep` mounts: a copy of the
 /// `template` ([`super::template`]) if there is one, else a copy of the
 /// host's with them detached. Returns how many directories or mounts were
-/// detached.
+/// detached (none from the template).
 pub fn slim(drop_under: &[PathBuf], keep: &[PathBuf], template: Option<&Path>) -> Result<usize, String> {
     if drop_under.is_empty() {
         return Ok(0);
     }
     if let Some(file) = template {
         match super::template::enter(file, keep) {
-            Ok(()) => return Ok(0),
+            Ok(()) => {
+                tracing::debug!("copied the mount template {}", file.display());
+                return Ok(0);
+            }
             Err(e) => tracing::warn!("{e}; detaching the other containers' mounts instead"),
         }
     }
