@@ -339,6 +339,8 @@ median_ms() {
 # starts one further along, so none of them always follows the same one
 # (and the work a container's removal leaves to the kernel). A command that
 # fails stops the whole benchmark: the time of a failure is no figure.
+# Each command's times, in round order, stay in $TMP/interleaved.<index>
+# for round_ratios.
 interleaved_ms() {
     local cmds=("$@") n=$# i k r t0 t1 times=()
     for ((r = 0; r < WARMUP + RUNS; r++)); do
@@ -351,9 +353,19 @@ interleaved_ms() {
         done
     done
     for i in "${!cmds[@]}"; do
-        printf '%s' "${times[$i]}" | awk '{print ($2 - $1) / 1000}' | sort -n \
-            | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f\n", m}'
+        printf '%s' "${times[$i]}" | awk '{print ($2 - $1) / 1000}' >"$TMP/interleaved.$i"
+        sort -n "$TMP/interleaved.$i" | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.1f\n", m}'
     done
+}
+
+# round_ratios A B: how the ratio of commands A and B (indexes) of the last
+# interleaved_ms spreads over its rounds (each round ran both, one after
+# the other): "median (p10-p90)". A ratio of two medians does not say
+# whether the rounds agreed; on a VM whose CPUs are taken away at times
+# they often do not.
+round_ratios() {
+    paste "$TMP/interleaved.$1" "$TMP/interleaved.$2" | awk '{print $1 / $2}' | sort -n | awk '{a[NR]=$1}
+        END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.2f (%.2f-%.2f)\n", m, a[int(NR*0.1)+1], a[int(NR*0.9)]}'
 }
 
 # bench_abort MESSAGE: stops the benchmark from anywhere, a $(...) or a

@@ -51,6 +51,7 @@ printf '%-44s %6s\n' "runtimectl run --rm --network none ... true" "$NONE" \
     "runc run (bare, same bundle)" "$RUNC_MS"
 printf '%-44s %6s\n' "ratio none/runc" "$(python3 -c "print('%.2f' % ($NONE/$RUNC_MS))")" \
     "bridge - none (ms)" "$(python3 -c "print('%.1f' % ($BRIDGE-$NONE))")"
+printf '%-44s %s\n' "none/runc round by round: median (p10-p90)" "$(round_ratios 0 3)"
 summary_row "run --rm busybox true, --network none (ms)" "$NONE" "runc run, same bundle" "$RUNC_MS" "<= 1.0x runc"
 summary_row "run --rm busybox true, --network host (ms)" "$HOST" "runc run, same bundle" "$RUNC_MS" ""
 summary_row "run --rm busybox true, default bridge (ms)" "$BRIDGE" "--network none" "$NONE" "<= none + 5 ms"
@@ -74,4 +75,5 @@ read -r -d '' NONE_J RUNC_J_MS < <(interleaved_ms "$RUN --network none busybox t
 printf '%-44s %6s\n' "on a journaled ext4: run --rm --network none" "$NONE_J" \
     "on a journaled ext4: runc run" "$RUNC_J_MS" \
     "ratio none/runc" "$(python3 -c "print('%.2f' % ($NONE_J/$RUNC_J_MS))")"
+printf '%-44s %s\n' "none/runc round by round: median (p10-p90)" "$(round_ratios 0 1)"
 summary_row "run --rm busybox true, none, journaled ext4 (ms)" "$NONE_J" "runc run, bundle on it too" "$RUNC_J_MS" "<= 1.0x runc"
