@@ -7,7 +7,7 @@ No runtime, no daemon, no config, and no helper binary that reads the mount
 table: system calls only. The namespaces a container gets (mount, network,
 pid, ipc, uts), a cgroup directory in every hierarchy with the process moved
 in, the mounts a container has (proc, sysfs, a tmpfs /dev with devpts, shm
-and mqueue), pivot_root into ROOTFS (a busybox_rootfs), exec `true`, then
+and mqueue), pivot_root into ROOTFS (a busybox rootfs), exec `true`, then
 the cgroups go. Each DIR is detached from the new mount namespace at once,
 with every mount below it, as runtimed's shim detached the other
 containers' mounts before it had a template; with --template, the mount
