@@ -73,7 +73,9 @@ impl LayerStore {
 
     /// Unpacks a layer with `fill` into a temporary directory, then moves it
     /// into place. `fill` returns the diff id it computed, which must be
-    /// the one the image's config promised.
+    /// the one the image's config promised. If another unpack of the same
+    /// layer got there first (a failed pull's, which runs on after the pull
+    /// gave up on it), that one stays: the same digest, the same content.
     pub fn add(&self, key: &str, fill: impl FnOnce(&Path) -> Result<String>) -> Result<()> {
         let tmp = self.layers.join(format!("{TMP}{}", random_id()));
         let done = (|| {
@@ -87,46 +89,66 @@ impl LayerStore {
             crate::failpoint::hit("pull:unpacked");
             std::fs::rename(&tmp, self.path(key)).ctx(|| format!("move layer {key} into place"))
         })();
-        if done.is_err() {
+        if done.is_err() || tmp.exists() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
-        done
+        done.or_else(|e| if self.has(key) { Ok(()) } else { Err(e) })
     }
 
-    /// Removes temporaries, and layers and blobs no image uses (`keep`).
-    pub fn sweep(&self, keep_layers: &HashSet<String>, keep_blobs: &HashSet<String>) {
-        let busy = self.busy.lock().expect("busy layers").clone();
-        for (dir, keep) in [(&self.layers, keep_layers), (&self.blobs, keep_blobs)] {
-            let Ok(entries) = std::fs::read_dir(dir) else { continue };
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let tmp = name.starts_with(TMP);
-                if (tmp && dir == &self.blobs) || keep.contains(&name) || busy.contains(&name) {
-                    // A blob temporary may be a download in progress; those
-                    // left by a crash go at the next start (`sweep_all`).
-                    continue;
+    /// Removes the layers and blobs that no image uses: `in_use` returns
+    /// the layers and blobs to keep. The choice is made holding the busy
+    /// set, and `in_use` is read only then: a pull marks what it writes
+    /// busy before it writes, and records its image before it unmarks, so
+    /// nothing a pull needs is taken, whichever runs first. (With a copy of
+    /// the set taken before, a pull that started meanwhile lost the layer
+    /// it had just unpacked.) What goes is renamed away under the lock and
+    /// deleted after it. Temporaries may be a pull's work in progress:
+    /// those a crash left go at the next start (`sweep_all`).
+    pub fn sweep(&self, in_use: impl FnOnce() -> Result<(HashSet<String>, HashSet<String>)>) -> Result<()> {
+        let doomed = {
+            let busy = self.busy.lock().expect("busy layers");
+            let (keep_layers, keep_blobs) = in_use()?;
+            let mut doomed = Vec::new();
+            for (dir, keep) in [(&self.layers, &keep_layers), (&self.blobs, &keep_blobs)] {
+                let Ok(entries) = std::fs::read_dir(dir) else { continue };
+                for entry in entries.flatten() {
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name.starts_with(TMP) || keep.contains(&name) || busy.contains(&name) {
+                        continue;
+                    }
+                    let away = dir.join(format!("{TMP}{}", random_id()));
+                    match std::fs::rename(entry.path(), &away) {
+                        Ok(()) => doomed.push((entry.path(), away)),
+                        Err(e) => tracing::warn!("cannot remove {}: {e}", entry.path().display()),
+                    }
                 }
-                remove(&entry.path());
             }
+            doomed
+        };
+        for (was, away) in doomed {
+            remove(&was, &away);
         }
+        Ok(())
     }
 
     /// At start, when nothing is in progress: temporaries go too.
-    pub fn sweep_all(&self, keep_layers: &HashSet<String>, keep_blobs: &HashSet<String>) {
-        if let Ok(entries) = std::fs::read_dir(&self.blobs) {
+    pub fn sweep_all(&self, in_use: impl FnOnce() -> Result<(HashSet<String>, HashSet<String>)>) -> Result<()> {
+        for dir in [&self.layers, &self.blobs] {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
             for entry in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(TMP)) {
-                remove(&entry.path());
+                remove(&entry.path(), &entry.path());
             }
         }
-        self.sweep(keep_layers, keep_blobs);
+        self.sweep(in_use)
     }
 }
 
-fn remove(path: &Path) {
-    tracing::info!("removing unused image data {}", path.display());
+/// Deletes `path`, which was `was` (logged by that name).
+fn remove(was: &Path, path: &Path) {
+    tracing::info!("removing unused image data {}", was.display());
     let removed = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
     if let Err(e) = removed {
-        tracing::warn!("cannot remove {}: {e}", path.display());
+        tracing::warn!("cannot remove {}: {e}", was.display());
     }
 }
 
@@ -144,6 +166,75 @@ pub fn hex_of(digest: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scratch(test: &str) -> (PathBuf, LayerStore) {
+        let dir = std::env::temp_dir().join(format!("layers-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = LayerStore::new(&dir).unwrap();
+        (dir, store)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<_> =
+            std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn a_sweep_keeps_what_is_used_busy_or_in_progress() {
+        let (dir, store) = scratch("keeps");
+        for l in ["used", "busy", "unused", ".tmp-unpacking"] {
+            std::fs::create_dir_all(store.path(l).join("bin")).unwrap();
+        }
+        for b in ["used", "unused", ".tmp-downloading"] {
+            std::fs::write(store.blobs.join(b), b"x").unwrap();
+        }
+        let _busy = store.busy("busy");
+        let keep = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<HashSet<_>>();
+        store.sweep(|| Ok((keep(&["used"]), keep(&["used"])))).unwrap();
+        assert_eq!(names(&store.layers), [".tmp-unpacking", "busy", "used"]);
+        assert_eq!(names(&store.blobs), [".tmp-downloading", "used"]);
+        // At start nothing is in progress: temporaries go too.
+        store.sweep_all(|| Ok((keep(&["used"]), keep(&["used"])))).unwrap();
+        assert_eq!(names(&store.layers), ["busy", "used"]);
+        assert_eq!(names(&store.blobs), ["used"]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_layer_unpacked_twice_keeps_the_first() {
+        let (dir, store) = scratch("twice");
+        let key = "ab".repeat(32);
+        let fill = |file: &'static str| {
+            let key = key.clone();
+            move |dest: &Path| {
+                std::fs::write(dest.join(file), b"x").unwrap();
+                Ok(format!("sha256:{key}"))
+            }
+        };
+        store.add(&key, fill("first")).unwrap();
+        store.add(&key, fill("second")).unwrap();
+        assert_eq!(names(&store.path(&key)), ["first"]);
+        assert_eq!(names(&store.layers), [key.as_str()], "no temporary left");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// What images use is read while the busy set is held: a pull that
+    /// unmarks its layers has recorded its image by then, so neither
+    /// the set nor the records miss it.
+    #[test]
+    fn a_sweep_reads_what_is_used_holding_the_busy_set() {
+        let (dir, store) = scratch("holds");
+        let held = store.clone();
+        store
+            .sweep(|| {
+                assert!(held.busy.try_lock().is_err(), "the busy set is held");
+                Ok(Default::default())
+            })
+            .unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn only_sha256_digests_name_files() {

@@ -52,8 +52,7 @@ impl ImageStore {
         remove_partial(&dir, &store)?;
         let layers = LayerStore::new(&dir)?;
         let images = ImageStore { dir, store, layers, insecure: Arc::new(insecure) };
-        let (keep_layers, keep_blobs) = images.in_use()?;
-        images.layers.sweep_all(&keep_layers, &keep_blobs);
+        images.layers.sweep_all(|| images.in_use())?;
         Ok(images)
     }
 
@@ -324,12 +323,7 @@ impl ImageStore {
     /// Removes layers and blobs that no image uses and no pull is writing.
     async fn sweep(&self) {
         let me = self.clone();
-        let swept = tokio::task::spawn_blocking(move || -> Result<()> {
-            let (keep_layers, keep_blobs) = me.in_use()?;
-            me.layers.sweep(&keep_layers, &keep_blobs);
-            Ok(())
-        })
-        .await;
+        let swept = tokio::task::spawn_blocking(move || me.layers.sweep(|| me.in_use())).await;
         if let Ok(Err(e)) | Err(e) = swept.map_err(Error::internal) {
             tracing::warn!("sweeping unused image data: {e}");
         }
