@@ -76,12 +76,20 @@ impl ImageStore {
         let keys = diff_ids.iter().map(|d| LayerStore::key(d)).collect::<Result<Vec<_>>>()?;
         let blobs = manifest.layers.iter().map(|l| hex_of(&l.digest)).collect::<Result<Vec<_>>>()?;
         let busy: Vec<_> = keys.iter().chain(&blobs).map(|k| self.layers.busy(k)).collect();
-        let fetch = Fetch { client: Arc::new(client), reference: r.clone(), layers: self.layers.clone(), events };
+        let fetch = Fetch {
+            client: Arc::new(client),
+            reference: r.clone(),
+            layers: self.layers.clone(),
+            events,
+            unpacking: Arc::default(),
+        };
         let jobs: Vec<_> =
             manifest.layers.iter().zip(&keys).map(|(desc, key)| fetch.layer(desc.clone(), key.clone())).collect();
         let fetched = futures::stream::iter(jobs).buffer_unordered(PARALLEL).try_collect::<Vec<()>>().await;
         if let Err(e) = fetched {
-            // What the failed pull fetched goes, unless an image uses it.
+            // What the failed pull fetched goes, unless an image uses it,
+            // once no unpack of it is still running.
+            let _settled = fetch.unpacking.write().await;
             drop(busy);
             self.sweep().await;
             return Err(e);
@@ -157,6 +165,10 @@ struct Fetch {
     reference: Reference,
     layers: LayerStore,
     events: Events,
+    /// Held (shared) by each unpack while it runs. A failed pull drops its
+    /// other jobs, but an unpack on a blocking thread runs on: the pull
+    /// waits for them (taking it whole) before it sweeps what it fetched.
+    unpacking: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Fetch {
@@ -176,7 +188,9 @@ impl Fetch {
         let _ = say("Extracting", total).await;
         let layers = self.layers.clone();
         let k = key.clone();
+        let running = self.unpacking.clone().read_owned().await;
         tokio::task::spawn_blocking(move || {
+            let _running = running;
             layers.add(&k, |dest| super::unpack::layer(super::open_blob(&blob)?, dest))
         })
         .await
