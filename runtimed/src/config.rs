@@ -68,6 +68,11 @@ impl DaemonConfig {
     pub fn bundles_dir(&self) -> PathBuf {
         self.run_dir.join("containers")
     }
+    /// The dirs that hold containers' mounts (rootfs, netns), which a
+    /// shim's mount namespace leaves out (`shim::mounts`).
+    pub fn container_mount_dirs(&self) -> [PathBuf; 2] {
+        [self.bundles_dir(), self.netns_dir()]
+    }
     /// The mount namespace shims are copied from (`shim::template`).
     pub fn mount_template(&self) -> PathBuf {
         self.run_dir.join("mount-template")

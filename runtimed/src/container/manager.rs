@@ -76,7 +76,7 @@ pub(super) struct Inner {
 /// path if it was made. Without these, shims take a slower way and
 /// containers still run.
 fn prepare_shim_mounts(cfg: &DaemonConfig) -> Option<PathBuf> {
-    let drop_under = [cfg.bundles_dir(), cfg.netns_dir()];
+    let drop_under = cfg.container_mount_dirs();
     let mut prepared = true;
     for dir in &drop_under {
         if let Err(e) = crate::shim::prepare_drop_dir(dir) {
@@ -403,7 +403,7 @@ impl Manager {
         let io = shim_client::IoOptions { stdin: rec.spec.open_stdin, tty: rec.spec.tty, hold };
         let lc_root = self.inner.cfg.libcontainer_root();
         let mounts = shim_client::MountScope {
-            drop_under: vec![self.inner.cfg.bundles_dir(), self.inner.cfg.netns_dir()],
+            drop_under: self.inner.cfg.container_mount_dirs().to_vec(),
             keep: [Some(paths.rootfs()), netns_path].into_iter().flatten().collect(),
             template: self.inner.mount_template.clone(),
         };

@@ -34,6 +34,7 @@ use super::mounts::{clone_tree, is_mount_root, mount_points, move_tree};
 /// (the shim's namespace, then the container's) and libcontainer reads
 /// its mount table, so a host with many mounts of its own (a kubelet's,
 /// another runtime's) would make every start slower.
+#[derive(Clone)]
 pub struct Scope {
     pub needed: Vec<PathBuf>,
     pub drop_under: Vec<PathBuf>,
@@ -66,7 +67,7 @@ pub fn create(file: &Path, scope: &Scope) -> Result<usize, String> {
         .map_err(|e| format!("create {}: {e}", file.display()))?;
     let (made_tx, made_rx) = mpsc::channel();
     let (bound_tx, bound_rx) = mpsc::channel::<()>();
-    let scope = Scope { needed: scope.needed.clone(), drop_under: scope.drop_under.clone() };
+    let scope = scope.clone();
     let maker = std::thread::spawn(move || {
         let _ = made_tx.send(make(&scope));
         // The namespace lives as long as this thread until it is bound.
