@@ -378,8 +378,9 @@ bench_abort() {
 }
 
 # bench_daemon: an isolated runtimed for this benchmark, ready: TMP (its
-# files), NS (its netns and cgroup parent), SOCK, HOSTENV (for `env`),
-# RUNC_STATE (bare runc's --root) and DPID. The layout is the defaults':
+# files), NS (its netns and cgroup parent), SOCK, HOSTENV (for `env`), RT
+# (runtimectl against it, with no `env` process before it: a timed command
+# must not count an exec that runc's does not have), RUNC_STATE (bare runc's --root) and DPID. The layout is the defaults':
 # the root dir on the disk (as /var/lib/runtimed), the run dir and runc's
 # state on a tmpfs (as /run/runtimed and /run/runc). BENCH_TMP (default
 # /tmp) names the disk. On exit, bench_cleanup removes everything, calling
@@ -394,6 +395,8 @@ bench_daemon() {
     SOCK=$TMP/runtimed.sock
     # shellcheck disable=SC2034 # for the caller
     HOSTENV="RUNTIMED_HOST=unix://$SOCK"
+    # shellcheck disable=SC2034 # for the caller
+    RT="$RTC -H unix://$SOCK"
     DPID=""
     on_exit bench_cleanup
     ip netns add "$NS"

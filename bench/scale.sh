@@ -56,9 +56,9 @@ restart() {
 ROWS=()
 figures() {
     local none bridge ps runc floor
-    read -r -d '' none runc bridge floor < <(interleaved_ms "env $HOSTENV $RTC run --rm --network none busybox true" \
-        "$RUNC" "env $HOSTENV $RTC run --rm busybox true" "$FLOOR" && printf '\0') || true
-    ps=$(median_ms "ps-$1" "env $HOSTENV $RTC ps")
+    read -r -d '' none runc bridge floor < <(interleaved_ms "$RT run --rm --network none busybox true" \
+        "$RUNC" "$RT run --rm busybox true" "$FLOOR" && printf '\0') || true
+    ps=$(median_ms "ps-$1" "$RT ps")
     restart
     [ "$1" = "0 running" ] && NONE_0=$none
     [ "$1" = "0 running" ] && RUNC_0=$runc
@@ -79,7 +79,7 @@ host_mounts() {
     touch "$dir/src"
     for i in $(seq "$N"); do touch "$dir/m$i" && mount --bind "$dir/src" "$dir/m$i"; done
     restart
-    read -r -d '' MNT_NONE MNT_RUNC MNT_FLOOR < <(interleaved_ms "env $HOSTENV $RTC run --rm --network none busybox true" \
+    read -r -d '' MNT_NONE MNT_RUNC MNT_FLOOR < <(interleaved_ms "$RT run --rm --network none busybox true" \
         "$RUNC" "$FLOOR" && printf '\0') || true
     for i in $(seq "$N"); do umount "$dir/m$i"; done
     restart

@@ -40,7 +40,7 @@ for _ in 1 2; do $RUNC </dev/null; done
 
 # --- measure --------------------------------------------------------------------
 export LC_ALL=C   # EPOCHREALTIME with a '.'
-RUN="env $HOSTENV $RTC run --rm"
+RUN="$RT run --rm"
 read -r -d '' NONE HOST BRIDGE RUNC_MS < <(interleaved_ms "$RUN --network none busybox true" \
     "$RUN --network host busybox true" "$RUN busybox true" "$RUNC" && printf '\0') || true
 

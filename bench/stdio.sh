@@ -52,21 +52,21 @@ DATA=$TMP/data.bin
 head -c "$((SIZE_MB * 1000000))" /dev/urandom >"$DATA"
 say "piping $SIZE_MB MB"
 HOST_PIPE=$(mb_per_s "cat '$DATA' | cat > /dev/null")
-RUN_I=$(mb_per_s "cat '$DATA' | env RUNTIMED_HOST=unix://$SOCK $RTC run -i --rm --network none busybox cat > /dev/null")
+RUN_I=$(mb_per_s "cat '$DATA' | $RT run -i --rm --network none busybox cat > /dev/null")
 # The same through the daemon's relay, the path of a remote or non-root
 # client, and of a terminal.
 RUN_I_RELAY=$(mb_per_s "cat '$DATA' | env RUNTIMECTL_DIRECT_STDIO=0 RUNTIMED_HOST=unix://$SOCK $RTC run -i --rm --network none busybox cat > /dev/null")
 
 rtc_at "$SOCK" run -d --name streamer --network none busybox sleep 3600 >/dev/null
 rtc_at "$SOCK" exec -i streamer sh -c 'cat > /tmp/data.bin' <"$DATA"
-EXEC_OUT=$(mb_per_s "env RUNTIMED_HOST=unix://$SOCK $RTC exec streamer cat /tmp/data.bin > /dev/null")
+EXEC_OUT=$(mb_per_s "$RT exec streamer cat /tmp/data.bin > /dev/null")
 
 # --- exec latency beside runc exec ----------------------------------------------
 BUNDLE=$TMP/bundle
 runc_bundle "$BUNDLE" sleep 3600
 runc --root "$RUNC_STATE" run -d -b "$BUNDLE" "$RUNC_ID" </dev/null >/dev/null 2>&1
 say "timing exec"
-EXEC_MS=$(median_ms exec "env RUNTIMED_HOST=unix://$SOCK $RTC exec streamer true")
+EXEC_MS=$(median_ms exec "$RT exec streamer true")
 RUNC_MS=$(median_ms runc-exec "runc --root $RUNC_STATE exec $RUNC_ID true")
 
 # --- podman, the same figures -----------------------------------------------------
