@@ -400,6 +400,7 @@ impl Manager {
         let oci = spec::build(&rec.spec, &inputs)?;
         spec::write(&oci, paths.bundle())?;
         let _ = std::fs::remove_file(paths.exit_file());
+        let _ = std::fs::remove_file(paths.old_exit_file());
         let io = shim_client::IoOptions { stdin: rec.spec.open_stdin, tty: rec.spec.tty, hold };
         let lc_root = self.inner.cfg.libcontainer_root();
         let mounts = shim_client::MountScope {

@@ -33,10 +33,11 @@ pub use crate::records::container::{ContainerRecord, ContainerSpec, State};
 #[derive(Debug, Clone)]
 pub struct ContainerPaths {
     /// `<root>/containers/<id>`: what outlives a reboot (the writable
-    /// layer, the log, the exit status).
+    /// layer and the log).
     pub dir: PathBuf,
     /// `<run-dir>/containers/<id>`: the OCI bundle and what else each
-    /// start makes again. A file made and deleted per container on a disk
+    /// start makes again, the exit status included (which the daemon
+    /// records as soon as it sees the shim end). A file made and deleted per container on a disk
     /// costs more than on a tmpfs, much more on an ext4 without a journal,
     /// which rescans every recently freed inode for each new one.
     bundle: PathBuf,
@@ -71,6 +72,10 @@ impl ContainerPaths {
         self.dir.join("container.log")
     }
     pub fn exit_file(&self) -> PathBuf {
+        self.bundle.join("exit.json")
+    }
+    /// Where a shim an older daemon started writes its exit status.
+    pub fn old_exit_file(&self) -> PathBuf {
         self.dir.join("exit.json")
     }
     pub fn shim_log(&self) -> PathBuf {

@@ -43,7 +43,7 @@ impl Manager {
             return Ok(());
         }
         let paths = self.paths(id);
-        let status = read_exit_file(&paths.exit_file());
+        let status = read_exit_file(&paths.exit_file()).or_else(|| read_exit_file(&paths.old_exit_file()));
         if status.is_none() {
             // The shim died before its container (killed, or out of disk):
             // nothing supervises the container any more, so it must not
