@@ -136,16 +136,35 @@ fn detached_container_survives_daemon_kill_and_stop_records_exit() {
 #[test]
 fn exit_while_daemon_is_down_is_recorded_on_restart() {
     let mut d = Daemon::start();
-    d.ok(&["run", "-d", "--name", "short", "busybox", "sh", "-c", "sleep 1; exit 7"]);
-    let pid = d.inspect("short")["State"]["Pid"].as_i64().unwrap();
+    // "old" stands for a container whose shim an older daemon started: it
+    // wrote its exit status in the root dir, not in the bundle.
+    let mut exits = Vec::new();
+    for (name, code) in [("short", 7), ("old", 9)] {
+        d.ok(&["run", "-d", "--name", name, "busybox", "sh", "-c", &format!("sleep 1; exit {code}")]);
+        let c = d.inspect(name);
+        exits.push((c["Id"].as_str().unwrap().to_string(), c["State"]["Pid"].as_i64().unwrap()));
+    }
     d.kill9();
-    wait_until("container exit", || !std::path::Path::new(&format!("/proc/{pid}")).exists());
-    std::thread::sleep(Duration::from_millis(300));
+    for (_, pid) in &exits {
+        wait_until("container exit", || !std::path::Path::new(&format!("/proc/{pid}")).exists());
+    }
+    let in_bundle = |id: &str| d.bundles_dir().join(id).join("exit.json");
+    wait_until("exit files", || exits.iter().all(|(id, _)| in_bundle(id).is_file()));
+    let (old_id, _) = &exits[1];
+    let old_place = d.root().join("containers").join(old_id).join("exit.json");
+    std::fs::copy(in_bundle(old_id), &old_place).unwrap();
+    std::fs::remove_file(in_bundle(old_id)).unwrap();
     d.spawn();
-    let c = d.inspect("short");
-    assert_eq!(c["State"]["Status"], "exited");
-    assert_eq!(c["State"]["ExitCode"], 7);
-    d.ok(&["rm", "short"]);
+    for (name, code) in [("short", 7), ("old", 9)] {
+        let c = d.inspect(name);
+        assert_eq!(
+            (c["State"]["Status"].as_str(), c["State"]["ExitCode"].as_i64()),
+            (Some("exited"), Some(code)),
+            "{name}"
+        );
+        d.ok(&["rm", name]);
+    }
+    assert!(!old_place.exists(), "rm removes an exit file in the old place too");
     assert!(d.leftovers().is_empty(), "leftovers: {:?}", d.leftovers());
 }
 
