@@ -168,6 +168,39 @@ fn exit_while_daemon_is_down_is_recorded_on_restart() {
     assert!(d.leftovers().is_empty(), "leftovers: {:?}", d.leftovers());
 }
 
+/// The inode flags of `path` (FS_IOC_GETFLAGS), if its filesystem has them.
+fn inode_flags(path: &std::path::Path) -> Option<libc::c_int> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(path).ok()?;
+    let mut flags: libc::c_int = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int at the pointer.
+    (unsafe { libc::ioctl(dir.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) } == 0).then_some(flags)
+}
+
+#[test]
+fn on_ext4_the_containers_dir_spreads_its_layers_over_the_disk() {
+    const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    let d = Daemon::start();
+    assert_eq!(d.ok(&["run", "--rm", "--network", "none", "busybox", "echo", "ok"]), "ok\n");
+    let dir = d.root().join("containers");
+    let fs = fs_type(&dir);
+    if fs != Some(EXT4_SUPER_MAGIC) {
+        eprintln!("the test's root dir is not on ext4 ({fs:?}): only the run above is checked");
+        return;
+    }
+    let flags = inode_flags(&dir).expect("ext4 has inode flags");
+    assert_ne!(flags & FS_TOPDIR_FL, 0, "containers dir flags {flags:#x}: no T attribute");
+}
+
+/// The filesystem type of `path` (statfs's f_type).
+fn fs_type(path: &std::path::Path) -> Option<i64> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: statfs fills the struct it is given.
+    (unsafe { libc::statfs(c.as_ptr(), &mut st) } == 0).then_some(st.f_type as i64)
+}
+
 #[test]
 fn exec_runs_in_the_container_and_returns_output_and_code() {
     let d = Daemon::start();

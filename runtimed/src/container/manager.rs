@@ -112,6 +112,7 @@ impl Manager {
         let exe = std::env::current_exe().ctx(|| "find own executable".into())?;
         // `private::secure` made the state directories, with their modes.
         let mount_template = prepare_shim_mounts(&cfg);
+        rootfs::spread_layers(&cfg.containers_dir());
         let inner = Inner {
             cfg,
             exe,
