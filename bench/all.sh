@@ -34,7 +34,7 @@ table = [head]
 for figure, ours, ref, ref_value, target in ((r + [""] * 5)[:5] for r in rows):
     try:
         ratio = f"{float(ours) / float(ref_value):.2f}x"
-    except ValueError:
+    except (ValueError, ZeroDivisionError):
         ratio = ""
     table.append([figure, ours, ref, ref_value, ratio, target])
 widths = [max(len(row[i]) for row in table) for i in range(len(head))]
