@@ -380,7 +380,8 @@ bench_abort() {
 # bench_daemon: an isolated runtimed for this benchmark, ready: TMP (its
 # files), NS (its netns and cgroup parent), SOCK, HOSTENV (for `env`), RT
 # (runtimectl against it, with no `env` process before it: a timed command
-# must not count an exec that runc's does not have), RUNC_STATE (bare runc's --root) and DPID. The layout is the defaults':
+# must not count an exec that runc's does not have), RUNC_STATE (bare
+# runc's --root) and DPID. The layout is the defaults':
 # the root dir on the disk (as /var/lib/runtimed), the run dir and runc's
 # state on a tmpfs (as /run/runtimed and /run/runc). BENCH_TMP (default
 # /tmp) names the disk. On exit, bench_cleanup removes everything, calling

@@ -37,9 +37,10 @@ pub struct ContainerPaths {
     pub dir: PathBuf,
     /// `<run-dir>/containers/<id>`: the OCI bundle and what else each
     /// start makes again, the exit status included (which the daemon
-    /// records as soon as it sees the shim end). A file made and deleted per container on a disk
-    /// costs more than on a tmpfs, much more on an ext4 without a journal,
-    /// which rescans every recently freed inode for each new one.
+    /// records as soon as it sees the shim end). A file made and deleted
+    /// per container on a disk costs more than on a tmpfs, much more on an
+    /// ext4 without a journal, which rescans every recently freed inode
+    /// for each new one.
     bundle: PathBuf,
     pub netns: PathBuf,
 }
