@@ -89,7 +89,7 @@ impl LayerStore {
             crate::failpoint::hit("pull:unpacked");
             std::fs::rename(&tmp, self.path(key)).ctx(|| format!("move layer {key} into place"))
         })();
-        if done.is_err() || tmp.exists() {
+        if done.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
         done.or_else(|e| if self.has(key) { Ok(()) } else { Err(e) })
